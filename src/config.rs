@@ -1,0 +1,541 @@
+//! Configuration: `config.toml`, overridden by `CHATBRIDGE_*` environment variables.
+//!
+//! Layers, lowest first: the defaults written on these structs, the TOML file, then the
+//! environment (`CHATBRIDGE_SOURCES__SMARTSUPP__TOKEN` sets `sources.smartsupp.token`; `__`
+//! separates levels). Unknown keys in our own config are errors that name the valid ones,
+//! so a typo fails at start instead of being silently ignored.
+//!
+//! Loading reports every problem at once ([`ConfigError`]), each with its key. Secrets are
+//! [`SecretString`]s or [`SettingValue`]s, whose `Debug` never shows the value.
+//!
+//! The `///` docs on these fields, together with `config.toml`, are the config reference.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Toml};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Deserializer};
+
+/// Environment variable prefix for overrides.
+pub const ENV_PREFIX: &str = "CHATBRIDGE_";
+
+/// The whole configuration.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// A folder of templates that shadow the built-in ones of the same relative name.
+    pub templates_dir: Option<PathBuf>,
+    /// A folder of connector definitions (`TYPE.toml`) that add to or replace the built-in ones.
+    pub connectors_dir: Option<PathBuf>,
+    /// The HTTP listener.
+    #[serde(default)]
+    pub server: ServerConfig,
+    /// Where conversations and deliveries are kept.
+    #[serde(default)]
+    pub store: StoreConfig,
+    /// The chat products allowed to post, with their credentials.
+    #[serde(default)]
+    pub sources: SourcesConfig,
+    /// The admin API and dashboard.
+    #[serde(default)]
+    pub admin: AdminConfig,
+    /// Retry policy and workers.
+    #[serde(default)]
+    pub delivery: DeliveryConfig,
+    /// Logging.
+    #[serde(default)]
+    pub log: LogConfig,
+    /// Connector instances by name (snake_case).
+    #[serde(default)]
+    pub connectors: BTreeMap<String, ConnectorConfig>,
+}
+
+/// `[server]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address and port to listen on (`127.0.0.1:8080`; port 0 picks a free one).
+    pub listen: String,
+    /// Largest accepted request body in bytes; larger ones are answered 413.
+    pub max_body_bytes: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".into(),
+            max_body_bytes: 2 * 1024 * 1024,
+        }
+    }
+}
+
+/// `[store]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// `sqlite://PATH` (the file and its folder are created on first start).
+    pub url: String,
+    /// SQLite durability: `full` syncs every commit to disk (an acknowledged chat survives a
+    /// power cut); `normal` may lose the last commits on power loss, never on a crash.
+    pub synchronous: Synchronous,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            url: "sqlite://data/chatbridge.db".into(),
+            synchronous: Synchronous::Full,
+        }
+    }
+}
+
+/// SQLite's `synchronous` setting, limited to the two levels that make sense with WAL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Synchronous {
+    /// fsync at every commit.
+    Full,
+    /// fsync at checkpoints only.
+    Normal,
+}
+
+/// `[sources]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourcesConfig {
+    /// Smartsupp's POST hook; absent means its route answers 404.
+    pub smartsupp: Option<SmartsuppConfig>,
+}
+
+/// `[sources.smartsupp]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmartsuppConfig {
+    /// The secret in the hook URL (`/hooks/smartsupp/{token}`). Smartsupp cannot send headers,
+    /// so the URL is the only credential.
+    pub token: SecretString,
+    /// A previous token still accepted while Smartsupp support switches the URL over.
+    pub previous_token: Option<SecretString>,
+}
+
+/// `[admin]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Bearer token for the admin API and dashboard; absent turns them off.
+    pub token: Option<SecretString>,
+}
+
+/// `[delivery]`: the retry policy and the workers.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeliveryConfig {
+    /// Failed attempts after which a delivery is dead (429 answers do not count).
+    pub max_attempts: u32,
+    /// Wait after the first failure.
+    #[serde(deserialize_with = "duration")]
+    pub initial_interval: Duration,
+    /// Growth of the wait per failure.
+    pub multiplier: f64,
+    /// Longest wait between attempts; also the ceiling for a target's `Retry-After`.
+    #[serde(deserialize_with = "duration")]
+    pub max_interval: Duration,
+    /// After this long since the first attempt, a failing delivery is dead.
+    #[serde(deserialize_with = "duration")]
+    pub max_elapsed: Duration,
+    /// Jitter: each wait is spread by ± this fraction, so retries of many deliveries do not
+    /// arrive at a recovering target in one burst.
+    pub randomization: f64,
+    /// Time limit of one HTTP request to a target.
+    #[serde(deserialize_with = "duration")]
+    pub request_timeout: Duration,
+    /// Deliveries attempted at the same time. 0 runs no workers (an ingest-only process).
+    pub workers: usize,
+}
+
+impl Default for DeliveryConfig {
+    fn default() -> Self {
+        Self {
+            max_attempts: 15,
+            initial_interval: Duration::from_secs(2),
+            multiplier: 2.0,
+            max_interval: Duration::from_secs(15 * 60),
+            max_elapsed: Duration::from_secs(48 * 3600),
+            randomization: 0.3,
+            request_timeout: Duration::from_secs(30),
+            workers: 16,
+        }
+    }
+}
+
+/// `[log]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `text` for people, `json` for log collectors.
+    pub format: LogFormat,
+    /// Filter in `RUST_LOG` syntax, used when `RUST_LOG` is not set.
+    pub filter: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Text,
+            filter: "info".into(),
+        }
+    }
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `[connectors.NAME]`: one connector instance.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectorConfig {
+    /// The connector type: a definition in `connectors/TYPE.toml`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// A Tera expression over `conversation` (and `raw`); the instance receives only the
+    /// conversations for which it holds. Absent: every conversation.
+    pub when: Option<String>,
+    /// Values for the type's settings; which are secret is said by the definition.
+    #[serde(default)]
+    pub settings: BTreeMap<String, SettingValue>,
+}
+
+/// A connector setting's value. Numbers and booleans (as environment variables produce)
+/// are taken as their text. `Debug` never shows the value, since any setting may be a secret.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SettingValue(String);
+
+impl SettingValue {
+    /// The value; call only where it is used.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for SettingValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("\"***\"")
+    }
+}
+
+impl<'de> Deserialize<'de> for SettingValue {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Scalar {
+            Text(String),
+            Integer(i64),
+            Float(f64),
+            Flag(bool),
+        }
+        Ok(Self(match Scalar::deserialize(deserializer)? {
+            Scalar::Text(s) => s,
+            Scalar::Integer(n) => n.to_string(),
+            Scalar::Float(n) => n.to_string(),
+            Scalar::Flag(b) => b.to_string(),
+        }))
+    }
+}
+
+fn duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    humantime::parse_duration(&text).map_err(|e| {
+        serde::de::Error::custom(format!(
+            "`{text}` is not a duration like \"2s\" or \"15m\": {e}"
+        ))
+    })
+}
+
+/// One thing wrong with the configuration or a definition, with where it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// The key (`delivery.multiplier`, `connectors.helpdesk.type`) or file it concerns.
+    pub key: String,
+    /// What is wrong and, where possible, what would be right.
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.key, self.message)
+    }
+}
+
+/// The configuration cannot be used; lists every problem found.
+#[derive(Debug, thiserror::Error)]
+pub struct ConfigError {
+    /// Every problem, in the order found.
+    pub problems: Vec<Problem>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "invalid configuration ({} problems):",
+            self.problems.len()
+        )?;
+        for problem in &self.problems {
+            writeln!(f, "  - {problem}")?;
+        }
+        Ok(())
+    }
+}
+
+impl From<Vec<Problem>> for ConfigError {
+    fn from(problems: Vec<Problem>) -> Self {
+        Self { problems }
+    }
+}
+
+/// The top-level keys; environment variables outside them (such as test settings that share
+/// the prefix) are not configuration.
+const SECTIONS: &[&str] = &[
+    "templates_dir",
+    "connectors_dir",
+    "server",
+    "store",
+    "sources",
+    "admin",
+    "delivery",
+    "log",
+    "connectors",
+];
+
+impl Config {
+    /// Loads `path` with environment overrides and validates the result.
+    ///
+    /// # Errors
+    /// When the file is missing or malformed, a key is unknown or mistyped, or a value is out
+    /// of range; every problem is listed.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        if !path.is_file() {
+            return Err(vec![Problem {
+                key: path.display().to_string(),
+                message: "no such config file (pass --config PATH)".into(),
+            }]
+            .into());
+        }
+        Self::from_figment(Figment::new().merge(Toml::file_exact(path)).merge(env()))
+    }
+
+    /// Parses TOML text with environment overrides (tests, embedded examples).
+    ///
+    /// # Errors
+    /// As [`Config::load`].
+    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
+        Self::from_figment(Figment::new().merge(Toml::string(text)).merge(env()))
+    }
+
+    fn from_figment(figment: Figment) -> Result<Self, ConfigError> {
+        let config: Self = figment.extract().map_err(|errors| {
+            ConfigError::from(
+                errors
+                    .into_iter()
+                    .map(|e| Problem {
+                        key: if e.path.is_empty() {
+                            "config".into()
+                        } else {
+                            e.path.join(".")
+                        },
+                        message: e.kind.to_string(),
+                    })
+                    .collect::<Vec<_>>(),
+            )
+        })?;
+        let problems = config.validate();
+        if problems.is_empty() {
+            Ok(config)
+        } else {
+            Err(problems.into())
+        }
+    }
+
+    /// Checks values that types alone cannot: ranges, addresses, names.
+    pub fn validate(&self) -> Vec<Problem> {
+        let mut problems = Vec::new();
+        let mut problem = |key: &str, message: String| {
+            problems.push(Problem {
+                key: key.into(),
+                message,
+            })
+        };
+        if self.listen_addr().is_none() {
+            problem(
+                "server.listen",
+                format!(
+                    "`{}` is not an address like 127.0.0.1:8080",
+                    self.server.listen
+                ),
+            );
+        }
+        if self.server.max_body_bytes == 0 {
+            problem("server.max_body_bytes", "must be more than 0".into());
+        }
+        if self.sqlite_path().is_none() {
+            problem(
+                "store.url",
+                format!("`{}` is not supported; use sqlite://PATH", self.store.url),
+            );
+        }
+        if let Some(smartsupp) = &self.sources.smartsupp
+            && smartsupp.token.expose_secret().trim().is_empty()
+        {
+            problem("sources.smartsupp.token", "must not be empty".into());
+        }
+        if self
+            .admin
+            .token
+            .as_ref()
+            .is_some_and(|t| t.expose_secret().trim().is_empty())
+        {
+            problem(
+                "admin.token",
+                "must not be empty (leave it out to turn the admin API off)".into(),
+            );
+        }
+        let d = &self.delivery;
+        if d.max_attempts == 0 {
+            problem("delivery.max_attempts", "must be at least 1".into());
+        }
+        if !(d.multiplier >= 1.0 && d.multiplier.is_finite()) {
+            problem("delivery.multiplier", "must be at least 1.0".into());
+        }
+        if !(0.0..=1.0).contains(&d.randomization) {
+            problem(
+                "delivery.randomization",
+                "must be between 0.0 and 1.0".into(),
+            );
+        }
+        if d.initial_interval.is_zero() || d.initial_interval > d.max_interval {
+            problem(
+                "delivery.initial_interval",
+                "must be more than 0 and at most delivery.max_interval".into(),
+            );
+        }
+        if d.request_timeout.is_zero() {
+            problem("delivery.request_timeout", "must be more than 0".into());
+        }
+        for (name, instance) in &self.connectors {
+            if name.is_empty()
+                || !name
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+            {
+                problem(
+                    &format!("connectors.{name}"),
+                    "instance names use lower-case letters, digits and `_` (they become environment variable names)".into(),
+                );
+            }
+            if instance.kind.trim().is_empty() {
+                problem(
+                    &format!("connectors.{name}.type"),
+                    "must name a connector type".into(),
+                );
+            }
+        }
+        problems
+    }
+
+    /// The listen address, when valid.
+    pub fn listen_addr(&self) -> Option<SocketAddr> {
+        self.server.listen.parse().ok()
+    }
+
+    /// The SQLite file for a `sqlite://` store URL.
+    pub fn sqlite_path(&self) -> Option<PathBuf> {
+        let path = self.store.url.strip_prefix("sqlite://")?;
+        (!path.is_empty()).then(|| PathBuf::from(path))
+    }
+}
+
+fn env() -> Env {
+    Env::prefixed(ENV_PREFIX).split("__").filter(|key| {
+        // Figment may show the key before or after the `__` split; accept both spellings.
+        let key = key.as_str().to_ascii_lowercase();
+        SECTIONS.iter().any(|s| {
+            key.strip_prefix(s).is_some_and(|rest| {
+                rest.is_empty() || rest.starts_with('.') || rest.starts_with("__")
+            })
+        })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_shipped_config_toml_is_valid() {
+        let text = include_str!("../config.toml");
+        let config = Config::from_toml(text).unwrap();
+        assert_eq!(config.server.max_body_bytes, 2_097_152);
+        assert!(!config.connectors.is_empty());
+    }
+
+    #[test]
+    fn durations_are_human_strings() {
+        let config =
+            Config::from_toml("[delivery]\ninitial_interval = \"200ms\"\nmax_interval = \"15m\"")
+                .unwrap();
+        assert_eq!(config.delivery.initial_interval, Duration::from_millis(200));
+        assert_eq!(config.delivery.max_interval, Duration::from_secs(900));
+    }
+
+    #[test]
+    fn every_problem_is_listed_by_key() {
+        let err = Config::from_toml(
+            "[server]\nlisten = \"nowhere\"\n[delivery]\nmultiplier = 0.5\nrandomization = 2.0\n",
+        )
+        .unwrap_err();
+        let keys: Vec<_> = err.problems.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "server.listen",
+                "delivery.multiplier",
+                "delivery.randomization"
+            ]
+        );
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected_with_the_valid_names() {
+        let err = Config::from_toml("[server]\nlisten_on = \"127.0.0.1:1\"\n").unwrap_err();
+        let message = err.to_string();
+        assert!(
+            message.contains("listen_on") && message.contains("max_body_bytes"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn setting_values_never_show_in_debug_output() {
+        let config = Config::from_toml(
+            "[connectors.x]\ntype = \"zendesk\"\nsettings = { api_token = \"s3cr3t-value\" }\n[sources.smartsupp]\ntoken = \"t0k3n-value\"\n",
+        )
+        .unwrap();
+        let shown = format!("{config:?}");
+        assert!(
+            !shown.contains("s3cr3t-value") && !shown.contains("t0k3n-value"),
+            "{shown}"
+        );
+    }
+}

@@ -1,0 +1,491 @@
+//! The connector definition schema: `connectors/TYPE.toml`, one file per connector type.
+//!
+//! A definition is data: the settings an instance must give (and which are secret), how to
+//! authenticate, and the HTTP steps to run, each with templates. [`super::http`] runs it.
+//! Definitions ship inside the binary; a `connectors_dir` adds new types or replaces shipped
+//! ones by file name, without a rebuild.
+//!
+//! Validation here is pure (no I/O, no templates): it checks the shape and reports every
+//! problem with the file and key, so `chatbridge check` can list them all at once.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use figment::Figment;
+use figment::providers::{Format, Toml};
+use include_dir::{Dir, include_dir};
+use serde::Deserialize;
+
+use crate::config::Problem;
+use crate::render::{URL_SUFFIX, condition_source};
+
+/// The definitions shipped in the binary.
+static BUILTIN_DEFINITIONS: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/connectors");
+
+/// What runs a definition.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Engine {
+    /// HTTP steps, run by [`super::http::HttpConnector`].
+    #[default]
+    Http,
+    /// Writes each rendered delivery to a file ([`super::file::FileConnector`]).
+    File,
+}
+
+/// One connector type.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Definition {
+    /// One line for `chatbridge check` and the docs.
+    pub description: String,
+    /// What runs it; `http` unless said otherwise.
+    #[serde(default)]
+    pub engine: Engine,
+    /// Template for the base URL, from settings only (`https://{{ settings.subdomain }}.zendesk.com`).
+    /// An instance's `settings.base_url` replaces it (tests, proxies).
+    pub base_url: Option<String>,
+    /// Settings an instance gives, by name.
+    #[serde(default)]
+    pub settings: BTreeMap<String, SettingSpec>,
+    /// How requests authenticate.
+    pub auth: Option<Auth>,
+    /// Headers sent with every step (templates).
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// An HMAC signature of each request body, sent in a header.
+    pub signature: Option<Signature>,
+    /// The HTTP steps, run in order.
+    #[serde(default)]
+    pub steps: Vec<Step>,
+    /// For `engine = "file"`: the body template written to the file.
+    pub body: Option<String>,
+}
+
+/// One setting of a connector type.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SettingSpec {
+    /// What it is, for `check` and the docs.
+    #[serde(default)]
+    pub description: String,
+    /// Whether an instance must give it (unless it has a default).
+    #[serde(default = "yes")]
+    pub required: bool,
+    /// Whether it is a credential: never printed, masked in dry runs.
+    #[serde(default)]
+    pub secret: bool,
+    /// Value used when the instance gives none.
+    pub default: Option<String>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// How a request proves who sends it. Values are templates over `settings`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "scheme", rename_all = "lowercase", deny_unknown_fields)]
+pub enum Auth {
+    /// `Authorization: Basic base64(username:password)`.
+    Basic {
+        /// User name template.
+        username: String,
+        /// Password template.
+        password: String,
+    },
+    /// `Authorization: Bearer token`.
+    Bearer {
+        /// Token template.
+        token: String,
+    },
+    /// A header of the vendor's choosing (`X-Api-Key: …`).
+    Header {
+        /// Header name.
+        name: String,
+        /// Header value template.
+        value: String,
+    },
+}
+
+/// An HMAC-SHA256 of the exact body bytes, hex encoded, sent in `header` as
+/// `{prefix}{hex}`. Skipped when the secret renders empty, so it can be optional.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Signature {
+    /// Header name.
+    pub header: String,
+    /// Secret template (`{{ settings.secret }}`).
+    pub secret: String,
+    /// Text before the hex digest (`sha256=`).
+    #[serde(default)]
+    pub prefix: String,
+}
+
+/// One HTTP request of a delivery.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Step {
+    /// Unique within the definition; later templates read `steps.NAME.OUTPUT`.
+    pub name: String,
+    /// HTTP method.
+    #[serde(default = "post")]
+    pub method: String,
+    /// URL template, appended to the base URL; values printed into it are percent-encoded.
+    #[serde(default)]
+    pub url: String,
+    /// Body template file (`zendesk/ticket.json.tera`); none for GET-like steps.
+    pub body: Option<String>,
+    /// Step headers (templates), added to the definition's.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// A Tera expression; the step runs only when it holds (`not steps.find.ticket_id`).
+    pub when: Option<String>,
+    /// Statuses that mean success; empty means any 2xx.
+    #[serde(default)]
+    pub success: Vec<u16>,
+    /// What particular statuses mean for this step, overriding the engine's classes
+    /// (`409 = "success"` when a conflict carries the existing object).
+    #[serde(default)]
+    pub on_status: BTreeMap<String, StatusRule>,
+    /// Values to pick out of a JSON answer by JSON pointer, for later steps and the ledger.
+    #[serde(default)]
+    pub outputs: BTreeMap<String, String>,
+}
+
+fn post() -> String {
+    "POST".to_owned()
+}
+
+/// A definition's verdict on a status, overriding the engine's classification.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StatusRule {
+    /// The step succeeded; outputs are read from the answer.
+    Success,
+    /// Try again later, with backoff.
+    Retry,
+    /// Permanent: the delivery is dead.
+    Dead,
+    /// The credentials or the endpoint are wrong: the connector pauses, deliveries wait.
+    Unhealthy,
+}
+
+impl Step {
+    /// The rule for `status`, if the definition has one.
+    pub fn rule_for(&self, status: u16) -> Option<StatusRule> {
+        self.on_status.get(&status.to_string()).copied()
+    }
+
+    /// Whether `status` is this step's success.
+    pub fn is_success(&self, status: u16) -> bool {
+        if self.success.is_empty() {
+            (200..300).contains(&status)
+        } else {
+            self.success.contains(&status)
+        }
+    }
+}
+
+/// Names of a definition's snippet templates, shared by the loader and the engine.
+pub mod snippet {
+    /// The base URL template.
+    pub fn base_url(kind: &str) -> String {
+        format!("{kind}/base_url")
+    }
+    /// An auth field (`username`, `password`, `token`, `value`).
+    pub fn auth(kind: &str, field: &str) -> String {
+        format!("{kind}/auth/{field}")
+    }
+    /// A definition-wide header.
+    pub fn header(kind: &str, name: &str) -> String {
+        format!("{kind}/headers/{name}")
+    }
+    /// The signature secret.
+    pub fn signature_secret(kind: &str) -> String {
+        format!("{kind}/signature/secret")
+    }
+    /// A step's URL (percent-encoded).
+    pub fn step_url(kind: &str, step: usize) -> String {
+        format!("{kind}/steps/{step}/url{}", crate::render::URL_SUFFIX)
+    }
+    /// A step's header.
+    pub fn step_header(kind: &str, step: usize, name: &str) -> String {
+        format!("{kind}/steps/{step}/headers/{name}")
+    }
+    /// A step's condition.
+    pub fn step_when(kind: &str, step: usize) -> String {
+        format!("{kind}/steps/{step}/when")
+    }
+    /// A connector instance's `when` filter.
+    pub fn instance_when(instance: &str) -> String {
+        format!("instance/{instance}/when")
+    }
+}
+
+impl Definition {
+    /// The snippet templates of this definition, named by [`snippet`], for the renderer.
+    pub fn snippets(&self, kind: &str) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        if let Some(base) = &self.base_url {
+            out.push((snippet::base_url(kind), base.clone()));
+        }
+        match &self.auth {
+            Some(Auth::Basic { username, password }) => {
+                out.push((snippet::auth(kind, "username"), username.clone()));
+                out.push((snippet::auth(kind, "password"), password.clone()));
+            }
+            Some(Auth::Bearer { token }) => out.push((snippet::auth(kind, "token"), token.clone())),
+            Some(Auth::Header { value, .. }) => {
+                out.push((snippet::auth(kind, "value"), value.clone()))
+            }
+            None => {}
+        }
+        for (name, value) in &self.headers {
+            out.push((snippet::header(kind, name), value.clone()));
+        }
+        if let Some(signature) = &self.signature {
+            out.push((snippet::signature_secret(kind), signature.secret.clone()));
+        }
+        for (i, step) in self.steps.iter().enumerate() {
+            out.push((snippet::step_url(kind, i), step.url.clone()));
+            for (name, value) in &step.headers {
+                out.push((snippet::step_header(kind, i, name), value.clone()));
+            }
+            if let Some(when) = &step.when {
+                out.push((snippet::step_when(kind, i), condition_source(when)));
+            }
+        }
+        out
+    }
+
+    /// Checks the shape of the definition; every problem is reported with `file` as key prefix.
+    pub fn validate(&self, file: &str) -> Vec<Problem> {
+        let mut problems = Vec::new();
+        let mut problem = |key: String, message: String| problems.push(Problem { key, message });
+        match self.engine {
+            Engine::Http => {
+                if self.steps.is_empty() {
+                    problem(
+                        format!("{file}: steps"),
+                        "an http connector needs at least one step".into(),
+                    );
+                }
+                if self.base_url.is_none() && !self.settings.contains_key("base_url") {
+                    problem(
+                        format!("{file}: base_url"),
+                        "give a base_url template or a `base_url` setting".into(),
+                    );
+                }
+            }
+            Engine::File => {
+                if self.body.is_none() {
+                    problem(
+                        format!("{file}: body"),
+                        "a file connector needs a body template".into(),
+                    );
+                }
+                if !self.steps.is_empty() {
+                    problem(
+                        format!("{file}: steps"),
+                        "a file connector has no HTTP steps".into(),
+                    );
+                }
+            }
+        }
+        let mut names = std::collections::BTreeSet::new();
+        for (i, step) in self.steps.iter().enumerate() {
+            let at = format!("{file}: steps[{i}]");
+            if step.name.is_empty()
+                || !step
+                    .name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_')
+            {
+                problem(
+                    format!("{at}.name"),
+                    "use letters, digits and `_` (templates read steps.NAME)".into(),
+                );
+            }
+            if !names.insert(step.name.as_str()) {
+                problem(
+                    format!("{at}.name"),
+                    format!("`{}` is used by an earlier step", step.name),
+                );
+            }
+            if reqwest::Method::from_bytes(step.method.as_bytes()).is_err() {
+                problem(
+                    format!("{at}.method"),
+                    format!("`{}` is not an HTTP method", step.method),
+                );
+            }
+            for pointer in step.outputs.values() {
+                if !pointer.is_empty() && !pointer.starts_with('/') {
+                    problem(
+                        format!("{at}.outputs"),
+                        format!("`{pointer}` is not a JSON pointer (start it with /)"),
+                    );
+                }
+            }
+            for key in step.on_status.keys() {
+                if !key.parse::<u16>().is_ok_and(|s| (100..600).contains(&s)) {
+                    problem(
+                        format!("{at}.on_status"),
+                        format!("`{key}` is not an HTTP status"),
+                    );
+                }
+            }
+            if step
+                .body
+                .as_deref()
+                .is_some_and(|b| b.ends_with(URL_SUFFIX))
+            {
+                problem(
+                    format!("{at}.body"),
+                    "name a template file from templates/".into(),
+                );
+            }
+        }
+        for (name, spec) in &self.settings {
+            if spec.secret && spec.default.is_some() {
+                problem(
+                    format!("{file}: settings.{name}"),
+                    "a secret cannot have a default".into(),
+                );
+            }
+        }
+        problems
+    }
+
+    /// Template files this definition renders, for checking that they exist.
+    pub fn templates(&self) -> impl Iterator<Item = &str> {
+        self.steps
+            .iter()
+            .filter_map(|s| s.body.as_deref())
+            .chain(self.body.as_deref())
+    }
+}
+
+/// All known connector types by name.
+#[derive(Debug, Clone, Default)]
+pub struct Definitions {
+    by_type: BTreeMap<String, Definition>,
+}
+
+impl Definitions {
+    /// Loads the shipped definitions, then `connectors_dir` (whose files win by name).
+    ///
+    /// # Errors
+    /// Every file that cannot be read, parsed or validated, as problems.
+    pub fn load(connectors_dir: Option<&Path>) -> Result<Self, Vec<Problem>> {
+        let mut sources: BTreeMap<String, (String, String)> = BTreeMap::new();
+        for file in BUILTIN_DEFINITIONS.files() {
+            if let (Some(kind), Some(text)) = (type_name(file.path()), file.contents_utf8()) {
+                let shown = format!("connectors/{}", file.path().display());
+                sources.insert(kind, (shown, text.to_owned()));
+            }
+        }
+        let mut problems = Vec::new();
+        if let Some(dir) = connectors_dir {
+            match std::fs::read_dir(dir) {
+                Ok(entries) => {
+                    for path in entries.filter_map(Result::ok).map(|e| e.path()) {
+                        let Some(kind) = type_name(&path) else {
+                            continue;
+                        };
+                        match std::fs::read_to_string(&path) {
+                            Ok(text) => {
+                                sources.insert(kind, (path.display().to_string(), text));
+                            }
+                            Err(e) => problems.push(Problem {
+                                key: path.display().to_string(),
+                                message: format!("cannot read: {e}"),
+                            }),
+                        }
+                    }
+                }
+                Err(e) => problems.push(Problem {
+                    key: "connectors_dir".into(),
+                    message: format!("cannot read {}: {e}", dir.display()),
+                }),
+            }
+        }
+        let mut by_type = BTreeMap::new();
+        for (kind, (shown, text)) in sources {
+            match Figment::from(Toml::string(&text)).extract::<Definition>() {
+                Ok(definition) => {
+                    problems.extend(definition.validate(&shown));
+                    by_type.insert(kind, definition);
+                }
+                Err(errors) => problems.extend(errors.into_iter().map(|e| Problem {
+                    key: format!("{shown}: {}", e.path.join(".")),
+                    message: e.kind.to_string(),
+                })),
+            }
+        }
+        if problems.is_empty() {
+            Ok(Self { by_type })
+        } else {
+            Err(problems)
+        }
+    }
+
+    /// The definition of a type.
+    pub fn get(&self, kind: &str) -> Option<&Definition> {
+        self.by_type.get(kind)
+    }
+
+    /// Every type with its definition, by name.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &Definition)> {
+        self.by_type.iter().map(|(k, d)| (k.as_str(), d))
+    }
+
+    /// Snippets of every definition, for the renderer.
+    pub fn snippets(&self) -> Vec<(String, String)> {
+        self.iter()
+            .flat_map(|(kind, def)| def.snippets(kind))
+            .collect()
+    }
+}
+
+/// `zendesk.toml` → `zendesk`; other files are not definitions.
+fn type_name(path: &Path) -> Option<String> {
+    (path.extension()? == "toml").then(|| path.file_stem()?.to_str().map(str::to_owned))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shipped_definitions_load_and_validate() {
+        let defs = Definitions::load(None).unwrap();
+        for kind in ["file", "webhook", "zendesk"] {
+            assert!(defs.get(kind).is_some(), "missing {kind}");
+        }
+    }
+
+    #[test]
+    fn validation_names_every_problem_with_its_key() {
+        let def: Definition = Figment::from(Toml::string(
+            r#"
+            description = "x"
+            [[steps]]
+            name = "a b"
+            method = "FE TCH"
+            on_status = { "9999" = "retry" }
+            outputs = { id = "ticket/id" }
+            "#,
+        ))
+        .extract()
+        .unwrap();
+        let keys: Vec<String> = def.validate("x.toml").into_iter().map(|p| p.key).collect();
+        assert!(keys.contains(&"x.toml: base_url".to_owned()), "{keys:?}");
+        for key in ["name", "method", "on_status", "outputs"] {
+            assert!(
+                keys.contains(&format!("x.toml: steps[0].{key}")),
+                "{key}: {keys:?}"
+            );
+        }
+    }
+}

@@ -1,0 +1,167 @@
+//! The local outbox: writes each rendered delivery to a JSON file.
+//!
+//! It lets a new user see what chatbridge makes of a chat with no credentials at all, and
+//! it is the connector of the default `config.toml`. The file name is derived from the
+//! delivery (conversation and version), so a retry rewrites the same file rather than adding
+//! one; the write goes to a temporary name first and is renamed into place, so a reader never
+//! sees half a file.
+
+use std::path::PathBuf;
+
+use async_trait::async_trait;
+
+use super::definition::Definition;
+use super::{
+    BuildContext, Checkpoint, Connector, DeliveryError, DeliveryJob, PlannedRequest, Receipt,
+    Settings, StepOutcome, StepOutputs, StepReport,
+};
+use crate::config::Problem;
+use crate::render::{ConnectorInfo, RenderContext};
+
+/// The one step of a file delivery, as it appears in reports and checkpoints.
+const STEP: &str = "write";
+
+/// Writes deliveries to `settings.dir`.
+#[derive(Debug)]
+pub struct FileConnector {
+    name: String,
+    kind: String,
+    dir: PathBuf,
+    body: String,
+    settings: Settings,
+    cx: BuildContext,
+}
+
+impl FileConnector {
+    /// # Errors
+    /// When the definition has no body template or the instance no `dir`.
+    pub fn build(
+        name: &str,
+        kind: &str,
+        definition: &Definition,
+        settings: Settings,
+        cx: &BuildContext,
+    ) -> Result<Self, Problem> {
+        let dir = settings
+            .get("dir")
+            .filter(|d| !d.is_empty())
+            .ok_or_else(|| Problem {
+                key: format!("connectors.{name}.settings.dir"),
+                message: "the folder to write deliveries to".into(),
+            })?;
+        let body = definition.body.clone().ok_or_else(|| Problem {
+            key: format!("connectors/{kind}.toml: body"),
+            message: "a file connector needs a body template".into(),
+        })?;
+        Ok(Self {
+            name: name.to_owned(),
+            kind: kind.to_owned(),
+            dir: PathBuf::from(dir),
+            body,
+            settings: settings.clone(),
+            cx: cx.clone(),
+        })
+    }
+
+    fn render(&self, job: &DeliveryJob<'_>) -> Result<(PathBuf, String), DeliveryError> {
+        let context = self.cx.renderer.context(&RenderContext {
+            conversation: job.conversation,
+            raw: job.raw,
+            delivery: &job.delivery,
+            connector: ConnectorInfo {
+                name: &self.name,
+                kind: &self.kind,
+            },
+            settings: self.settings.values(),
+            base_url: "",
+        })?;
+        let body = self.cx.renderer.body(&self.body, &context)?;
+        let file_name = format!(
+            "{}-v{}.json",
+            safe_file_name(job.conversation.id.as_str()),
+            job.delivery.version
+        );
+        Ok((self.dir.join(file_name), body))
+    }
+}
+
+/// Keeps letters, digits, `-` and `_`; anything else (`:` from ids, path separators) is `_`.
+fn safe_file_name(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+#[async_trait]
+impl Connector for FileConnector {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn kind(&self) -> &str {
+        &self.kind
+    }
+
+    async fn deliver(
+        &self,
+        job: &DeliveryJob<'_>,
+        checkpoint: &dyn Checkpoint,
+    ) -> Result<Receipt, DeliveryError> {
+        let (path, body) = self.render(job)?;
+        let io = |what: &str, e: std::io::Error| {
+            DeliveryError::Io(format!("{what} {}: {e}", path.display()))
+        };
+        tokio::fs::create_dir_all(&self.dir)
+            .await
+            .map_err(|e| io("cannot create folder for", e))?;
+        let partial = path.with_extension("json.partial");
+        tokio::fs::write(&partial, body.as_bytes())
+            .await
+            .map_err(|e| io("cannot write", e))?;
+        tokio::fs::rename(&partial, &path)
+            .await
+            .map_err(|e| io("cannot move into place", e))?;
+        let outputs: StepOutputs = [(
+            "path".to_owned(),
+            serde_json::Value::String(path.display().to_string()),
+        )]
+        .into();
+        checkpoint.step_completed(STEP, &outputs).await?;
+        Ok(Receipt {
+            steps: vec![StepReport {
+                step: STEP.into(),
+                outcome: StepOutcome::Sent(0),
+                outputs,
+            }],
+        })
+    }
+
+    fn plan(&self, job: &DeliveryJob<'_>) -> Result<Vec<PlannedRequest>, DeliveryError> {
+        let (path, body) = self.render(job)?;
+        Ok(vec![PlannedRequest {
+            step: STEP.into(),
+            method: "WRITE".into(),
+            target: path.display().to_string(),
+            headers: Vec::new(),
+            body: Some(body),
+            depends_on_earlier: false,
+        }])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_names_cannot_escape_the_folder() {
+        assert_eq!(safe_file_name("smartsupp:208:55039"), "smartsupp_208_55039");
+        assert_eq!(safe_file_name("../../etc/passwd"), "______etc_passwd");
+    }
+}

@@ -1,0 +1,627 @@
+//! The declarative HTTP engine: runs a [`Definition`]'s steps and classifies every answer.
+//!
+//! This is the one place that decides what an HTTP status means ([`classify`]), so no
+//! connector can "send and assume success", and retries behave the same for every target.
+//! Per step it renders the URL (values percent-encoded), headers, auth and body (JSON
+//! checked), signs the body if the definition asks, sends it, and picks outputs out of the
+//! answer by JSON pointer for later steps. Each success of a step that changes something at
+//! the target is checkpointed before the next step, so a retry resumes at the step that
+//! failed and never repeats a create that succeeded. Safe steps (GET, HEAD, OPTIONS: look-ups)
+//! are not checkpointed and run again on every attempt, because their answer may have changed:
+//! "no ticket yet" must be asked again after an attempt whose create lost its answer.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use base64::Engine as _;
+use hmac::{Hmac, Mac};
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use sha2::Sha256;
+use tera::Context;
+
+use super::definition::{Auth, Definition, StatusRule, Step, snippet};
+use super::{
+    BuildContext, Checkpoint, Connector, DeliveryError, DeliveryJob, Failure, PlannedRequest,
+    Receipt, Settings, StepOutcome, StepOutputs, StepReport,
+};
+use crate::config::Problem;
+use crate::render::{ConnectorInfo, JSON_SUFFIX, RenderContext, Renderer};
+
+/// How much of an answer is kept for the attempt log.
+const EXCERPT_BYTES: usize = 1024;
+/// Answers larger than this are not read further (outputs come from the first part).
+const MAX_ANSWER_BYTES: usize = 4 * 1024 * 1024;
+/// Headers whose values are credentials, masked whenever requests are printed.
+const SENSITIVE_HEADERS: &[&str] = &[
+    "authorization",
+    "proxy-authorization",
+    "x-api-key",
+    "x-api-token",
+    "api-key",
+    "cookie",
+];
+
+/// A connector instance run by the HTTP engine.
+pub struct HttpConnector {
+    name: String,
+    kind: String,
+    definition: Definition,
+    settings: Settings,
+    base_url: String,
+    cx: BuildContext,
+}
+
+impl std::fmt::Debug for HttpConnector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpConnector")
+            .field("name", &self.name)
+            .field("type", &self.kind)
+            .field("base_url", &self.settings.mask(&self.base_url))
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A request ready to send (or to print).
+struct Prepared {
+    method: reqwest::Method,
+    url: String,
+    headers: HeaderMap,
+    body: Option<String>,
+}
+
+impl HttpConnector {
+    /// Resolves the base URL and keeps what the engine needs.
+    ///
+    /// # Errors
+    /// When the base URL cannot be rendered or is not an absolute http(s) URL.
+    pub fn build(
+        name: &str,
+        kind: &str,
+        definition: &Definition,
+        settings: Settings,
+        cx: &BuildContext,
+    ) -> Result<Self, Problem> {
+        let problem = |message: String| Problem {
+            key: format!("connectors.{name}.settings.base_url"),
+            message,
+        };
+        let base_url = match settings.get("base_url").filter(|b| !b.is_empty()) {
+            Some(base) => base.to_owned(),
+            None => {
+                let mut context = Context::new();
+                context.insert("settings", settings.values());
+                cx.renderer
+                    .snippet(&snippet::base_url(kind), &context)
+                    .map_err(|e| problem(e.to_string()))?
+            }
+        };
+        match reqwest::Url::parse(&base_url) {
+            Ok(url) if matches!(url.scheme(), "http" | "https") => {}
+            _ => {
+                return Err(problem(format!(
+                    "`{}` is not an http(s) URL",
+                    settings.mask(&base_url)
+                )));
+            }
+        }
+        Ok(Self {
+            name: name.to_owned(),
+            kind: kind.to_owned(),
+            definition: definition.clone(),
+            settings,
+            base_url: base_url.trim_end_matches('/').to_owned(),
+            cx: cx.clone(),
+        })
+    }
+
+    fn renderer(&self) -> &Renderer {
+        &self.cx.renderer
+    }
+
+    /// The Tera context of one attempt, with every step's outputs present (null until known),
+    /// so templates may test `steps.find.ticket_id` before `find` ran.
+    fn context(
+        &self,
+        job: &DeliveryJob<'_>,
+    ) -> Result<(Context, BTreeMap<String, StepOutputs>), DeliveryError> {
+        let context = self.renderer().context(&RenderContext {
+            conversation: job.conversation,
+            raw: job.raw,
+            delivery: &job.delivery,
+            connector: ConnectorInfo {
+                name: &self.name,
+                kind: &self.kind,
+            },
+            settings: self.settings.values(),
+            base_url: &self.base_url,
+        })?;
+        let mut steps: BTreeMap<String, StepOutputs> = self
+            .definition
+            .steps
+            .iter()
+            .map(|s| {
+                (
+                    s.name.clone(),
+                    s.outputs
+                        .keys()
+                        .map(|k| (k.clone(), serde_json::Value::Null))
+                        .collect(),
+                )
+            })
+            .collect();
+        for (name, outputs) in job.completed {
+            steps
+                .entry(name.clone())
+                .or_default()
+                .extend(outputs.clone());
+        }
+        Ok((context, steps))
+    }
+
+    fn should_run(
+        &self,
+        index: usize,
+        step: &Step,
+        context: &Context,
+    ) -> Result<bool, DeliveryError> {
+        match step.when {
+            Some(_) => Ok(self
+                .renderer()
+                .condition(&snippet::step_when(&self.kind, index), context)?),
+            None => Ok(true),
+        }
+    }
+
+    fn prepare(
+        &self,
+        index: usize,
+        step: &Step,
+        context: &Context,
+    ) -> Result<Prepared, DeliveryError> {
+        let invalid = |message: String| DeliveryError::Invalid {
+            step: step.name.clone(),
+            message,
+        };
+        let r = self.renderer();
+        let path = r.snippet(&snippet::step_url(&self.kind, index), context)?;
+        let url = format!("{}{}", self.base_url, path.trim());
+        reqwest::Url::parse(&url).map_err(|e| invalid(format!("bad URL: {e}")))?;
+        let method = reqwest::Method::from_bytes(step.method.as_bytes())
+            .map_err(|_| invalid(format!("bad method `{}`", step.method)))?;
+
+        let body = step
+            .body
+            .as_deref()
+            .map(|template| r.body(template, context))
+            .transpose()?;
+        let mut headers = HeaderMap::new();
+        let mut put = |name: &str, value: String| -> Result<(), DeliveryError> {
+            let header = HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| invalid(format!("bad header name `{name}`")))?;
+            let value = HeaderValue::from_str(value.trim()).map_err(|_| {
+                invalid(format!(
+                    "header `{name}` has characters a header cannot carry"
+                ))
+            })?;
+            headers.insert(header, value);
+            Ok(())
+        };
+        if step
+            .body
+            .as_deref()
+            .is_some_and(|t| t.ends_with(JSON_SUFFIX))
+        {
+            put("content-type", "application/json".into())?;
+        }
+        put("accept", "application/json".into())?;
+        for name in self.definition.headers.keys() {
+            put(
+                name,
+                r.snippet(&snippet::header(&self.kind, name), context)?,
+            )?;
+        }
+        for name in step.headers.keys() {
+            put(
+                name,
+                r.snippet(&snippet::step_header(&self.kind, index, name), context)?,
+            )?;
+        }
+        match &self.definition.auth {
+            Some(Auth::Basic { .. }) => {
+                let user = r.snippet(&snippet::auth(&self.kind, "username"), context)?;
+                let password = r.snippet(&snippet::auth(&self.kind, "password"), context)?;
+                let encoded =
+                    base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+                put("authorization", format!("Basic {encoded}"))?;
+            }
+            Some(Auth::Bearer { .. }) => {
+                put(
+                    "authorization",
+                    format!(
+                        "Bearer {}",
+                        r.snippet(&snippet::auth(&self.kind, "token"), context)?
+                    ),
+                )?;
+            }
+            Some(Auth::Header { name, .. }) => put(
+                name,
+                r.snippet(&snippet::auth(&self.kind, "value"), context)?,
+            )?,
+            None => {}
+        }
+        if let Some(signature) = &self.definition.signature {
+            let secret = r.snippet(&snippet::signature_secret(&self.kind), context)?;
+            if !secret.is_empty() {
+                let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes())
+                    .map_err(|_| invalid("signature secret unusable".into()))?;
+                mac.update(body.as_deref().unwrap_or_default().as_bytes());
+                let digest = hex::encode(mac.finalize().into_bytes());
+                put(&signature.header, format!("{}{digest}", signature.prefix))?;
+            }
+        }
+        Ok(Prepared {
+            method,
+            url,
+            headers,
+            body,
+        })
+    }
+
+    async fn send(
+        &self,
+        step: &Step,
+        prepared: Prepared,
+    ) -> Result<(u16, StepOutputs), DeliveryError> {
+        let mut request = self
+            .cx
+            .client
+            .request(prepared.method, &prepared.url)
+            .headers(prepared.headers);
+        if let Some(body) = prepared.body {
+            request = request.body(body);
+        }
+        let transport = |e: reqwest::Error| DeliveryError::Transport {
+            step: step.name.clone(),
+            // without_url: a URL can carry a secret (Slack webhooks, tokens in queries).
+            message: describe_transport_error(&e.without_url()),
+        };
+        let mut response = request.send().await.map_err(transport)?;
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let mut answer = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(transport)? {
+            answer.extend_from_slice(&chunk);
+            if answer.len() >= MAX_ANSWER_BYTES {
+                break;
+            }
+        }
+        match classify(step, status, &headers, SystemTime::now()) {
+            Verdict::Success => Ok((status, outputs(step, &answer))),
+            Verdict::Failure { class, retry_after } => Err(DeliveryError::Status {
+                step: step.name.clone(),
+                status,
+                class,
+                retry_after,
+                excerpt: self.settings.mask(&excerpt(&answer)),
+            }),
+        }
+    }
+}
+
+#[async_trait]
+impl Connector for HttpConnector {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn kind(&self) -> &str {
+        &self.kind
+    }
+
+    async fn deliver(
+        &self,
+        job: &DeliveryJob<'_>,
+        checkpoint: &dyn Checkpoint,
+    ) -> Result<Receipt, DeliveryError> {
+        let (mut context, mut steps) = self.context(job)?;
+        let mut receipt = Receipt::default();
+        for (index, step) in self.definition.steps.iter().enumerate() {
+            let safe = is_safe(&step.method);
+            if let Some(done) = job.completed.get(&step.name).filter(|_| !safe) {
+                receipt
+                    .steps
+                    .push(report(step, StepOutcome::AlreadyDone, done.clone()));
+                continue;
+            }
+            context.insert("steps", &steps);
+            if !self.should_run(index, step, &context)? {
+                receipt
+                    .steps
+                    .push(report(step, StepOutcome::Skipped, StepOutputs::new()));
+                continue;
+            }
+            let prepared = self.prepare(index, step, &context)?;
+            let started = std::time::Instant::now();
+            let result = self.send(step, prepared).await;
+            tracing::debug!(step = %step.name, elapsed_ms = started.elapsed().as_millis() as u64, ok = result.is_ok(), "step answered");
+            let (status, outputs) = result?;
+            if !safe {
+                checkpoint.step_completed(&step.name, &outputs).await?;
+            }
+            steps.insert(step.name.clone(), outputs.clone());
+            receipt
+                .steps
+                .push(report(step, StepOutcome::Sent(status), outputs));
+        }
+        Ok(receipt)
+    }
+
+    fn plan(&self, job: &DeliveryJob<'_>) -> Result<Vec<PlannedRequest>, DeliveryError> {
+        let (mut context, steps) = self.context(job)?;
+        context.insert("steps", &steps);
+        let mut planned = Vec::new();
+        for (index, step) in self.definition.steps.iter().enumerate() {
+            if !self.should_run(index, step, &context)? {
+                continue;
+            }
+            let prepared = self.prepare(index, step, &context)?;
+            let headers = prepared
+                .headers
+                .iter()
+                .map(|(name, value)| {
+                    let value = value.to_str().unwrap_or("(binary)");
+                    let shown = if SENSITIVE_HEADERS.contains(&name.as_str()) {
+                        "***".to_owned()
+                    } else {
+                        self.settings.mask(value)
+                    };
+                    (name.as_str().to_owned(), shown)
+                })
+                .collect();
+            planned.push(PlannedRequest {
+                step: step.name.clone(),
+                method: prepared.method.to_string(),
+                target: self.settings.mask(&prepared.url),
+                headers,
+                body: prepared.body.map(|b| self.settings.mask(&b)),
+                depends_on_earlier: reads_earlier_steps(step),
+            });
+        }
+        Ok(planned)
+    }
+}
+
+/// Methods that change nothing at the target (RFC 9110 §9.2.1).
+fn is_safe(method: &str) -> bool {
+    matches!(
+        method.to_ascii_uppercase().as_str(),
+        "GET" | "HEAD" | "OPTIONS"
+    )
+}
+
+fn report(step: &Step, outcome: StepOutcome, outputs: StepOutputs) -> StepReport {
+    StepReport {
+        step: step.name.clone(),
+        outcome,
+        outputs,
+    }
+}
+
+fn reads_earlier_steps(step: &Step) -> bool {
+    let mentions = |t: &str| t.contains("steps.");
+    mentions(&step.url)
+        || step.when.as_deref().is_some_and(mentions)
+        || step.headers.values().any(|h| mentions(h))
+}
+
+/// The engine's reading of an answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// The step succeeded.
+    Success,
+    /// It failed, with a class and maybe a requested wait.
+    Failure {
+        /// How to treat it.
+        class: Failure,
+        /// The target's `Retry-After`, when given.
+        retry_after: Option<Duration>,
+    },
+}
+
+/// Classifies an answer. A definition's `on_status` rule wins; then the step's success
+/// statuses; then the engine's classes: 408, 425, 429 and 5xx (but 501, which will not
+/// change) are retried; 401 and 403 pause the connector; other 4xx are permanent. A
+/// 3xx that reqwest did not follow is a misconfiguration, hence permanent.
+pub fn classify(step: &Step, status: u16, headers: &HeaderMap, now: SystemTime) -> Verdict {
+    let retry_after = retry_after(headers, now);
+    let failure = |class| Verdict::Failure { class, retry_after };
+    match step.rule_for(status) {
+        Some(StatusRule::Success) => return Verdict::Success,
+        Some(StatusRule::Retry) => return failure(Failure::Transient),
+        Some(StatusRule::Dead) => return failure(Failure::Invalid),
+        Some(StatusRule::Unhealthy) => return failure(Failure::Unhealthy),
+        None => {}
+    }
+    if step.is_success(status) {
+        return Verdict::Success;
+    }
+    match status {
+        429 => failure(Failure::RateLimited),
+        408 | 425 => failure(Failure::Transient),
+        501 | 505 => failure(Failure::Invalid),
+        500..=599 => failure(Failure::Transient),
+        401 | 403 => failure(Failure::Unhealthy),
+        _ => failure(Failure::Invalid),
+    }
+}
+
+/// `Retry-After` as seconds or an HTTP date, relative to `now`; a date in the past means 0.
+pub fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
+    let value = headers
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
+/// Picks each output out of a JSON answer; a missing pointer (or a non-JSON answer) gives
+/// null, so a later `when` can test it.
+fn outputs(step: &Step, answer: &[u8]) -> StepOutputs {
+    if step.outputs.is_empty() {
+        return StepOutputs::new();
+    }
+    let document: serde_json::Value =
+        serde_json::from_slice(answer).unwrap_or(serde_json::Value::Null);
+    step.outputs
+        .iter()
+        .map(|(name, pointer)| {
+            (
+                name.clone(),
+                document
+                    .pointer(pointer)
+                    .cloned()
+                    .unwrap_or(serde_json::Value::Null),
+            )
+        })
+        .collect()
+}
+
+fn excerpt(answer: &[u8]) -> String {
+    let text = String::from_utf8_lossy(&answer[..answer.len().min(EXCERPT_BYTES)]);
+    text.trim().to_owned()
+}
+
+fn describe_transport_error(e: &reqwest::Error) -> String {
+    let what = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "could not connect"
+    } else {
+        "request failed"
+    };
+    let mut message = what.to_owned();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        message.push_str(": ");
+        message.push_str(&s.to_string());
+        source = s.source();
+    }
+    message
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::UNIX_EPOCH;
+
+    use super::*;
+
+    fn step(on_status: &[(&str, StatusRule)], success: &[u16]) -> Step {
+        Step {
+            name: "s".into(),
+            method: "POST".into(),
+            url: String::new(),
+            body: None,
+            headers: BTreeMap::new(),
+            when: None,
+            success: success.to_vec(),
+            on_status: on_status
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), *v))
+                .collect(),
+            outputs: BTreeMap::new(),
+        }
+    }
+
+    fn class_of(status: u16) -> Option<Failure> {
+        match classify(&step(&[], &[]), status, &HeaderMap::new(), UNIX_EPOCH) {
+            Verdict::Success => None,
+            Verdict::Failure { class, .. } => Some(class),
+        }
+    }
+
+    #[test]
+    fn statuses_are_classified_by_what_a_retry_can_change() {
+        assert_eq!(class_of(201), None);
+        for s in [408, 425, 500, 502, 503, 504] {
+            assert_eq!(class_of(s), Some(Failure::Transient), "{s}");
+        }
+        assert_eq!(class_of(429), Some(Failure::RateLimited));
+        assert_eq!(class_of(401), Some(Failure::Unhealthy));
+        assert_eq!(class_of(403), Some(Failure::Unhealthy));
+        for s in [400, 404, 409, 422, 501, 302] {
+            assert_eq!(class_of(s), Some(Failure::Invalid), "{s}");
+        }
+    }
+
+    #[test]
+    fn definition_rules_override_the_engine() {
+        let s = step(
+            &[("409", StatusRule::Success), ("404", StatusRule::Retry)],
+            &[201],
+        );
+        assert_eq!(
+            classify(&s, 409, &HeaderMap::new(), UNIX_EPOCH),
+            Verdict::Success
+        );
+        assert!(matches!(
+            classify(&s, 404, &HeaderMap::new(), UNIX_EPOCH),
+            Verdict::Failure {
+                class: Failure::Transient,
+                ..
+            }
+        ));
+        assert!(matches!(
+            classify(&s, 200, &HeaderMap::new(), UNIX_EPOCH),
+            Verdict::Failure {
+                class: Failure::Invalid,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn retry_after_reads_seconds_and_http_dates() {
+        let mut headers = HeaderMap::new();
+        headers.insert("retry-after", HeaderValue::from_static("3"));
+        assert_eq!(
+            retry_after(&headers, UNIX_EPOCH),
+            Some(Duration::from_secs(3))
+        );
+        headers.insert(
+            "retry-after",
+            HeaderValue::from_static("Thu, 01 Jan 1970 00:01:40 GMT"),
+        );
+        assert_eq!(
+            retry_after(&headers, UNIX_EPOCH),
+            Some(Duration::from_secs(100))
+        );
+        assert_eq!(
+            retry_after(&headers, UNIX_EPOCH + Duration::from_secs(500)),
+            Some(Duration::ZERO)
+        );
+        headers.insert("retry-after", HeaderValue::from_static("soon"));
+        assert_eq!(retry_after(&headers, UNIX_EPOCH), None);
+    }
+
+    #[test]
+    fn outputs_are_null_when_the_pointer_finds_nothing() {
+        let mut s = step(&[], &[]);
+        s.outputs.insert("id".into(), "/tickets/0/id".into());
+        assert_eq!(
+            outputs(&s, br#"{"tickets": [{"id": 7}]}"#)["id"],
+            serde_json::json!(7)
+        );
+        assert_eq!(
+            outputs(&s, br#"{"tickets": []}"#)["id"],
+            serde_json::Value::Null
+        );
+        assert_eq!(outputs(&s, b"not json")["id"], serde_json::Value::Null);
+    }
+}

@@ -1,0 +1,504 @@
+//! Where conversations go: the [`Connector`] trait, its errors, and the [`Registry`] that
+//! builds connector instances from config.
+//!
+//! Most connectors are data, not code: a definition in `connectors/TYPE.toml`
+//! ([`definition`]) run by one engine ([`http`]). The engine owns everything vendor-independent
+//! (auth schemes, the one response classifier, JSON-pointer outputs, step checkpoints), so
+//! every HTTP connector retries, dedupes and reports the same way. What HTTP steps cannot
+//! express is a Rust type implementing the same trait ([`file`]).
+//!
+//! A connector makes exactly one attempt per call and never sleeps or retries: the worker
+//! (`delivery::worker`) owns the retry policy, so it behaves the same for every target.
+//!
+//! Adding a connector type:
+//! 1. `connectors/TYPE.toml`: description, settings (mark secrets), auth, steps.
+//! 2. `templates/TYPE/*.json.tera`: the bodies, using `conversation`, `delivery`, `steps`.
+//! 3. A test in `tests/api/` against a local server that answers like the vendor.
+
+pub mod definition;
+pub mod file;
+pub mod http;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::config::{Config, ConnectorConfig, Problem};
+use crate::model::Conversation;
+use crate::render::{DeliveryInfo, RenderError, Renderer, conversation_context};
+use definition::{Definitions, Engine, snippet};
+
+/// Values a completed step picked out of its answer (`ticket_id`), by output name.
+pub type StepOutputs = BTreeMap<String, serde_json::Value>;
+
+/// What one delivery attempt works on.
+#[derive(Debug)]
+pub struct DeliveryJob<'a> {
+    /// The conversation as normalized.
+    pub conversation: &'a Conversation,
+    /// The original request body.
+    pub raw: &'a serde_json::Value,
+    /// Key, version and attempt number.
+    pub delivery: DeliveryInfo,
+    /// Steps that succeeded in earlier attempts, with their outputs: they are not run again.
+    pub completed: &'a BTreeMap<String, StepOutputs>,
+}
+
+/// Records a step's success before the next step runs, so a retry resumes after it.
+#[async_trait]
+pub trait Checkpoint: Send + Sync {
+    /// Called once per successful step.
+    ///
+    /// # Errors
+    /// When the checkpoint cannot be stored; the attempt then stops and is retried.
+    async fn step_completed(&self, step: &str, outputs: &StepOutputs) -> Result<(), DeliveryError>;
+}
+
+/// A checkpoint that keeps nothing, for one-off sends and tests.
+#[derive(Debug, Default)]
+pub struct NoCheckpoint;
+
+#[async_trait]
+impl Checkpoint for NoCheckpoint {
+    async fn step_completed(&self, _: &str, _: &StepOutputs) -> Result<(), DeliveryError> {
+        Ok(())
+    }
+}
+
+/// What happened to one step of a successful attempt.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StepReport {
+    /// The step's name.
+    pub step: String,
+    /// What became of it.
+    pub outcome: StepOutcome,
+    /// Its outputs (for run and earlier-completed steps).
+    pub outputs: StepOutputs,
+}
+
+/// How a step ended in a successful attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StepOutcome {
+    /// Sent, and the target answered with this status.
+    Sent(u16),
+    /// Done in an earlier attempt; not sent again.
+    AlreadyDone,
+    /// Its `when` did not hold.
+    Skipped,
+}
+
+/// The result of a successful delivery: each step's report.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Receipt {
+    /// In the definition's order.
+    pub steps: Vec<StepReport>,
+}
+
+impl Receipt {
+    /// All outputs of all steps, `step.output` → value, for the store's record of remote ids.
+    pub fn remote_ids(&self) -> serde_json::Value {
+        let map: serde_json::Map<String, serde_json::Value> = self
+            .steps
+            .iter()
+            .flat_map(|s| {
+                s.outputs
+                    .iter()
+                    .map(move |(k, v)| (format!("{}.{k}", s.step), v.clone()))
+            })
+            .filter(|(_, v)| !v.is_null())
+            .collect();
+        serde_json::Value::Object(map)
+    }
+}
+
+/// One request a connector would send, for the dry run; secrets already masked.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlannedRequest {
+    /// The step's name.
+    pub step: String,
+    /// HTTP method (or `WRITE` for the file connector).
+    pub method: String,
+    /// Full URL (or file path).
+    pub target: String,
+    /// Headers, sensitive ones masked.
+    pub headers: Vec<(String, String)>,
+    /// The body, if any.
+    pub body: Option<String>,
+    /// The step's templates read answers of earlier steps, which a dry run does not have.
+    pub depends_on_earlier: bool,
+}
+
+/// How the worker should treat a failed attempt. The engine classifies each answer once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// Worth retrying with backoff: connection errors, timeouts, 408, 425, 5xx.
+    Transient,
+    /// The target asked us to slow down (429): retry after its wait, without using up the
+    /// attempt budget.
+    RateLimited,
+    /// Credentials or endpoint rejected (401/403): the connector is paused and its
+    /// deliveries wait; it is not the conversation's fault.
+    Unhealthy,
+    /// The target refused this conversation (other 4xx), or it cannot be rendered: dead.
+    Invalid,
+}
+
+/// A failed delivery attempt.
+#[derive(Debug, thiserror::Error)]
+pub enum DeliveryError {
+    /// A template failed or produced invalid JSON.
+    #[error(transparent)]
+    Render(#[from] RenderError),
+    /// The definition or settings produce something unusable (a bad URL or header).
+    #[error("step `{step}`: {message}")]
+    Invalid {
+        /// The step.
+        step: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// No answer: connection refused or reset, DNS, timeout.
+    #[error("step `{step}`: {message}")]
+    Transport {
+        /// The step.
+        step: String,
+        /// What failed (never the URL, which may hold a secret).
+        message: String,
+    },
+    /// The target answered with a failure status.
+    #[error("step `{step}`: HTTP {status}: {excerpt}")]
+    Status {
+        /// The step.
+        step: String,
+        /// The status code.
+        status: u16,
+        /// How the engine classified it.
+        class: Failure,
+        /// The target's requested wait, already parsed and capped.
+        retry_after: Option<Duration>,
+        /// The start of the answer's body, for the attempt log.
+        excerpt: String,
+    },
+    /// Local I/O failed (the file connector, or recording a checkpoint).
+    #[error("{0}")]
+    Io(String),
+}
+
+impl DeliveryError {
+    /// How the worker should treat it.
+    pub fn class(&self) -> Failure {
+        match self {
+            Self::Render(_) | Self::Invalid { .. } => Failure::Invalid,
+            Self::Transport { .. } | Self::Io(_) => Failure::Transient,
+            Self::Status { class, .. } => *class,
+        }
+    }
+
+    /// The wait the target asked for, if any.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::Status { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+
+    /// The HTTP status, if the target answered.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            Self::Status { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+
+    /// The step that failed, if any.
+    pub fn step(&self) -> Option<&str> {
+        match self {
+            Self::Invalid { step, .. }
+            | Self::Transport { step, .. }
+            | Self::Status { step, .. } => Some(step),
+            _ => None,
+        }
+    }
+}
+
+/// A destination for normalized conversations: a help desk, a CRM, a file.
+///
+/// One required async method keeps it easy to implement and to fake; instances come from
+/// config at run time, so they live as `Arc<dyn Connector>`.
+#[async_trait]
+pub trait Connector: Send + Sync + std::fmt::Debug {
+    /// Instance name from config; used in spans, the store and metrics.
+    fn name(&self) -> &str;
+
+    /// Connector type (definition name); the `type` log field.
+    fn kind(&self) -> &str;
+
+    /// Makes exactly one delivery attempt. Never sleeps or retries. Safe to repeat for the
+    /// same delivery: completed steps are skipped, and definitions dedupe at the target.
+    ///
+    /// # Errors
+    /// A classified [`DeliveryError`].
+    async fn deliver(
+        &self,
+        job: &DeliveryJob<'_>,
+        checkpoint: &dyn Checkpoint,
+    ) -> Result<Receipt, DeliveryError>;
+
+    /// What [`Connector::deliver`] would send, without sending; secrets masked.
+    ///
+    /// # Errors
+    /// When rendering fails.
+    fn plan(&self, job: &DeliveryJob<'_>) -> Result<Vec<PlannedRequest>, DeliveryError>;
+}
+
+/// What building connectors needs besides config.
+#[derive(Debug, Clone)]
+pub struct BuildContext {
+    /// The shared HTTP client (one connection pool for all connectors).
+    pub client: reqwest::Client,
+    /// The loaded templates.
+    pub renderer: Arc<Renderer>,
+}
+
+/// A configured connector and its filter.
+#[derive(Debug, Clone)]
+struct Instance {
+    connector: Arc<dyn Connector>,
+    filtered: bool,
+}
+
+/// Every configured connector instance, with the definitions and templates behind them.
+#[derive(Debug)]
+pub struct Registry {
+    instances: Vec<Instance>,
+    definitions: Definitions,
+    renderer: Arc<Renderer>,
+}
+
+impl Registry {
+    /// Loads definitions and templates and builds every instance of `config`.
+    ///
+    /// Checks everything that can be checked without I/O: the type exists, required settings
+    /// are present and unknown ones are not, every template parses and exists.
+    ///
+    /// # Errors
+    /// Every problem found, by key.
+    pub fn build(config: &Config, client: reqwest::Client) -> Result<Self, Vec<Problem>> {
+        let definitions = Definitions::load(config.connectors_dir.as_deref())?;
+        let mut snippets = definitions.snippets();
+        for (name, instance) in &config.connectors {
+            if let Some(when) = &instance.when {
+                snippets.push((
+                    snippet::instance_when(name),
+                    crate::render::condition_source(when),
+                ));
+            }
+        }
+        let renderer = Renderer::build(config.templates_dir.as_deref(), &snippets)
+            .map(Arc::new)
+            .map_err(|e| {
+                vec![Problem {
+                    key: "templates".into(),
+                    message: e.to_string(),
+                }]
+            })?;
+        let cx = BuildContext {
+            client,
+            renderer: renderer.clone(),
+        };
+
+        let mut problems = Vec::new();
+        for (kind, definition) in definitions.iter() {
+            for template in definition.templates() {
+                if !renderer.has_template(template) {
+                    problems.push(Problem {
+                        key: format!("connectors/{kind}.toml"),
+                        message: format!("template `{template}` does not exist"),
+                    });
+                }
+            }
+        }
+        let mut instances = Vec::new();
+        for (name, instance) in &config.connectors {
+            match build(name, instance, &definitions, &cx) {
+                Ok(connector) => instances.push(Instance {
+                    connector,
+                    filtered: instance.when.is_some(),
+                }),
+                Err(mut found) => problems.append(&mut found),
+            }
+        }
+        if problems.is_empty() {
+            Ok(Self {
+                instances,
+                definitions,
+                renderer,
+            })
+        } else {
+            Err(problems)
+        }
+    }
+
+    /// Names of the instances that should receive this conversation, in config order.
+    ///
+    /// # Errors
+    /// When an instance's `when` expression fails to evaluate.
+    pub fn matching(
+        &self,
+        conversation: &Conversation,
+        raw: &serde_json::Value,
+    ) -> Result<Vec<String>, RenderError> {
+        let mut context = None;
+        let mut names = Vec::new();
+        for instance in &self.instances {
+            let name = instance.connector.name();
+            if instance.filtered {
+                let context = match &context {
+                    Some(c) => c,
+                    None => context.insert(conversation_context(conversation, raw)?),
+                };
+                if !self
+                    .renderer
+                    .condition(&snippet::instance_when(name), context)?
+                {
+                    continue;
+                }
+            }
+            names.push(name.to_owned());
+        }
+        Ok(names)
+    }
+
+    /// The instance of that name.
+    pub fn get(&self, name: &str) -> Option<&Arc<dyn Connector>> {
+        self.instances
+            .iter()
+            .map(|i| &i.connector)
+            .find(|c| c.name() == name)
+    }
+
+    /// Every configured instance.
+    pub fn connectors(&self) -> impl Iterator<Item = &Arc<dyn Connector>> {
+        self.instances.iter().map(|i| &i.connector)
+    }
+
+    /// The loaded definitions (for listing types).
+    pub fn definitions(&self) -> &Definitions {
+        &self.definitions
+    }
+}
+
+/// Builds one instance: finds its definition, resolves settings, and picks the engine.
+///
+/// # Errors
+/// Every problem with this instance, by key.
+pub fn build(
+    name: &str,
+    instance: &ConnectorConfig,
+    definitions: &Definitions,
+    cx: &BuildContext,
+) -> Result<Arc<dyn Connector>, Vec<Problem>> {
+    let at = |key: &str| format!("connectors.{name}.{key}");
+    let Some(definition) = definitions.get(&instance.kind) else {
+        let known: Vec<&str> = definitions.iter().map(|(k, _)| k).collect();
+        return Err(vec![Problem {
+            key: at("type"),
+            message: format!(
+                "unknown connector type `{}`; known types: {}",
+                instance.kind,
+                known.join(", ")
+            ),
+        }]);
+    };
+    let mut problems = Vec::new();
+    let mut settings = Settings::default();
+    for (key, spec) in &definition.settings {
+        match instance
+            .settings
+            .get(key)
+            .map(|v| v.expose().to_owned())
+            .or_else(|| spec.default.clone())
+        {
+            Some(value) => settings.insert(key, value, spec.secret),
+            None if spec.required => problems.push(Problem {
+                key: at(&format!("settings.{key}")),
+                message: format!("required by type `{}`: {}", instance.kind, spec.description),
+            }),
+            // Present but empty, so templates can test optional settings without failing.
+            None => settings.insert(key, String::new(), spec.secret),
+        }
+    }
+    // Every HTTP connector accepts `base_url`, to point it at a proxy or a local test server.
+    let accepts_base_url = definition.engine == Engine::Http;
+    for (key, value) in &instance.settings {
+        if definition.settings.contains_key(key) {
+            continue;
+        }
+        if accepts_base_url && key == "base_url" {
+            settings.insert(key, value.expose().to_owned(), false);
+        } else {
+            let known: Vec<&str> = definition.settings.keys().map(String::as_str).collect();
+            problems.push(Problem {
+                key: at(&format!("settings.{key}")),
+                message: format!(
+                    "not a setting of type `{}`; its settings: {}",
+                    instance.kind,
+                    known.join(", ")
+                ),
+            });
+        }
+    }
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    let connector: Result<Arc<dyn Connector>, Problem> = match definition.engine {
+        Engine::Http => http::HttpConnector::build(name, &instance.kind, definition, settings, cx)
+            .map(|c| Arc::new(c) as Arc<dyn Connector>),
+        Engine::File => file::FileConnector::build(name, &instance.kind, definition, settings, cx)
+            .map(|c| Arc::new(c) as Arc<dyn Connector>),
+    };
+    connector.map_err(|p| vec![p])
+}
+
+/// A connector's resolved settings. Knows which are secret, so it can mask them anywhere
+/// they might be printed; `Debug` shows only the keys.
+#[derive(Clone, Default)]
+pub struct Settings {
+    values: BTreeMap<String, String>,
+    secrets: Vec<String>,
+}
+
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_set().entries(self.values.keys()).finish()
+    }
+}
+
+impl Settings {
+    /// Adds a value.
+    pub fn insert(&mut self, key: &str, value: String, secret: bool) {
+        if secret && !value.is_empty() {
+            self.secrets.push(value.clone());
+        }
+        self.values.insert(key.to_owned(), value);
+    }
+
+    /// A value by key.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.values.get(key).map(String::as_str)
+    }
+
+    /// All values, secrets included, for template contexts.
+    pub fn values(&self) -> &BTreeMap<String, String> {
+        &self.values
+    }
+
+    /// `text` with every secret value replaced by `***`.
+    pub fn mask(&self, text: &str) -> String {
+        self.secrets.iter().fold(text.to_owned(), |acc, secret| {
+            acc.replace(secret.as_str(), "***")
+        })
+    }
+}

@@ -1,0 +1,67 @@
+//! `ApiError`: the one place that decides status codes for the HTTP API.
+//!
+//! Causes of 5xx answers are logged here and never sent to the caller.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::store::StoreError;
+
+/// Everything an HTTP handler can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// 401: missing or wrong token.
+    #[error("invalid or missing token")]
+    Unauthorized,
+    /// 404: the source is not configured.
+    #[error("source `{0}` is not configured")]
+    UnknownSource(&'static str),
+    /// 400: the body is not a payload of this source; it was quarantined.
+    #[error("{reason}")]
+    Unparseable {
+        /// Why, for the sender.
+        reason: String,
+        /// Where it was kept.
+        quarantine_id: i64,
+    },
+    /// 413: larger than `server.max_body_bytes`.
+    #[error("body larger than {limit} bytes")]
+    TooLarge {
+        /// The configured limit.
+        limit: usize,
+    },
+    /// 400: the body could not be read.
+    #[error("cannot read body: {0}")]
+    BadBody(String),
+    /// 503: the store could not commit; the sender should send again.
+    #[error("storage unavailable")]
+    Unavailable(#[from] StoreError),
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = match &self {
+            Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::UnknownSource(_) => StatusCode::NOT_FOUND,
+            Self::Unparseable { .. } | Self::BadBody(_) => StatusCode::BAD_REQUEST,
+            Self::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::Unavailable(cause) => {
+                tracing::error!(error = %cause, "store failed; answering 503 so the sender retries");
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+        };
+        let body = match &self {
+            Self::Unparseable {
+                reason,
+                quarantine_id,
+            } => {
+                json!({ "error": reason, "quarantined": quarantine_id })
+            }
+            Self::Unavailable(_) => json!({ "error": "storage unavailable; send again later" }),
+            other => json!({ "error": other.to_string() }),
+        };
+        (status, Json(body)).into_response()
+    }
+}

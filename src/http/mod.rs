@@ -1,0 +1,118 @@
+//! The HTTP surface: [`router`], its shared [`AppState`], and the request span.
+//!
+//! Routes:
+//! - `POST /hooks/smartsupp/{token}` and `POST /hooks/smartsupp?token=` ([`ingest`])
+//! - `GET /healthz`, `GET /readyz` ([`health`])
+//!
+//! Every request gets a span with method, matched route (never the URI: the hook token is
+//! in the path) and a request id, echoed in `x-request-id`.
+
+pub mod error;
+pub mod health;
+pub mod ingest;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, MatchedPath};
+use axum::http::{HeaderName, HeaderValue, Request};
+use axum::routing::{get, post};
+use tokio::sync::Notify;
+use tower_http::request_id::{
+    MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
+};
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
+use tracing::Level;
+
+use crate::connectors::Registry;
+use crate::delivery::Worker;
+use crate::sources::Source;
+use crate::store::Store;
+pub use ingest::SourceTokens;
+
+/// The header carrying the request id.
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Accepted tokens per source; a source without an entry is not configured (404).
+#[derive(Debug, Clone, Default)]
+pub struct SourceAuth {
+    /// Smartsupp's POST hook.
+    pub smartsupp: Option<SourceTokens>,
+}
+
+impl SourceAuth {
+    /// The tokens of `source`, if it is configured.
+    pub fn get(&self, source: Source) -> Option<&SourceTokens> {
+        match source {
+            Source::Smartsupp => self.smartsupp.as_ref(),
+        }
+    }
+}
+
+/// What handlers share. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    /// Where conversations are kept.
+    pub store: Arc<dyn Store>,
+    /// Connector instances (for `when` filters at ingest).
+    pub registry: Arc<Registry>,
+    /// Source credentials.
+    pub sources: SourceAuth,
+    /// Wakes the delivery worker after a commit.
+    pub wake: Arc<Notify>,
+    /// The worker, when this process runs one (for readiness detail).
+    pub worker: Option<Arc<Worker>>,
+    /// `server.max_body_bytes`, for the 413 message.
+    pub max_body_bytes: usize,
+}
+
+/// The application's routes and middleware.
+pub fn router(state: AppState) -> Router {
+    let max_body = state.max_body_bytes;
+    Router::new()
+        .route("/hooks/smartsupp/{token}", post(ingest::smartsupp_path))
+        .route("/hooks/smartsupp", post(ingest::smartsupp_query))
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .with_state(state)
+        .layer(DefaultBodyLimit::max(max_body))
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(|request: &Request<_>| {
+                    let route = request.extensions().get::<MatchedPath>().map(MatchedPath::as_str).unwrap_or("-");
+                    let id = request.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("-");
+                    tracing::info_span!("request", method = %request.method(), route, request_id = id)
+                })
+                .on_request(())
+                .on_response(DefaultOnResponse::new().level(Level::DEBUG)),
+        )
+        .layer(SetRequestIdLayer::new(REQUEST_ID, Sequential::default()))
+}
+
+/// Request ids: a per-process random prefix and a counter; unique enough to follow a request
+/// through the logs, and free of any allocation-heavy generator.
+#[derive(Clone)]
+struct Sequential {
+    prefix: u32,
+    next: Arc<AtomicU64>,
+}
+
+impl Default for Sequential {
+    fn default() -> Self {
+        Self {
+            prefix: fastrand::u32(..),
+            next: Arc::new(AtomicU64::new(1)),
+        }
+    }
+}
+
+impl MakeRequestId for Sequential {
+    fn make_request_id<B>(&mut self, _: &Request<B>) -> Option<RequestId> {
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        HeaderValue::from_str(&format!("{:08x}-{n}", self.prefix))
+            .ok()
+            .map(RequestId::new)
+    }
+}

@@ -1,0 +1,35 @@
+//! chatbridge receives finished live-chat conversations, keeps them durably, and forwards
+//! them to help desks and CRMs through declarative connectors.
+//!
+//! How a conversation flows through the modules:
+//!
+//! 1. [`http::ingest`] authenticates the chat product's POST (a token in the URL, compared in
+//!    constant time) and parses the body with [`sources`] into a [`model::Conversation`].
+//!    Bodies that do not parse are quarantined and answered 400.
+//! 2. [`connectors::Registry::matching`] picks the connector instances whose `when` filter
+//!    holds; [`store::Store::ingest`] commits the raw body, the conversation and one
+//!    delivery per instance in one transaction (group-committed with concurrent requests),
+//!    and only then is the sender answered 202.
+//! 3. [`delivery::Worker`] leases due deliveries and runs each through its
+//!    [`connectors::Connector`]; most connectors are TOML definitions run by
+//!    [`connectors::http`], rendering Tera templates with [`render`].
+//! 4. Each answer is classified once by the engine; [`delivery::retry`] schedules retries
+//!    (exponential backoff, `Retry-After`), and the store records every attempt. Deliveries
+//!    that cannot succeed are kept dead, with their reason, until retried.
+//!
+//! Supporting modules: [`config`] (figment layers and validation), [`app`] (wiring and
+//! shutdown), [`cli`] (the commands), [`telemetry`] (logs).
+
+#![forbid(unsafe_code)]
+
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod connectors;
+pub mod delivery;
+pub mod http;
+pub mod model;
+pub mod render;
+pub mod sources;
+pub mod store;
+pub mod telemetry;

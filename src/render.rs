@@ -1,0 +1,462 @@
+//! Tera templates: loading, escaping by destination, and the context templates see.
+//!
+//! Three Tera instances share the template files but escape differently, because the
+//! escaping must match the place a value lands (Tera has one escape function per instance):
+//!
+//! | instance | what | escaping |
+//! |---|---|---|
+//! | `bodies` | `*.json.tera` request bodies | JSON string content: a chat line such as `"}, "admin": true` stays inside its string |
+//! | `documents` | `_partials/*`, `*.txt.tera`, `*.html.tera` | HTML for `.html.tera`, none otherwise |
+//! | `snippets` | the short templates inside connector definitions (URLs, headers, auth, conditions) | percent-encoding for URL templates, none otherwise |
+//!
+//! Literal text of an included partial is never escaped by Tera, so a JSON body must not
+//! `include` a text partial. Instead the transcripts and the visitor summary are rendered
+//! first and handed to bodies as values (`transcript.text`, `transcript.html`,
+//! `visitor_summary`), which the JSON escaping then covers.
+//!
+//! Every template is parsed at startup (a syntax error is a startup error); every rendered
+//! JSON body is parsed before it is sent (a failure is a permanent error naming the template).
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::Path;
+
+use include_dir::{Dir, include_dir};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC};
+use serde::Serialize;
+use tera::{Context, Kwargs, State, Tera, Value};
+
+use crate::model::{Conversation, Timestamp};
+
+/// The templates shipped in the binary; a `templates_dir` overrides them file by file.
+static BUILTIN_TEMPLATES: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/templates");
+
+/// Suffix of templates whose output must be a JSON document.
+pub const JSON_SUFFIX: &str = ".json.tera";
+/// Suffix of snippet names whose values are percent-encoded.
+pub const URL_SUFFIX: &str = ".url";
+
+/// What can go wrong loading or rendering a template.
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    /// A template or a templates folder could not be read.
+    #[error("cannot read templates from {path}: {source}")]
+    Read {
+        /// The folder or file.
+        path: String,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Templates that do not parse.
+    #[error("template syntax: {0}")]
+    Syntax(String),
+    /// A template that does not exist.
+    #[error("no template named `{0}`")]
+    Missing(String),
+    /// Rendering failed (an undefined variable, a filter error).
+    #[error("template `{template}` failed to render: {message}")]
+    Render {
+        /// The template's name.
+        template: String,
+        /// Tera's explanation.
+        message: String,
+    },
+    /// A JSON body template produced something that is not JSON.
+    #[error("template `{template}` did not produce valid JSON: {error}")]
+    InvalidJson {
+        /// The template's name.
+        template: String,
+        /// Where the document broke.
+        error: String,
+    },
+}
+
+/// The transcripts and summaries rendered from `_partials/` before the body.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Transcript {
+    /// Plain-text transcript (`_partials/transcript.txt.tera`).
+    pub text: String,
+    /// HTML transcript (`_partials/transcript.html.tera`).
+    pub html: String,
+}
+
+/// Everything a template may use. Rendered from this one struct, so this is the reference
+/// for template authors.
+#[derive(Debug, Serialize)]
+pub struct RenderContext<'a> {
+    /// The normalized conversation (`DESIGN.md` documents every field).
+    pub conversation: &'a Conversation,
+    /// The original request body, for anything the model does not carry.
+    pub raw: &'a serde_json::Value,
+    /// This delivery: `key` (stable idempotency key), `id`, `version`, `attempt`.
+    pub delivery: &'a DeliveryInfo,
+    /// The connector instance: `name` and `type`.
+    pub connector: ConnectorInfo<'a>,
+    /// The instance's settings, secrets included (auth and signatures need them; the dry run
+    /// masks them in what it prints).
+    pub settings: &'a BTreeMap<String, String>,
+    /// The base URL requests go to.
+    pub base_url: &'a str,
+}
+
+/// The delivery being rendered.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeliveryInfo {
+    /// Store id of the delivery (0 in a dry run).
+    pub id: i64,
+    /// Idempotency key, stable across retries and versions of one conversation for one
+    /// connector instance.
+    pub key: String,
+    /// Version of the conversation being delivered (1 for the first copy received).
+    pub version: i64,
+    /// Attempt number, starting at 1.
+    pub attempt: u32,
+}
+
+/// The connector instance a template renders for.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct ConnectorInfo<'a> {
+    /// Instance name from config.
+    pub name: &'a str,
+    /// Connector type (definition name).
+    #[serde(rename = "type")]
+    pub kind: &'a str,
+}
+
+/// Holds every template, parsed once.
+pub struct Renderer {
+    bodies: Tera,
+    documents: Tera,
+    snippets: Tera,
+}
+
+impl std::fmt::Debug for Renderer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Renderer").finish_non_exhaustive()
+    }
+}
+
+impl Renderer {
+    /// Loads the built-in templates, then the files of `templates_dir` over them (same
+    /// relative name wins), and the connector definitions' snippets.
+    ///
+    /// # Errors
+    /// When a folder cannot be read or any template does not parse.
+    pub fn build(
+        templates_dir: Option<&Path>,
+        snippets: &[(String, String)],
+    ) -> Result<Self, RenderError> {
+        let mut files: BTreeMap<String, String> = BTreeMap::new();
+        collect_builtin(&BUILTIN_TEMPLATES, &mut files);
+        if let Some(dir) = templates_dir {
+            collect_dir(dir, dir, &mut files)?;
+        }
+
+        let mut bodies = new_tera(escape_json, [JSON_SUFFIX]);
+        bodies.add_raw_templates(files.iter()).map_err(syntax)?;
+        let mut documents = new_tera(tera::escape_html, [".html.tera"]);
+        documents.add_raw_templates(files.iter()).map_err(syntax)?;
+        let mut snippet_tera = new_tera(escape_url, [URL_SUFFIX]);
+        snippet_tera
+            .add_raw_templates(snippets.iter().map(|(n, s)| (n.as_str(), s.as_str())))
+            .map_err(syntax)?;
+        Ok(Self {
+            bodies,
+            documents,
+            snippets: snippet_tera,
+        })
+    }
+
+    /// Whether a body or partial template of this name exists.
+    pub fn has_template(&self, name: &str) -> bool {
+        self.bodies.contains_template(name)
+    }
+
+    /// Builds the Tera context for one delivery, with the partials already rendered.
+    ///
+    /// # Errors
+    /// When a partial fails to render.
+    pub fn context(&self, cx: &RenderContext<'_>) -> Result<Context, RenderError> {
+        let mut context = Context::from_serialize(cx).map_err(|e| RenderError::Render {
+            template: "(context)".into(),
+            message: error_chain(&e),
+        })?;
+        let transcript = Transcript {
+            text: self.document("_partials/transcript.txt.tera", &context)?,
+            html: self.document("_partials/transcript.html.tera", &context)?,
+        };
+        let summary = self.document("_partials/visitor.txt.tera", &context)?;
+        context.insert("transcript", &transcript);
+        context.insert("visitor_summary", &summary);
+        Ok(context)
+    }
+
+    /// Renders a body template; a `.json.tera` result must parse as JSON.
+    ///
+    /// # Errors
+    /// When rendering fails or the JSON does not parse.
+    pub fn body(&self, name: &str, context: &Context) -> Result<String, RenderError> {
+        let out = render(&self.bodies, name, context)?;
+        if name.ends_with(JSON_SUFFIX)
+            && let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(&out)
+        {
+            return Err(RenderError::InvalidJson {
+                template: name.to_owned(),
+                error: e.to_string(),
+            });
+        }
+        Ok(out)
+    }
+
+    /// Renders a partial or plain document template.
+    ///
+    /// # Errors
+    /// When rendering fails.
+    pub fn document(&self, name: &str, context: &Context) -> Result<String, RenderError> {
+        render(&self.documents, name, context)
+    }
+
+    /// Renders a definition snippet (URL, header, auth value).
+    ///
+    /// # Errors
+    /// When rendering fails.
+    pub fn snippet(&self, name: &str, context: &Context) -> Result<String, RenderError> {
+        render(&self.snippets, name, context)
+    }
+
+    /// Evaluates a condition snippet registered with [`condition_source`].
+    ///
+    /// # Errors
+    /// When the expression fails to evaluate.
+    pub fn condition(&self, name: &str, context: &Context) -> Result<bool, RenderError> {
+        Ok(self.snippet(name, context)?.trim() == "true")
+    }
+}
+
+/// Wraps a Tera expression (`conversation.visitor.email`) into a template that prints
+/// `true` when it holds, for [`Renderer::condition`].
+pub fn condition_source(expression: &str) -> String {
+    format!("{{% if {expression} %}}true{{% endif %}}")
+}
+
+/// Builds the context of a condition that only looks at the conversation (instance
+/// `when` filters run at ingest, before any delivery exists).
+///
+/// # Errors
+/// When the conversation cannot be converted (it always can; kept fallible for Tera's sake).
+pub fn conversation_context(
+    conversation: &Conversation,
+    raw: &serde_json::Value,
+) -> Result<Context, RenderError> {
+    let mut context = Context::new();
+    context.insert("conversation", conversation);
+    context.insert("raw", raw);
+    Ok(context)
+}
+
+fn new_tera<const N: usize>(escape: tera::EscapeFn, suffixes: [&'static str; N]) -> Tera {
+    let mut tera = Tera::default();
+    tera.set_escape_fn(escape);
+    tera.autoescape_on(suffixes);
+    tera.register_filter("json", json_filter);
+    tera.register_filter("urlencode", urlencode_filter);
+    tera.register_filter("datetime", datetime_filter);
+    tera
+}
+
+fn render(tera: &Tera, name: &str, context: &Context) -> Result<String, RenderError> {
+    if !tera.contains_template(name) {
+        return Err(RenderError::Missing(name.to_owned()));
+    }
+    tera.render(name, context).map_err(|e| RenderError::Render {
+        template: name.to_owned(),
+        message: error_chain(&e),
+    })
+}
+
+fn syntax(e: tera::Error) -> RenderError {
+    RenderError::Syntax(error_chain(&e))
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut message = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        message.push_str(": ");
+        message.push_str(&s.to_string());
+        source = s.source();
+    }
+    message
+}
+
+fn collect_builtin(dir: &Dir<'static>, out: &mut BTreeMap<String, String>) {
+    for file in dir.files() {
+        if let (Some(text), Some(name)) = (file.contents_utf8(), file.path().to_str()) {
+            out.insert(name.replace('\\', "/"), text.to_owned());
+        }
+    }
+    for sub in dir.dirs() {
+        collect_builtin(sub, out);
+    }
+}
+
+fn collect_dir(
+    root: &Path,
+    dir: &Path,
+    out: &mut BTreeMap<String, String>,
+) -> Result<(), RenderError> {
+    let read_err = |source| RenderError::Read {
+        path: dir.display().to_string(),
+        source,
+    };
+    for entry in std::fs::read_dir(dir).map_err(read_err)? {
+        let path = entry.map_err(read_err)?.path();
+        if path.is_dir() {
+            collect_dir(root, &path, out)?;
+        } else if path.extension().is_some_and(|e| e == "tera") {
+            let text = std::fs::read_to_string(&path).map_err(|source| RenderError::Read {
+                path: path.display().to_string(),
+                source,
+            })?;
+            let name = path
+                .strip_prefix(root)
+                .unwrap_or(&path)
+                .to_string_lossy()
+                .replace('\\', "/");
+            out.insert(name, text);
+        }
+    }
+    Ok(())
+}
+
+/// Escapes text for the inside of a JSON string literal (the quotes come from the template).
+fn escape_json(input: &str, out: &mut dyn Write) -> std::io::Result<()> {
+    let quoted = serde_json::to_string(input).map_err(std::io::Error::other)?;
+    out.write_all(&quoted.as_bytes()[1..quoted.len() - 1])
+}
+
+/// Everything but RFC 3986 unreserved characters is encoded, so a value cannot add a path
+/// segment, a query parameter or a fragment.
+const URL_VALUE: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+
+fn escape_url(input: &str, out: &mut dyn Write) -> std::io::Result<()> {
+    write!(
+        out,
+        "{}",
+        percent_encoding::utf8_percent_encode(input, URL_VALUE)
+    )
+}
+
+/// `{{ value | json }}`: the value as a JSON document (strings quoted), not escaped again.
+fn json_filter(value: Value, _: Kwargs, _: &State) -> tera::TeraResult<Value> {
+    let text = serde_json::to_string(&value).map_err(|e| tera::Error::message(e.to_string()))?;
+    Ok(Value::safe_string(&text))
+}
+
+/// `{{ value | urlencode }}`: percent-encodes a value where autoescaping is off.
+fn urlencode_filter(value: &str, _: Kwargs, _: &State) -> String {
+    percent_encoding::utf8_percent_encode(value, URL_VALUE).to_string()
+}
+
+/// `{{ message.sent_at | datetime(format="[hour]:[minute]") }}`: formats an RFC 3339
+/// instant with a `time` format description; the default is `2024-06-13 09:30 UTC`.
+fn datetime_filter(value: Value, kwargs: Kwargs, _: &State) -> tera::TeraResult<String> {
+    let Some(text) = value.as_str() else {
+        return Ok(String::new());
+    };
+    let format = kwargs
+        .get::<&str>("format")?
+        .unwrap_or("[year]-[month]-[day] [hour]:[minute] UTC");
+    let instant =
+        Timestamp::parse(text).map_err(|e| tera::Error::message(format!("datetime: {e}")))?;
+    let description = time::format_description::parse_borrowed::<2>(format)
+        .map_err(|e| tera::Error::message(format!("datetime format: {e}")))?;
+    instant
+        .as_datetime()
+        .format(&description)
+        .map_err(|e| tera::Error::message(format!("datetime: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn renderer_with(name: &str, source: &str) -> Renderer {
+        let mut r = Renderer::build(None, &[]).unwrap();
+        r.bodies.add_raw_template(name, source).unwrap();
+        r
+    }
+
+    #[test]
+    fn json_bodies_escape_values_inside_strings() {
+        let r = renderer_with("t.json.tera", r#"{"text": "{{ text }}", "n": {{ n }}}"#);
+        let mut cx = Context::new();
+        cx.insert("text", "ok\"}, \"admin\": true {{ 7*7 }}\n\\");
+        cx.insert("n", &3);
+        let out = r.body("t.json.tera", &cx).unwrap();
+        let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(doc["text"], "ok\"}, \"admin\": true {{ 7*7 }}\n\\");
+        assert_eq!(doc.as_object().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn a_body_that_is_not_json_is_an_error_naming_the_template() {
+        let r = renderer_with("bad.json.tera", r#"{"text": {{ text }}}"#);
+        let mut cx = Context::new();
+        cx.insert("text", "plain words");
+        let err = r.body("bad.json.tera", &cx).unwrap_err();
+        assert!(
+            matches!(err, RenderError::InvalidJson { ref template, .. } if template == "bad.json.tera")
+        );
+    }
+
+    #[test]
+    fn url_snippets_percent_encode_values() {
+        let r = Renderer::build(None, &[("u.url".into(), "/x?id={{ v }}".into())]).unwrap();
+        let mut cx = Context::new();
+        cx.insert("v", "a b&c=d/e#f");
+        assert_eq!(
+            r.snippet("u.url", &cx).unwrap(),
+            "/x?id=a%20b%26c%3Dd%2Fe%23f"
+        );
+    }
+
+    #[test]
+    fn conditions_treat_null_as_false() {
+        let r = Renderer::build(
+            None,
+            &[(
+                "c".into(),
+                condition_source("v.email or v.status != 'completed'"),
+            )],
+        )
+        .unwrap();
+        let mut cx = Context::new();
+        cx.insert(
+            "v",
+            &serde_json::json!({"email": null, "status": "completed"}),
+        );
+        assert!(!r.condition("c", &cx).unwrap());
+        cx.insert(
+            "v",
+            &serde_json::json!({"email": "a@b.c", "status": "completed"}),
+        );
+        assert!(r.condition("c", &cx).unwrap());
+    }
+
+    #[test]
+    fn datetime_formats_rfc3339_instants() {
+        let r = renderer_with(
+            "d.txt.tera",
+            r#"{{ t | datetime(format="[hour]:[minute]") }}"#,
+        );
+        let mut cx = Context::new();
+        cx.insert("t", "2024-06-13T09:30:00.000Z");
+        assert_eq!(r.bodies.render("d.txt.tera", &cx).unwrap(), "09:30");
+    }
+}

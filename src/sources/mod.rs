@@ -1,0 +1,65 @@
+//! Chat products that send us conversations: one module per product, each turning the
+//! product's request body into a [`Conversation`].
+//!
+//! A source module owns the vendor's vocabulary and its quirks; nothing outside it knows a
+//! Smartsupp field name. Authentication of the request (tokens, signatures) is the HTTP
+//! layer's job (`http::ingest`); a source only parses.
+//!
+//! Adding a source: a module with `parse(body: &[u8]) -> Result<Parsed, SourceError>`, a
+//! variant in [`Source`], and fixtures under `tests/fixtures/<source>/` with a test each.
+
+pub mod lenient;
+pub mod smartsupp;
+
+use crate::model::Conversation;
+
+/// Why a request body could not be turned into a conversation. The body is still kept
+/// (quarantined) by the caller; this text is what the sender and the operator read.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    /// Not JSON at all (or not UTF-8).
+    #[error("body is not valid JSON: {0}")]
+    NotJson(#[from] serde_json::Error),
+    /// JSON, but not the object the product sends.
+    #[error("body is JSON but not an object")]
+    NotAnObject,
+    /// A field without which the conversation cannot be identified.
+    #[error("required field `{0}` is missing or empty")]
+    MissingField(&'static str),
+}
+
+/// A parsed request: the normalized conversation and the original document, which
+/// templates may read as `raw`.
+#[derive(Debug, Clone)]
+pub struct Parsed {
+    /// The normalized conversation.
+    pub conversation: Conversation,
+    /// The request body as JSON.
+    pub raw: serde_json::Value,
+}
+
+/// The chat products chatbridge understands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// Smartsupp's legacy "POST hook" (finished, missed and offline chats).
+    Smartsupp,
+}
+
+impl Source {
+    /// The name used in URLs (`/hooks/{name}`), config (`[sources.{name}]`) and the store.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Smartsupp => "smartsupp",
+        }
+    }
+
+    /// Parses a request body from this source.
+    ///
+    /// # Errors
+    /// When the body is not something this source sends; see [`SourceError`].
+    pub fn parse(self, body: &[u8]) -> Result<Parsed, SourceError> {
+        match self {
+            Self::Smartsupp => smartsupp::parse(body),
+        }
+    }
+}

@@ -1,0 +1,411 @@
+//! Where conversations and deliveries live: the [`Store`] trait and its implementations.
+//!
+//! The store is the only memory that matters. Ingest answers the chat product only after
+//! [`Store::ingest`] has committed the raw body, the normalized conversation and one delivery
+//! per matching connector; the workers work only from leased rows. A crash at any moment
+//! therefore loses nothing: a restart finds every pending delivery where it was.
+//!
+//! Deliveries of one (conversation, connector) pair run one at a time, oldest first; a new
+//! version that arrives while an older one still waits, unleased, replaces it in place
+//! instead of queueing a second delivery of the same ticket.
+//!
+//! [`sqlite::SqliteStore`] is the default (one process). A PostgreSQL store for several
+//! replicas implements the same trait.
+
+pub mod sqlite;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::connectors::StepOutputs;
+use crate::model::{Conversation, Timestamp};
+
+/// A storage failure. Ingest answers 503 for these, so the source can send again.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database refused or failed.
+    #[error("database: {0}")]
+    Database(String),
+    /// The batch this work was part of could not be committed.
+    #[error("commit failed: {0}")]
+    Commit(String),
+    /// A stored value could not be read back.
+    #[error("corrupt row: {0}")]
+    Corrupt(String),
+    /// The store is shutting down.
+    #[error("store is closed")]
+    Closed,
+    /// The store could not be opened or migrated.
+    #[error("cannot open store: {0}")]
+    Open(String),
+}
+
+/// A delivery's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum DeliveryState {
+    /// Waiting for its next attempt (or being attempted).
+    Pending,
+    /// Accepted by the target.
+    Delivered,
+    /// Given up; kept with its reason until retried.
+    Dead,
+}
+
+impl DeliveryState {
+    /// The name used in the store, the CLI and the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Delivered => "delivered",
+            Self::Dead => "dead",
+        }
+    }
+
+    /// Parses a state name.
+    ///
+    /// # Errors
+    /// When the name is not one of `pending`, `delivered`, `dead`.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        match text {
+            "pending" => Ok(Self::Pending),
+            "delivered" => Ok(Self::Delivered),
+            "dead" => Ok(Self::Dead),
+            other => Err(format!(
+                "unknown state `{other}`; use pending, delivered or dead"
+            )),
+        }
+    }
+}
+
+impl fmt::Display for DeliveryState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A conversation as received, ready to store.
+#[derive(Debug, Clone)]
+pub struct NewVersion {
+    /// The normalized conversation.
+    pub conversation: Conversation,
+    /// The request body, byte for byte.
+    pub raw: Vec<u8>,
+    /// Hex SHA-256 of `raw`: an identical resend is a duplicate.
+    pub body_sha256: String,
+    /// Connector instances that should receive it.
+    pub connectors: Vec<String>,
+    /// When it arrived.
+    pub received_at: Timestamp,
+}
+
+/// What ingest did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IngestOutcome {
+    /// A new conversation, or a new version of a known one.
+    Stored {
+        /// Version number (1 for the first).
+        version: i64,
+        /// Deliveries created or brought up to this version.
+        deliveries: usize,
+    },
+    /// The very same body was stored before; nothing was created.
+    Duplicate {
+        /// The version it matches.
+        version: i64,
+    },
+}
+
+/// A body that could not be parsed, kept for inspection.
+#[derive(Debug, Clone)]
+pub struct Quarantined {
+    /// The source route it came to.
+    pub source: String,
+    /// Why it was refused.
+    pub reason: String,
+    /// The body, byte for byte.
+    pub body: Vec<u8>,
+    /// Its `Content-Type`, if any.
+    pub content_type: Option<String>,
+    /// When it arrived.
+    pub received_at: Timestamp,
+}
+
+/// A quarantined body as listed.
+#[derive(Debug, Clone)]
+pub struct QuarantineRow {
+    /// Store id.
+    pub id: i64,
+    /// Source route.
+    pub source: String,
+    /// Why it was refused.
+    pub reason: String,
+    /// Body size in bytes.
+    pub size: usize,
+    /// When it arrived.
+    pub received_at: Timestamp,
+}
+
+/// A delivery handed to a worker, with everything one attempt needs.
+#[derive(Debug, Clone)]
+pub struct LeasedDelivery {
+    /// Store id.
+    pub id: i64,
+    /// The conversation.
+    pub conversation_id: String,
+    /// The version to deliver.
+    pub version: i64,
+    /// Connector instance name.
+    pub connector: String,
+    /// Idempotency key.
+    pub key: String,
+    /// Attempts made so far (all kinds).
+    pub attempts: u32,
+    /// Failures that count against `max_attempts`.
+    pub failures: u32,
+    /// When the first attempt started.
+    pub first_attempt_at: Option<Timestamp>,
+    /// The version's raw body.
+    pub raw: Vec<u8>,
+    /// The version's normalized conversation, as JSON.
+    pub normalized: String,
+    /// Steps completed by earlier attempts.
+    pub completed: BTreeMap<String, StepOutputs>,
+}
+
+/// How an attempt ended, for the attempt log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttemptOutcome {
+    /// The target accepted it.
+    Delivered,
+    /// Failed; another attempt is scheduled.
+    Retry,
+    /// The connector is unhealthy; the delivery waits without using its budget.
+    Waiting,
+    /// Failed for good.
+    Dead,
+}
+
+impl AttemptOutcome {
+    /// The name used in the store.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Delivered => "delivered",
+            Self::Retry => "retry",
+            Self::Waiting => "waiting",
+            Self::Dead => "dead",
+        }
+    }
+}
+
+/// One attempt, as recorded.
+#[derive(Debug, Clone)]
+pub struct AttemptRecord {
+    /// Attempt number, from 1.
+    pub attempt: u32,
+    /// When it started.
+    pub started_at: Timestamp,
+    /// How long it took.
+    pub duration: Duration,
+    /// How it ended.
+    pub outcome: AttemptOutcome,
+    /// The target's status, when it answered.
+    pub status: Option<u16>,
+    /// The step that failed.
+    pub step: Option<String>,
+    /// Why it failed.
+    pub error: Option<String>,
+    /// The start of the target's answer.
+    pub excerpt: Option<String>,
+}
+
+/// What becomes of a delivery after an attempt.
+#[derive(Debug, Clone)]
+pub enum NextState {
+    /// Done; the remote ids the steps picked out.
+    Delivered {
+        /// `step.output` → value.
+        remote: serde_json::Value,
+    },
+    /// Try again at `at`; `counts` says whether this failure uses up the attempt budget
+    /// (429s and unhealthy waits do not).
+    RetryAt {
+        /// When.
+        at: Timestamp,
+        /// Whether it counts against `max_attempts`.
+        counts: bool,
+        /// Why it failed.
+        reason: String,
+    },
+    /// Given up.
+    Dead {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// A delivery as listed.
+#[derive(Debug, Clone)]
+pub struct DeliveryRow {
+    /// Store id.
+    pub id: i64,
+    /// The conversation.
+    pub conversation_id: String,
+    /// Version delivered.
+    pub version: i64,
+    /// Connector instance.
+    pub connector: String,
+    /// Idempotency key.
+    pub key: String,
+    /// Current state.
+    pub state: DeliveryState,
+    /// Attempts so far.
+    pub attempts: u32,
+    /// Next attempt (pending only).
+    pub next_attempt_at: Timestamp,
+    /// The last failure's reason.
+    pub last_error: Option<String>,
+    /// Remote ids, once delivered.
+    pub remote: Option<serde_json::Value>,
+    /// When it was created.
+    pub created_at: Timestamp,
+    /// Last change.
+    pub updated_at: Timestamp,
+}
+
+/// One recorded attempt, as listed.
+#[derive(Debug, Clone)]
+pub struct AttemptRow {
+    /// Attempt number.
+    pub attempt: u32,
+    /// When it started.
+    pub started_at: Timestamp,
+    /// How long it took.
+    pub duration_ms: u64,
+    /// How it ended.
+    pub outcome: String,
+    /// The target's status.
+    pub status: Option<u16>,
+    /// The failing step.
+    pub step: Option<String>,
+    /// Why it failed.
+    pub error: Option<String>,
+    /// The start of the answer.
+    pub excerpt: Option<String>,
+}
+
+/// Which deliveries to list.
+#[derive(Debug, Clone, Default)]
+pub struct DeliveryFilter {
+    /// Only this state.
+    pub state: Option<DeliveryState>,
+    /// Only this connector instance.
+    pub connector: Option<String>,
+    /// Only this conversation.
+    pub conversation_id: Option<String>,
+    /// At most this many, newest first (0: no limit).
+    pub limit: usize,
+}
+
+/// Durable storage for conversations, deliveries and their attempts.
+#[async_trait]
+pub trait Store: Send + Sync + fmt::Debug {
+    /// Stores a received conversation and its deliveries in one transaction; returns after
+    /// the commit.
+    ///
+    /// # Errors
+    /// When the database fails; nothing is stored then.
+    async fn ingest(&self, version: NewVersion) -> Result<IngestOutcome, StoreError>;
+
+    /// Keeps a body that could not be parsed; returns its id.
+    ///
+    /// # Errors
+    /// When the database fails.
+    async fn quarantine(&self, item: Quarantined) -> Result<i64, StoreError>;
+
+    /// Quarantined bodies, newest first.
+    ///
+    /// # Errors
+    /// When the database fails.
+    async fn quarantined(&self, limit: usize) -> Result<Vec<QuarantineRow>, StoreError>;
+
+    /// Leases up to `limit` due deliveries for `lease_for`, skipping paused connectors. Only
+    /// the oldest pending delivery of each (conversation, connector) pair is due.
+    ///
+    /// # Errors
+    /// When the database fails.
+    async fn lease_due(
+        &self,
+        now: Timestamp,
+        limit: usize,
+        lease_for: Duration,
+        paused: &[String],
+    ) -> Result<Vec<LeasedDelivery>, StoreError>;
+
+    /// When the next pending delivery (of connectors not paused) becomes due, if any.
+    ///
+    /// # Errors
+    /// When the database fails.
+    async fn next_due(&self, paused: &[String]) -> Result<Option<Timestamp>, StoreError>;
+
+    /// Records a completed step of a delivery.
+    ///
+    /// # Errors
+    /// When the database fails.
+    async fn complete_step(
+        &self,
+        delivery_id: i64,
+        step: &str,
+        outputs: &StepOutputs,
+    ) -> Result<(), StoreError>;
+
+    /// Records an attempt and moves the delivery on; releases its lease.
+    ///
+    /// # Errors
+    /// When the database fails.
+    async fn finish_attempt(
+        &self,
+        delivery_id: i64,
+        record: AttemptRecord,
+        next: NextState,
+    ) -> Result<(), StoreError>;
+
+    /// Releases every lease: for a single-process store at start, where any lease is left by
+    /// a process that died.
+    ///
+    /// # Errors
+    /// When the database fails.
+    async fn release_leases(&self) -> Result<u64, StoreError>;
+
+    /// Lists deliveries, newest first.
+    ///
+    /// # Errors
+    /// When the database fails.
+    async fn deliveries(&self, filter: DeliveryFilter) -> Result<Vec<DeliveryRow>, StoreError>;
+
+    /// A delivery's attempts, oldest first.
+    ///
+    /// # Errors
+    /// When the database fails.
+    async fn attempts(&self, delivery_id: i64) -> Result<Vec<AttemptRow>, StoreError>;
+
+    /// Puts these dead deliveries back in the queue with a fresh budget; returns how many.
+    ///
+    /// # Errors
+    /// When the database fails.
+    async fn retry(&self, ids: &[i64]) -> Result<u64, StoreError>;
+
+    /// Puts every dead delivery (of one connector, if given) back in the queue.
+    ///
+    /// # Errors
+    /// When the database fails.
+    async fn retry_dead(&self, connector: Option<&str>) -> Result<u64, StoreError>;
+
+    /// Checks that the store answers.
+    ///
+    /// # Errors
+    /// When it does not.
+    async fn ping(&self) -> Result<(), StoreError>;
+}

@@ -1,0 +1,640 @@
+//! The default store: one SQLite file in WAL mode, written by one thread with group commit.
+//!
+//! Why one writer thread and rusqlite rather than a pool: SQLite allows one writer at a
+//! time anyway, and durability costs one fsync per commit. The writer takes every job that
+//! is waiting (up to [`MAX_BATCH`]), runs each in its own savepoint inside one transaction,
+//! commits once, and only then answers each caller. Under load many acknowledgements share one
+//! fsync; when idle a job commits alone with no added delay. A failing job rolls back its
+//! savepoint only, so it cannot spoil its neighbours. (sqlx's SQLite driver also runs a thread
+//! per connection behind a channel, but gives no way to share a transaction across callers.)
+//!
+//! Reads go through the same thread; they are short, and it keeps the one-writer rule simple.
+//! Other processes (the CLI) open their own connection; WAL lets them read while we write, and
+//! `busy_timeout` makes their writes wait their turn.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use tokio::sync::{mpsc, oneshot};
+
+use super::{
+    AttemptRecord, AttemptRow, DeliveryFilter, DeliveryRow, DeliveryState, IngestOutcome,
+    LeasedDelivery, NewVersion, NextState, QuarantineRow, Quarantined, Store, StoreError,
+};
+use crate::config::Synchronous;
+use crate::connectors::StepOutputs;
+use crate::model::Timestamp;
+
+/// Most jobs committed together. Bounds the latency a large batch adds to its first job.
+const MAX_BATCH: usize = 512;
+/// Jobs waiting for the writer before callers wait to enqueue (back-pressure on ingest).
+const QUEUE_DEPTH: usize = 4096;
+
+/// Migrations in order; `PRAGMA user_version` records how many have run.
+const MIGRATIONS: &[&str] = &[include_str!("migrations/sqlite/0001_init.sql")];
+
+/// The answer to a job, delivered once the batch's commit is known.
+type Reply = Box<dyn FnOnce(Result<(), String>) + Send>;
+/// A unit of work: runs in a savepoint (or, given `None`, is not run because the batch could
+/// not start), says whether it succeeded, and how to answer.
+type Job = Box<dyn FnOnce(Option<&Connection>) -> (bool, Reply) + Send>;
+
+/// A SQLite-backed [`Store`]. Cheap to clone; all clones share the writer.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    jobs: mpsc::Sender<Job>,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database file, applies migrations, starts the writer.
+    ///
+    /// # Errors
+    /// When the file cannot be created or opened, or a migration fails.
+    pub fn open(path: &Path, synchronous: Synchronous) -> Result<Self, StoreError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| StoreError::Open(format!("{}: {e}", dir.display())))?;
+        }
+        let conn = connect(path, synchronous)?;
+        migrate(&conn)?;
+        let (jobs, queue) = mpsc::channel(QUEUE_DEPTH);
+        std::thread::Builder::new()
+            .name("chatbridge-store".into())
+            .spawn(move || write_loop(conn, queue))
+            .map_err(|e| StoreError::Open(format!("cannot start the store thread: {e}")))?;
+        Ok(Self { jobs })
+    }
+
+    /// Runs `work` on the writer inside the next batch; returns its result after the commit.
+    async fn call<R, F>(&self, work: F) -> Result<R, StoreError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Connection) -> Result<R, StoreError> + Send + 'static,
+    {
+        let (answer, answered) = oneshot::channel();
+        let job: Job = Box::new(move |conn| {
+            let result = match conn {
+                Some(conn) => work(conn),
+                None => Err(StoreError::Closed),
+            };
+            let ok = result.is_ok();
+            let reply: Reply = Box::new(move |commit| {
+                let _ = answer.send(match commit {
+                    Ok(()) => result,
+                    Err(e) => Err(StoreError::Commit(e)),
+                });
+            });
+            (ok, reply)
+        });
+        self.jobs.send(job).await.map_err(|_| StoreError::Closed)?;
+        answered.await.map_err(|_| StoreError::Closed)?
+    }
+}
+
+fn connect(path: &Path, synchronous: Synchronous) -> Result<Connection, StoreError> {
+    let conn =
+        Connection::open(path).map_err(|e| StoreError::Open(format!("{}: {e}", path.display())))?;
+    let sync = match synchronous {
+        Synchronous::Full => "FULL",
+        Synchronous::Normal => "NORMAL",
+    };
+    conn.execute_batch(&format!(
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = {sync}; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;"
+    ))
+    .map_err(|e| StoreError::Open(e.to_string()))?;
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(conn)
+}
+
+fn migrate(conn: &Connection) -> Result<(), StoreError> {
+    let applied: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(|e| StoreError::Open(e.to_string()))?;
+    let applied = usize::try_from(applied).unwrap_or(usize::MAX);
+    if applied > MIGRATIONS.len() {
+        return Err(StoreError::Open(format!(
+            "the database is at schema version {applied}, newer than this chatbridge knows ({}); upgrade chatbridge",
+            MIGRATIONS.len()
+        )));
+    }
+    for (index, sql) in MIGRATIONS.iter().enumerate().skip(applied) {
+        let version = index + 1;
+        conn.execute_batch(&format!(
+            "BEGIN IMMEDIATE; {sql}\nPRAGMA user_version = {version}; COMMIT;"
+        ))
+        .map_err(|e| {
+            let _ = conn.execute_batch("ROLLBACK");
+            StoreError::Open(format!("migration {version} failed: {e}"))
+        })?;
+    }
+    Ok(())
+}
+
+/// The writer: drains waiting jobs into one transaction, commits, answers.
+fn write_loop(mut conn: Connection, mut queue: mpsc::Receiver<Job>) {
+    while let Some(first) = queue.blocking_recv() {
+        let mut batch = Vec::with_capacity(16);
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match queue.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let mut replies = Vec::with_capacity(batch.len());
+        let commit = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
+            Ok(mut tx) => {
+                for job in batch {
+                    match tx.savepoint() {
+                        Ok(savepoint) => {
+                            let (ok, reply) = job(Some(&savepoint));
+                            // Dropping an uncommitted savepoint rolls back this job only.
+                            let released = if ok { savepoint.commit() } else { Ok(()) };
+                            match released {
+                                Ok(()) => replies.push(reply),
+                                Err(e) => reply(Err(e.to_string())),
+                            }
+                        }
+                        Err(e) => {
+                            let (_, reply) = job(None);
+                            reply(Err(e.to_string()));
+                        }
+                    }
+                }
+                tx.commit().map_err(|e| e.to_string())
+            }
+            Err(e) => {
+                replies.extend(batch.into_iter().map(|job| job(None).1));
+                Err(e.to_string())
+            }
+        };
+        if let Err(e) = &commit {
+            tracing::error!(error = %e, "store commit failed");
+        }
+        for reply in replies {
+            reply(commit.clone());
+        }
+    }
+}
+
+fn db(e: rusqlite::Error) -> StoreError {
+    StoreError::Database(e.to_string())
+}
+
+fn ms(t: Timestamp) -> i64 {
+    t.unix_millis()
+}
+
+fn from_ms(ms: i64) -> Result<Timestamp, StoreError> {
+    Timestamp::from_unix_millis(ms)
+        .ok_or_else(|| StoreError::Corrupt(format!("time {ms} out of range")))
+}
+
+fn duration_ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+fn ingest(conn: &Connection, new: &NewVersion) -> Result<IngestOutcome, StoreError> {
+    let c = &new.conversation;
+    let id = c.id.as_str();
+    let existing: Option<i64> = conn
+        .prepare_cached("SELECT version FROM conversation_versions WHERE conversation_id = ?1 AND body_sha256 = ?2")
+        .and_then(|mut s| s.query_row(params![id, new.body_sha256], |r| r.get(0)).optional())
+        .map_err(db)?;
+    if let Some(version) = existing {
+        return Ok(IngestOutcome::Duplicate { version });
+    }
+    let now = ms(new.received_at);
+    let normalized = serde_json::to_string(c).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let version: i64 = conn
+        .prepare_cached(
+            "INSERT INTO conversations (id, source, account_id, status, visitor_email, started_at, ended_at,
+                                        latest_version, created_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 1, ?8, ?8)
+             ON CONFLICT (id) DO UPDATE SET
+                status = excluded.status, visitor_email = excluded.visitor_email,
+                started_at = excluded.started_at, ended_at = excluded.ended_at,
+                latest_version = conversations.latest_version + 1, updated_at = excluded.updated_at
+             RETURNING latest_version",
+        )
+        .and_then(|mut s| {
+            s.query_row(
+                params![
+                    id,
+                    c.source,
+                    c.account_id,
+                    c.status.as_str(),
+                    c.visitor.email.as_ref().map(|e| e.as_str()),
+                    c.started_at.map(ms),
+                    c.ended_at.map(ms),
+                    now
+                ],
+                |r| r.get(0),
+            )
+        })
+        .map_err(db)?;
+    conn.prepare_cached(
+        "INSERT INTO conversation_versions (conversation_id, version, body_sha256, raw, normalized, received_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )
+    .and_then(|mut s| s.execute(params![id, version, new.body_sha256, new.raw, normalized, now]))
+    .map_err(db)?;
+    for connector in &new.connectors {
+        // A waiting, unleased delivery of the same pair is brought up to this version rather
+        // than queueing a second delivery of the same remote object.
+        let replaced = conn
+            .prepare_cached(
+                "UPDATE deliveries SET version = ?1, updated_at = ?2
+                 WHERE conversation_id = ?3 AND connector = ?4 AND state = 'pending'
+                   AND (lease_until IS NULL OR lease_until < ?2)",
+            )
+            .and_then(|mut s| s.execute(params![version, now, id, connector]))
+            .map_err(db)?;
+        if replaced == 0 {
+            let key = format!("cb:{connector}:{id}");
+            conn.prepare_cached(
+                "INSERT INTO deliveries (conversation_id, version, connector, key, state, next_attempt_at,
+                                         created_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?5, ?5)",
+            )
+            .and_then(|mut s| s.execute(params![id, version, connector, key, now]))
+            .map_err(db)?;
+        }
+    }
+    Ok(IngestOutcome::Stored {
+        version,
+        deliveries: new.connectors.len(),
+    })
+}
+
+fn lease(
+    conn: &Connection,
+    now: i64,
+    limit: usize,
+    lease_until: i64,
+    paused: &str,
+) -> Result<Vec<LeasedDelivery>, StoreError> {
+    let mut leased = conn
+        .prepare_cached(
+            "UPDATE deliveries SET lease_until = ?1
+             WHERE id IN (
+                SELECT d.id FROM deliveries d
+                WHERE d.state = 'pending' AND d.next_attempt_at <= ?2
+                  AND (d.lease_until IS NULL OR d.lease_until < ?2)
+                  AND d.connector NOT IN (SELECT value FROM json_each(?3))
+                  AND NOT EXISTS (
+                      SELECT 1 FROM deliveries e
+                      WHERE e.conversation_id = d.conversation_id AND e.connector = d.connector
+                        AND e.state = 'pending' AND e.id < d.id)
+                ORDER BY d.next_attempt_at, d.id
+                LIMIT ?4)
+             RETURNING id, conversation_id, version, connector, key, attempts, failures, first_attempt_at",
+        )
+        .and_then(|mut s| {
+            s.query_map(params![lease_until, now, paused, limit as i64], |r| {
+                Ok(LeasedDelivery {
+                    id: r.get(0)?,
+                    conversation_id: r.get(1)?,
+                    version: r.get(2)?,
+                    connector: r.get(3)?,
+                    key: r.get(4)?,
+                    attempts: r.get(5)?,
+                    failures: r.get(6)?,
+                    first_attempt_at: r.get::<_, Option<i64>>(7)?.and_then(Timestamp::from_unix_millis),
+                    raw: Vec::new(),
+                    normalized: String::new(),
+                    completed: BTreeMap::new(),
+                })
+            })?
+            .collect::<Result<Vec<_>, _>>()
+        })
+        .map_err(db)?;
+    for delivery in &mut leased {
+        let (raw, normalized) = conn
+            .prepare_cached("SELECT raw, normalized FROM conversation_versions WHERE conversation_id = ?1 AND version = ?2")
+            .and_then(|mut s| {
+                s.query_row(params![delivery.conversation_id, delivery.version], |r| {
+                    Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, String>(1)?))
+                })
+            })
+            .map_err(db)?;
+        delivery.raw = raw;
+        delivery.normalized = normalized;
+        let steps = conn
+            .prepare_cached("SELECT step, outputs FROM delivery_steps WHERE delivery_id = ?1")
+            .and_then(|mut s| {
+                s.query_map([delivery.id], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+                })?
+                .collect::<Result<Vec<_>, _>>()
+            })
+            .map_err(db)?;
+        for (step, outputs) in steps {
+            let outputs: StepOutputs = serde_json::from_str(&outputs)
+                .map_err(|e| StoreError::Corrupt(format!("step outputs: {e}")))?;
+            delivery.completed.insert(step, outputs);
+        }
+    }
+    Ok(leased)
+}
+
+fn finish(
+    conn: &Connection,
+    id: i64,
+    record: &AttemptRecord,
+    next: &NextState,
+) -> Result<(), StoreError> {
+    let started = ms(record.started_at);
+    conn.prepare_cached(
+        "INSERT INTO attempts (delivery_id, attempt, started_at, duration_ms, outcome, status, step, error, excerpt)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+    )
+    .and_then(|mut s| {
+        s.execute(params![
+            id,
+            record.attempt,
+            started,
+            duration_ms(record.duration),
+            record.outcome.as_str(),
+            record.status,
+            record.step,
+            record.error,
+            record.excerpt
+        ])
+    })
+    .map_err(db)?;
+    let now = ms(Timestamp::now());
+    let (state, next_at, failures, error, remote) = match next {
+        NextState::Delivered { remote } => ("delivered", now, 0, None, Some(remote.to_string())),
+        NextState::RetryAt { at, counts, reason } => (
+            "pending",
+            ms(*at),
+            i64::from(*counts),
+            Some(reason.as_str()),
+            None,
+        ),
+        NextState::Dead { reason } => ("dead", now, 1, Some(reason.as_str()), None),
+    };
+    conn.prepare_cached(
+        "UPDATE deliveries SET state = ?2, attempts = attempts + 1, failures = failures + ?3,
+                next_attempt_at = ?4, lease_until = NULL, first_attempt_at = COALESCE(first_attempt_at, ?5),
+                last_error = COALESCE(?6, last_error), remote = COALESCE(?7, remote), updated_at = ?8
+         WHERE id = ?1",
+    )
+    .and_then(|mut s| s.execute(params![id, state, failures, next_at, started, error, remote, now]))
+    .map_err(db)?;
+    Ok(())
+}
+
+fn delivery_row(
+    r: &rusqlite::Row<'_>,
+) -> rusqlite::Result<(DeliveryRow, String, i64, i64, i64, Option<String>)> {
+    Ok((
+        DeliveryRow {
+            id: r.get(0)?,
+            conversation_id: r.get(1)?,
+            version: r.get(2)?,
+            connector: r.get(3)?,
+            key: r.get(4)?,
+            state: DeliveryState::Pending,
+            attempts: r.get(6)?,
+            next_attempt_at: Timestamp::now(),
+            last_error: r.get(8)?,
+            remote: None,
+            created_at: Timestamp::now(),
+            updated_at: Timestamp::now(),
+        },
+        r.get(5)?,
+        r.get(7)?,
+        r.get(10)?,
+        r.get(11)?,
+        r.get(9)?,
+    ))
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn ingest(&self, version: NewVersion) -> Result<IngestOutcome, StoreError> {
+        self.call(move |conn| ingest(conn, &version)).await
+    }
+
+    async fn quarantine(&self, item: Quarantined) -> Result<i64, StoreError> {
+        self.call(move |conn| {
+            conn.prepare_cached(
+                "INSERT INTO quarantine (source, reason, body, content_type, received_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )
+            .and_then(|mut s| s.execute(params![item.source, item.reason, item.body, item.content_type, ms(item.received_at)]))
+            .map_err(db)?;
+            Ok(conn.last_insert_rowid())
+        })
+        .await
+    }
+
+    async fn quarantined(&self, limit: usize) -> Result<Vec<QuarantineRow>, StoreError> {
+        self.call(move |conn| {
+            let rows = conn
+                .prepare_cached("SELECT id, source, reason, length(body), received_at FROM quarantine ORDER BY id DESC LIMIT ?1")
+                .and_then(|mut s| {
+                    s.query_map([limit as i64], |r| {
+                        Ok((r.get::<_, i64>(0)?, r.get(1)?, r.get(2)?, r.get::<_, i64>(3)?, r.get::<_, i64>(4)?))
+                    })?
+                    .collect::<Result<Vec<_>, _>>()
+                })
+                .map_err(db)?;
+            rows.into_iter()
+                .map(|(id, source, reason, size, at)| {
+                    Ok(QuarantineRow { id, source, reason, size: size as usize, received_at: from_ms(at)? })
+                })
+                .collect()
+        })
+        .await
+    }
+
+    async fn lease_due(
+        &self,
+        now: Timestamp,
+        limit: usize,
+        lease_for: Duration,
+        paused: &[String],
+    ) -> Result<Vec<LeasedDelivery>, StoreError> {
+        let paused =
+            serde_json::to_string(paused).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let until = ms(now.plus(lease_for));
+        self.call(move |conn| lease(conn, ms(now), limit, until, &paused))
+            .await
+    }
+
+    async fn next_due(&self, paused: &[String]) -> Result<Option<Timestamp>, StoreError> {
+        let paused =
+            serde_json::to_string(paused).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        self.call(move |conn| {
+            let at: Option<i64> = conn
+                .prepare_cached(
+                    "SELECT min(max(next_attempt_at, COALESCE(lease_until, 0))) FROM deliveries
+                     WHERE state = 'pending' AND connector NOT IN (SELECT value FROM json_each(?1))",
+                )
+                .and_then(|mut s| s.query_row([paused], |r| r.get(0)))
+                .map_err(db)?;
+            at.map(from_ms).transpose()
+        })
+        .await
+    }
+
+    async fn complete_step(
+        &self,
+        delivery_id: i64,
+        step: &str,
+        outputs: &StepOutputs,
+    ) -> Result<(), StoreError> {
+        let step = step.to_owned();
+        let outputs =
+            serde_json::to_string(outputs).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        self.call(move |conn| {
+            conn.prepare_cached(
+                "INSERT INTO delivery_steps (delivery_id, step, outputs, completed_at) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (delivery_id, step) DO UPDATE SET outputs = excluded.outputs, completed_at = excluded.completed_at",
+            )
+            .and_then(|mut s| s.execute(params![delivery_id, step, outputs, ms(Timestamp::now())]))
+            .map_err(db)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn finish_attempt(
+        &self,
+        delivery_id: i64,
+        record: AttemptRecord,
+        next: NextState,
+    ) -> Result<(), StoreError> {
+        self.call(move |conn| finish(conn, delivery_id, &record, &next))
+            .await
+    }
+
+    async fn release_leases(&self) -> Result<u64, StoreError> {
+        self.call(|conn| {
+            let n = conn
+                .execute("UPDATE deliveries SET lease_until = NULL WHERE lease_until IS NOT NULL AND state = 'pending'", [])
+                .map_err(db)?;
+            Ok(n as u64)
+        })
+        .await
+    }
+
+    async fn deliveries(&self, filter: DeliveryFilter) -> Result<Vec<DeliveryRow>, StoreError> {
+        self.call(move |conn| {
+            let limit = if filter.limit == 0 { -1 } else { filter.limit as i64 };
+            let rows = conn
+                .prepare_cached(
+                    "SELECT id, conversation_id, version, connector, key, state, attempts, next_attempt_at, last_error,
+                            remote, created_at, updated_at
+                     FROM deliveries
+                     WHERE (?1 IS NULL OR state = ?1) AND (?2 IS NULL OR connector = ?2)
+                       AND (?3 IS NULL OR conversation_id = ?3)
+                     ORDER BY id DESC LIMIT ?4",
+                )
+                .and_then(|mut s| {
+                    s.query_map(
+                        params![filter.state.map(DeliveryState::as_str), filter.connector, filter.conversation_id, limit],
+                        delivery_row,
+                    )?
+                    .collect::<Result<Vec<_>, _>>()
+                })
+                .map_err(db)?;
+            rows.into_iter()
+                .map(|(mut row, state, next, created, updated, remote)| {
+                    row.state = DeliveryState::parse(&state).map_err(StoreError::Corrupt)?;
+                    row.next_attempt_at = from_ms(next)?;
+                    row.created_at = from_ms(created)?;
+                    row.updated_at = from_ms(updated)?;
+                    row.remote = remote.and_then(|r| serde_json::from_str(&r).ok());
+                    Ok(row)
+                })
+                .collect()
+        })
+        .await
+    }
+
+    async fn attempts(&self, delivery_id: i64) -> Result<Vec<AttemptRow>, StoreError> {
+        self.call(move |conn| {
+            let rows = conn
+                .prepare_cached(
+                    "SELECT attempt, started_at, duration_ms, outcome, status, step, error, excerpt
+                     FROM attempts WHERE delivery_id = ?1 ORDER BY id",
+                )
+                .and_then(|mut s| {
+                    s.query_map([delivery_id], |r| {
+                        Ok((
+                            r.get::<_, u32>(0)?,
+                            r.get::<_, i64>(1)?,
+                            r.get::<_, i64>(2)?,
+                            r.get::<_, String>(3)?,
+                            r.get::<_, Option<u16>>(4)?,
+                            r.get::<_, Option<String>>(5)?,
+                            r.get::<_, Option<String>>(6)?,
+                            r.get::<_, Option<String>>(7)?,
+                        ))
+                    })?
+                    .collect::<Result<Vec<_>, _>>()
+                })
+                .map_err(db)?;
+            rows.into_iter()
+                .map(
+                    |(attempt, started, duration, outcome, status, step, error, excerpt)| {
+                        Ok(AttemptRow {
+                            attempt,
+                            started_at: from_ms(started)?,
+                            duration_ms: u64::try_from(duration).unwrap_or_default(),
+                            outcome,
+                            status,
+                            step,
+                            error,
+                            excerpt,
+                        })
+                    },
+                )
+                .collect()
+        })
+        .await
+    }
+
+    async fn retry(&self, ids: &[i64]) -> Result<u64, StoreError> {
+        let ids = serde_json::to_string(ids).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        self.call(move |conn| {
+            let n = conn
+                .prepare_cached(
+                    "UPDATE deliveries SET state = 'pending', failures = 0, first_attempt_at = NULL,
+                            next_attempt_at = ?2, updated_at = ?2
+                     WHERE state = 'dead' AND id IN (SELECT value FROM json_each(?1))",
+                )
+                .and_then(|mut s| s.execute(params![ids, ms(Timestamp::now())]))
+                .map_err(db)?;
+            Ok(n as u64)
+        })
+        .await
+    }
+
+    async fn retry_dead(&self, connector: Option<&str>) -> Result<u64, StoreError> {
+        let connector = connector.map(str::to_owned);
+        self.call(move |conn| {
+            let n = conn
+                .prepare_cached(
+                    "UPDATE deliveries SET state = 'pending', failures = 0, first_attempt_at = NULL,
+                            next_attempt_at = ?2, updated_at = ?2
+                     WHERE state = 'dead' AND (?1 IS NULL OR connector = ?1)",
+                )
+                .and_then(|mut s| s.execute(params![connector, ms(Timestamp::now())]))
+                .map_err(db)?;
+            Ok(n as u64)
+        })
+        .await
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.call(|conn| conn.query_row("SELECT 1", [], |_| Ok(())).map_err(db))
+            .await
+    }
+}

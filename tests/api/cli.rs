@@ -1,0 +1,115 @@
+//! The command line: check, render.
+
+use crate::helpers::run_cli;
+
+fn write_config(text: &str) -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.toml");
+    std::fs::write(&path, text).unwrap();
+    let path = path.to_str().unwrap().to_owned();
+    (dir, path)
+}
+
+const ZENDESK_INSTANCE: &str = r#"
+[store]
+url = "sqlite://unused.db"
+[connectors.helpdesk]
+type = "zendesk"
+[connectors.helpdesk.settings]
+subdomain = "acme"
+email = "agent@acme.example"
+api_token = "render-secret-4d5e6f"
+"#;
+
+#[test]
+fn check_passes_the_shipped_config() {
+    let (code, out, err) = run_cli(&["check"]);
+    assert_eq!(code, 0, "{out}{err}");
+    for kind in ["zendesk", "webhook", "file"] {
+        assert!(out.contains(kind), "{out}");
+    }
+    assert!(out.contains("outbox") && out.contains("ok"), "{out}");
+}
+
+#[test]
+fn check_names_an_unknown_connector_type_and_every_other_problem() {
+    let (_dir, config) = write_config(
+        "[server]\nlisten = \"nowhere\"\n[connectors.helpdesk]\ntype = \"zendeskk\"\n[delivery]\nmultiplier = 0.1\n",
+    );
+    let (code, _, err) = run_cli(&["--config", &config, "check"]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("server.listen") && err.contains("delivery.multiplier"),
+        "{err}"
+    );
+
+    let (_dir, config) = write_config("[connectors.helpdesk]\ntype = \"zendeskk\"\n");
+    let (code, _, err) = run_cli(&["--config", &config, "check"]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("connectors.helpdesk.type: unknown connector type `zendeskk`"),
+        "{err}"
+    );
+    assert!(err.contains("known types: file, webhook, zendesk"), "{err}");
+}
+
+#[test]
+fn check_names_missing_and_unknown_settings() {
+    let (_dir, config) = write_config(
+        "[connectors.helpdesk]\ntype = \"zendesk\"\nsettings = { subdomain = \"a\", emial = \"x\" }\n",
+    );
+    let (code, _, err) = run_cli(&["--config", &config, "check"]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("connectors.helpdesk.settings.email: required"),
+        "{err}"
+    );
+    assert!(
+        err.contains("connectors.helpdesk.settings.api_token: required"),
+        "{err}"
+    );
+    assert!(
+        err.contains("connectors.helpdesk.settings.emial: not a setting"),
+        "{err}"
+    );
+}
+
+#[test]
+fn render_shows_method_url_and_body_and_never_the_secret() {
+    let (_dir, config) = write_config(ZENDESK_INSTANCE);
+    let (code, out, err) = run_cli(&[
+        "--config",
+        &config,
+        "render",
+        "--connector",
+        "helpdesk",
+        "tests/fixtures/smartsupp/seed-example.json",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("GET https://acme.zendesk.com/api/v2/tickets?external_id=cb%3Ahelpdesk%3Asmartsupp%3A208%3A55039"), "{out}");
+    assert!(
+        out.contains("POST https://acme.zendesk.com/api/v2/tickets\n"),
+        "{out}"
+    );
+    assert!(out.contains("authorization: ***"), "{out}");
+    assert!(out.contains(r#""subject": "Hello""#), "{out}");
+    assert!(!out.contains("render-secret-4d5e6f") && !err.contains("render-secret-4d5e6f"));
+}
+
+#[test]
+fn render_reports_an_unknown_instance_with_the_configured_ones() {
+    let (_dir, config) = write_config(ZENDESK_INSTANCE);
+    let (code, _, err) = run_cli(&[
+        "--config",
+        &config,
+        "render",
+        "--connector",
+        "nope",
+        "tests/fixtures/smartsupp/seed-example.json",
+    ]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("no connector instance `nope`") && err.contains("helpdesk"),
+        "{err}"
+    );
+}

@@ -1,0 +1,102 @@
+//! The `webhook` and `file` connectors, and per-instance `when` filters.
+
+use chatbridge::store::DeliveryState;
+use hmac::{Hmac, Mac};
+use serde_json::Value;
+use sha2::Sha256;
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+use crate::helpers::{Options, WEBHOOK_SECRET, fixture, spawn_app_with, wait_until};
+
+#[tokio::test]
+async fn the_webhook_connector_posts_the_signed_conversation_to_matching_instances_only() {
+    let receiver = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/in"))
+        .respond_with(ResponseTemplate::new(204))
+        .mount(&receiver)
+        .await;
+    let app = spawn_app_with(Options {
+        extra: format!(
+            "[connectors.webhook_out]\ntype = \"webhook\"\nwhen = \"conversation.status == 'offline'\"\n\
+             [connectors.webhook_out.settings]\nurl = \"{}/in\"\nsecret = \"{WEBHOOK_SECRET}\"\n",
+            receiver.uri()
+        ),
+        ..Options::default()
+    })
+    .await;
+
+    let seed: Value = app
+        .post_smartsupp(fixture("smartsupp/seed-example.json"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let offline: Value = app
+        .post_smartsupp(fixture("smartsupp/offline-message.json"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (seed["deliveries"].as_u64(), offline["deliveries"].as_u64()),
+        (Some(1), Some(2))
+    );
+    app.wait_for_deliveries(DeliveryState::Delivered, 3).await;
+
+    let received = receiver.received_requests().await.unwrap();
+    assert_eq!(received.len(), 1);
+    let request = &received[0];
+    let mut mac = Hmac::<Sha256>::new_from_slice(WEBHOOK_SECRET.as_bytes()).unwrap();
+    mac.update(&request.body);
+    let expected = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
+    assert_eq!(
+        request.headers["x-chatbridge-signature"].to_str().unwrap(),
+        expected
+    );
+    let body: Value = serde_json::from_slice(&request.body).unwrap();
+    assert_eq!(body["event"], "conversation.offline");
+    assert_eq!(body["conversation"]["status"], "offline");
+    assert_eq!(
+        body["conversation"]["visitor"]["email"],
+        "tomas.kral@example.net"
+    );
+    let key = request.headers["x-chatbridge-delivery"].to_str().unwrap();
+    assert_eq!(
+        key,
+        format!(
+            "cb:webhook_out:{}",
+            offline["conversation"].as_str().unwrap()
+        )
+    );
+}
+
+#[tokio::test]
+async fn the_file_connector_writes_each_delivery_to_its_folder() {
+    let outbox = tempfile::tempdir().unwrap();
+    let app = spawn_app_with(Options {
+        extra: format!(
+            "[connectors.outbox]\ntype = \"file\"\nsettings = {{ dir = \"{}\" }}\n",
+            outbox.path().display()
+        ),
+        ..Options::default()
+    })
+    .await;
+
+    app.post_smartsupp(fixture("smartsupp/seed-example.json"))
+        .await;
+    app.wait_for_deliveries(DeliveryState::Delivered, 2).await;
+
+    let file = outbox.path().join("smartsupp_208_55039-v1.json");
+    let bytes = wait_until(|| async { std::fs::read(&file).ok() }).await;
+    let written: Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(written["conversation"]["id"], "smartsupp:208:55039");
+    assert_eq!(written["delivery"]["key"], "cb:outbox:smartsupp:208:55039");
+    assert!(
+        written["transcript"]
+            .as_str()
+            .unwrap()
+            .contains("Dusan Kmet: Hello")
+    );
+}

@@ -1,0 +1,270 @@
+//! Starting chatbridge for a test: a temporary SQLite store, fast retry intervals, a fake
+//! Zendesk as the `helpdesk` connector, and helpers to post fixtures and wait for outcomes.
+
+use std::future::Future;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use chatbridge::app::Application;
+use chatbridge::config::{Config, LogFormat};
+use chatbridge::delivery::Worker;
+use chatbridge::store::{DeliveryFilter, DeliveryRow, DeliveryState, Store};
+use tempfile::TempDir;
+
+use crate::fake_zendesk::FakeZendesk;
+
+/// Secrets used by every test, so the log check can look for all of them at once.
+pub const HOOK_TOKEN: &str = "hook-token-7f3a9c-s3cr3t";
+pub const ZENDESK_EMAIL: &str = "agent@acme.example";
+pub const ZENDESK_TOKEN: &str = "zd-api-token-1b2c3d-s3cr3t";
+pub const WEBHOOK_SECRET: &str = "webhook-secret-9e8d7c-s3cr3t";
+
+/// How long a test waits for a condition before failing.
+pub const PATIENCE: Duration = Duration::from_secs(20);
+
+/// Everything logged by this test binary (all tests share one subscriber).
+pub fn captured_logs() -> String {
+    String::from_utf8_lossy(&log_buffer().lock().unwrap()).into_owned()
+}
+
+fn log_buffer() -> &'static Arc<Mutex<Vec<u8>>> {
+    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+    LOGS.get_or_init(|| {
+        chatbridge::app::install_tls_provider();
+        let buffer = Arc::new(Mutex::new(Vec::new()));
+        let writer = CaptureWriter(buffer.clone());
+        chatbridge::telemetry::init(
+            LogFormat::Json,
+            "chatbridge=trace,tower_http=debug,warn",
+            move || writer.clone(),
+        );
+        buffer
+    })
+}
+
+#[derive(Clone)]
+struct CaptureWriter(Arc<Mutex<Vec<u8>>>);
+
+impl Write for CaptureWriter {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        if std::env::var_os("TEST_LOG").is_some() {
+            std::io::stderr().write_all(bytes)?;
+        }
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Reads a fixture from `tests/fixtures`.
+pub fn fixture(name: &str) -> Vec<u8> {
+    std::fs::read(fixture_path(name)).unwrap_or_else(|e| panic!("fixture {name}: {e}"))
+}
+
+pub fn fixture_path(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+/// A fixture with its conversation id changed, for tests that need many distinct chats.
+pub fn seed_with_channel(channel_id: u64) -> Vec<u8> {
+    let mut doc: serde_json::Value =
+        serde_json::from_slice(&fixture("smartsupp/seed-example.json")).unwrap();
+    doc["channel"]["id"] = channel_id.into();
+    serde_json::to_vec(&doc).unwrap()
+}
+
+/// What a test can change in the generated config.
+pub struct Options {
+    /// Extra TOML appended to the config (more connectors, other settings).
+    pub extra: String,
+    /// Run the worker loop (false: the test drives `try_run_once`).
+    pub workers: bool,
+    /// `[delivery]` table body.
+    pub delivery: String,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            extra: String::new(),
+            workers: true,
+            // Millisecond intervals; max_interval leaves room for a 3 s Retry-After.
+            delivery: "max_attempts = 4\ninitial_interval = \"20ms\"\nmultiplier = 2.0\nmax_interval = \"5s\"\n\
+                       max_elapsed = \"1h\"\nrandomization = 0.0\nrequest_timeout = \"2s\"\nworkers = 4\n"
+                .into(),
+        }
+    }
+}
+
+/// A running chatbridge and its fake upstream.
+pub struct TestApp {
+    pub address: String,
+    pub client: reqwest::Client,
+    pub store: Arc<dyn Store>,
+    pub worker: Arc<Worker>,
+    pub zendesk: FakeZendesk,
+    pub config_path: PathBuf,
+    /// Holds the store and config; removed when the test ends.
+    _dir: TempDir,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// The config a test app runs with; also written to disk for CLI subprocesses.
+pub fn config_text(dir: &Path, zendesk: &FakeZendesk, options: &Options) -> String {
+    format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+max_body_bytes = 2097152
+
+[store]
+url = "sqlite://{db}"
+
+[sources.smartsupp]
+token = "{HOOK_TOKEN}"
+
+[delivery]
+{delivery}
+
+[connectors.helpdesk]
+type = "zendesk"
+[connectors.helpdesk.settings]
+subdomain = "acme"
+email = "{ZENDESK_EMAIL}"
+api_token = "{ZENDESK_TOKEN}"
+base_url = "{zendesk}"
+{extra}
+"#,
+        db = dir.join("chatbridge.db").display(),
+        delivery = options.delivery,
+        zendesk = zendesk.uri(),
+        extra = options.extra.replace("{zendesk}", &zendesk.uri()),
+    )
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(Options::default()).await
+}
+
+pub async fn spawn_app_with(options: Options) -> TestApp {
+    log_buffer();
+    let dir = tempfile::tempdir().unwrap();
+    let zendesk = FakeZendesk::start(ZENDESK_EMAIL, ZENDESK_TOKEN).await;
+    let mut text = config_text(dir.path(), &zendesk, &options);
+    if !options.workers {
+        text = text.replace("workers = 4", "workers = 0");
+    }
+    let config_path = dir.path().join("config.toml");
+    std::fs::write(&config_path, &text).unwrap();
+    let config = Config::load(&config_path).expect("test config is valid");
+    let app = Application::build(config).await.expect("app builds");
+    let address = format!("http://{}", app.local_addr());
+    let store = app.store();
+    let worker = app.worker();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(app.run_until(async move {
+        let _ = stopped.await;
+    }));
+    TestApp {
+        address,
+        client: reqwest::Client::new(),
+        store,
+        worker,
+        zendesk,
+        config_path,
+        _dir: dir,
+        stop: Some(stop),
+    }
+}
+
+impl TestApp {
+    pub async fn post_smartsupp(&self, body: impl Into<reqwest::Body>) -> reqwest::Response {
+        self.post_raw(&format!("/hooks/smartsupp/{HOOK_TOKEN}"), body)
+            .await
+    }
+
+    pub async fn post_raw(&self, path: &str, body: impl Into<reqwest::Body>) -> reqwest::Response {
+        self.client
+            .post(format!("{}{path}", self.address))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    pub async fn deliveries(&self, state: Option<DeliveryState>) -> Vec<DeliveryRow> {
+        self.store
+            .deliveries(DeliveryFilter {
+                state,
+                connector: None,
+                conversation_id: None,
+                limit: 0,
+            })
+            .await
+            .unwrap()
+    }
+
+    /// Waits until `count` deliveries are in `state`.
+    pub async fn wait_for_deliveries(
+        &self,
+        state: DeliveryState,
+        count: usize,
+    ) -> Vec<DeliveryRow> {
+        let rows = wait_until(|| async {
+            let rows = self.deliveries(Some(state)).await;
+            (rows.len() >= count).then_some(rows)
+        })
+        .await;
+        assert_eq!(rows.len(), count, "more {state} deliveries than expected");
+        rows
+    }
+}
+
+/// Polls `check` until it returns `Some`, failing the test after [`PATIENCE`].
+pub async fn wait_until<T, F, Fut>(mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "condition not met within {PATIENCE:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Runs the `chatbridge` binary with `args`, returning (exit code, stdout, stderr).
+pub fn run_cli(args: &[&str]) -> (i32, String, String) {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_chatbridge"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("chatbridge binary runs");
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}

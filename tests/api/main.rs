@@ -1,0 +1,12 @@
+//! End-to-end tests: chatbridge started on a random port with a temporary store, talking to
+//! local servers that behave like the real targets. One binary, so linking happens once.
+
+mod cli;
+mod connectors;
+mod crash;
+mod delivery;
+mod fake_zendesk;
+mod fixtures;
+mod helpers;
+mod ingest;
+mod logs;
