@@ -24,6 +24,7 @@ where
             .json()
             .flatten_event(true)
             .with_current_span(true)
+            .with_span_list(false)
             .try_init()
             .is_ok(),
         LogFormat::Text => builder.with_target(false).try_init().is_ok(),

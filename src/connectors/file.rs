@@ -16,7 +16,6 @@ use super::{
     Settings, StepOutcome, StepOutputs, StepReport,
 };
 use crate::config::Problem;
-use crate::render::{ConnectorInfo, RenderContext};
 
 /// The one step of a file delivery, as it appears in reports and checkpoints.
 const STEP: &str = "write";
@@ -64,17 +63,13 @@ impl FileConnector {
     }
 
     fn render(&self, job: &DeliveryJob<'_>) -> Result<(PathBuf, String), DeliveryError> {
-        let context = self.cx.renderer.context(&RenderContext {
-            conversation: job.conversation,
-            raw: job.raw,
-            delivery: &job.delivery,
-            connector: ConnectorInfo {
-                name: &self.name,
-                kind: &self.kind,
-            },
-            settings: self.settings.values(),
-            base_url: "",
-        })?;
+        let context = job.render_context(
+            &self.cx.renderer,
+            &self.name,
+            &self.kind,
+            &self.settings,
+            "",
+        )?;
         let body = self.cx.renderer.body(&self.body, &context)?;
         let file_name = format!(
             "{}-v{}.json",
@@ -136,7 +131,7 @@ impl Connector for FileConnector {
         Ok(Receipt {
             steps: vec![StepReport {
                 step: STEP.into(),
-                outcome: StepOutcome::Sent(0),
+                outcome: StepOutcome::Written,
                 outputs,
             }],
         })

@@ -26,7 +26,7 @@ use super::{
     Receipt, Settings, StepOutcome, StepOutputs, StepReport,
 };
 use crate::config::Problem;
-use crate::render::{ConnectorInfo, JSON_SUFFIX, RenderContext, Renderer};
+use crate::render::{JSON_SUFFIX, Renderer};
 
 /// How much of an answer is kept for the attempt log.
 const EXCERPT_BYTES: usize = 1024;
@@ -126,17 +126,13 @@ impl HttpConnector {
         &self,
         job: &DeliveryJob<'_>,
     ) -> Result<(Context, BTreeMap<String, StepOutputs>), DeliveryError> {
-        let context = self.renderer().context(&RenderContext {
-            conversation: job.conversation,
-            raw: job.raw,
-            delivery: &job.delivery,
-            connector: ConnectorInfo {
-                name: &self.name,
-                kind: &self.kind,
-            },
-            settings: self.settings.values(),
-            base_url: &self.base_url,
-        })?;
+        let context = job.render_context(
+            self.renderer(),
+            &self.name,
+            &self.kind,
+            &self.settings,
+            &self.base_url,
+        )?;
         let mut steps: BTreeMap<String, StepOutputs> = self
             .definition
             .steps

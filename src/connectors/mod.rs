@@ -27,7 +27,9 @@ use async_trait::async_trait;
 
 use crate::config::{Config, ConnectorConfig, Problem};
 use crate::model::Conversation;
-use crate::render::{DeliveryInfo, RenderError, Renderer, conversation_context};
+use crate::render::{
+    ConnectorInfo, DeliveryInfo, RenderContext, RenderError, Renderer, conversation_context,
+};
 use definition::{Definitions, Engine, snippet};
 
 /// Values a completed step picked out of its answer (`ticket_id`), by output name.
@@ -44,6 +46,30 @@ pub struct DeliveryJob<'a> {
     pub delivery: DeliveryInfo,
     /// Steps that succeeded in earlier attempts, with their outputs: they are not run again.
     pub completed: &'a BTreeMap<String, StepOutputs>,
+}
+
+impl DeliveryJob<'_> {
+    /// The Tera context for rendering this job through connector instance `name` of type `kind`.
+    ///
+    /// # Errors
+    /// When a partial fails to render.
+    pub fn render_context(
+        &self,
+        renderer: &Renderer,
+        name: &str,
+        kind: &str,
+        settings: &Settings,
+        base_url: &str,
+    ) -> Result<tera::Context, RenderError> {
+        renderer.context(&RenderContext {
+            conversation: self.conversation,
+            raw: self.raw,
+            delivery: &self.delivery,
+            connector: ConnectorInfo { name, kind },
+            settings: settings.values(),
+            base_url,
+        })
+    }
 }
 
 /// Records a step's success before the next step runs, so a retry resumes after it.
@@ -83,6 +109,8 @@ pub struct StepReport {
 pub enum StepOutcome {
     /// Sent, and the target answered with this status.
     Sent(u16),
+    /// Written locally (the file connector).
+    Written,
     /// Done in an earlier attempt; not sent again.
     AlreadyDone,
     /// Its `when` did not hold.

@@ -155,16 +155,8 @@ async fn receive(
         tracing::error!(conversation_id, error = %e, "a connector filter failed; no deliveries created");
         Vec::new()
     });
-    let outcome = state
-        .store
-        .ingest(NewVersion {
-            conversation: parsed.conversation,
-            raw: body.to_vec(),
-            body_sha256: hex::encode(digest(&body)),
-            connectors,
-            received_at,
-        })
-        .await?;
+    let version = NewVersion::new(parsed.conversation, body.to_vec(), connectors, received_at)?;
+    let outcome = state.store.ingest(version).await?;
     match outcome {
         IngestOutcome::Stored {
             version,

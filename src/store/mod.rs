@@ -91,6 +91,8 @@ impl fmt::Display for DeliveryState {
 pub struct NewVersion {
     /// The normalized conversation.
     pub conversation: Conversation,
+    /// `conversation` as JSON, the stored form.
+    pub normalized: String,
     /// The request body, byte for byte.
     pub raw: Vec<u8>,
     /// Hex SHA-256 of `raw`: an identical resend is a duplicate.
@@ -99,6 +101,33 @@ pub struct NewVersion {
     pub connectors: Vec<String>,
     /// When it arrived.
     pub received_at: Timestamp,
+}
+
+impl NewVersion {
+    /// Prepares a received conversation for storing. Serializing and hashing happen here, on
+    /// the caller's task, so the store's single writer only writes.
+    ///
+    /// # Errors
+    /// When the conversation cannot be serialized (it always can: plain data).
+    pub fn new(
+        conversation: Conversation,
+        raw: Vec<u8>,
+        connectors: Vec<String>,
+        received_at: Timestamp,
+    ) -> Result<Self, StoreError> {
+        use sha2::Digest as _;
+        let normalized =
+            serde_json::to_string(&conversation).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let body_sha256 = hex::encode(sha2::Sha256::digest(&raw));
+        Ok(Self {
+            conversation,
+            normalized,
+            raw,
+            body_sha256,
+            connectors,
+            received_at,
+        })
+    }
 }
 
 /// What ingest did.

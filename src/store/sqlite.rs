@@ -2,11 +2,19 @@
 //!
 //! Why one writer thread and rusqlite rather than a pool: SQLite allows one writer at a
 //! time anyway, and durability costs one fsync per commit. The writer takes every job that
-//! is waiting (up to [`MAX_BATCH`]), runs each in its own savepoint inside one transaction,
-//! commits once, and only then answers each caller. Under load many acknowledgements share one
-//! fsync; when idle a job commits alone with no added delay. A failing job rolls back its
-//! savepoint only, so it cannot spoil its neighbours. (sqlx's SQLite driver also runs a thread
-//! per connection behind a channel, but gives no way to share a transaction across callers.)
+//! is waiting (up to [`MAX_BATCH`]), runs them all in one transaction, commits once, and only
+//! then answers each caller. Under load many acknowledgements share one fsync; when idle a job
+//! commits alone with no added delay. If a job fails, the batch is rolled back and each job
+//! runs again in a transaction of its own, so one failure cannot spoil its neighbours; jobs
+//! are plain database work on owned data, so running one again is safe. (Savepoints per job
+//! would isolate failures too, but cost two statements and page copies on every job for a
+//! case that almost never happens. sqlx's SQLite driver also runs a thread per connection
+//! behind a channel, but gives no way to share a transaction across callers.)
+//!
+//! Checkpoints (copying the WAL back into the database file) run on a second thread with its
+//! own connection, nudged after commits, instead of inside a commit as SQLite does by default:
+//! under load they are the largest part of the writer's time, and the writer is the one
+//! serial step of ingest.
 //!
 //! Reads go through the same thread; they are short, and it keeps the one-writer rule simple.
 //! Other processes (the CLI) open their own connection; WAL lets them read while we write, and
@@ -36,11 +44,44 @@ const QUEUE_DEPTH: usize = 4096;
 /// Migrations in order; `PRAGMA user_version` records how many have run.
 const MIGRATIONS: &[&str] = &[include_str!("migrations/sqlite/0001_init.sql")];
 
-/// The answer to a job, delivered once the batch's commit is known.
-type Reply = Box<dyn FnOnce(Result<(), String>) + Send>;
-/// A unit of work: runs in a savepoint (or, given `None`, is not run because the batch could
-/// not start), says whether it succeeded, and how to answer.
-type Job = Box<dyn FnOnce(Option<&Connection>) -> (bool, Reply) + Send>;
+/// A unit of work for the writer.
+trait Work: Send {
+    /// Runs the work in the current transaction, keeping its result; says whether it succeeded.
+    fn run(&mut self, conn: &Connection) -> bool;
+    /// Answers the caller once the transaction's fate is known: the kept result if it
+    /// committed, the commit's error otherwise.
+    fn answer(self: Box<Self>, commit: Result<(), String>);
+}
+
+/// A caller's closure, its result, and where to send it.
+struct Call<R, F> {
+    work: F,
+    result: Option<Result<R, StoreError>>,
+    reply: oneshot::Sender<Result<R, StoreError>>,
+}
+
+impl<R, F> Work for Call<R, F>
+where
+    R: Send,
+    F: FnMut(&Connection) -> Result<R, StoreError> + Send,
+{
+    fn run(&mut self, conn: &Connection) -> bool {
+        let result = (self.work)(conn);
+        let ok = result.is_ok();
+        self.result = Some(result);
+        ok
+    }
+
+    fn answer(self: Box<Self>, commit: Result<(), String>) {
+        let answer = match commit {
+            Ok(()) => self.result.unwrap_or(Err(StoreError::Closed)),
+            Err(e) => Err(StoreError::Commit(e)),
+        };
+        let _ = self.reply.send(answer);
+    }
+}
+
+type Job = Box<dyn Work>;
 
 /// A SQLite-backed [`Store`]. Cheap to clone; all clones share the writer.
 #[derive(Debug, Clone)]
@@ -60,34 +101,40 @@ impl SqliteStore {
         }
         let conn = connect(path, synchronous)?;
         migrate(&conn)?;
+        conn.execute_batch("PRAGMA wal_autocheckpoint = 0")
+            .map_err(|e| StoreError::Open(e.to_string()))?;
+        let checkpointer = connect(path, synchronous)?;
+        let (nudge, nudged) = std::sync::mpsc::sync_channel::<()>(1);
         let (jobs, queue) = mpsc::channel(QUEUE_DEPTH);
-        std::thread::Builder::new()
-            .name("chatbridge-store".into())
-            .spawn(move || write_loop(conn, queue))
-            .map_err(|e| StoreError::Open(format!("cannot start the store thread: {e}")))?;
+        let spawn = |name: &str, run: Box<dyn FnOnce() + Send>| {
+            std::thread::Builder::new()
+                .name(name.into())
+                .spawn(run)
+                .map_err(|e| StoreError::Open(format!("cannot start the {name} thread: {e}")))
+        };
+        spawn(
+            "chatbridge-ckpt",
+            Box::new(move || checkpoint_loop(&checkpointer, &nudged)),
+        )?;
+        spawn(
+            "chatbridge-store",
+            Box::new(move || write_loop(conn, queue, &nudge)),
+        )?;
         Ok(Self { jobs })
     }
 
     /// Runs `work` on the writer inside the next batch; returns its result after the commit.
+    /// `work` may run twice (see the module docs), so it must only touch the database.
     async fn call<R, F>(&self, work: F) -> Result<R, StoreError>
     where
         R: Send + 'static,
-        F: FnOnce(&Connection) -> Result<R, StoreError> + Send + 'static,
+        F: FnMut(&Connection) -> Result<R, StoreError> + Send + 'static,
     {
-        let (answer, answered) = oneshot::channel();
-        let job: Job = Box::new(move |conn| {
-            let result = match conn {
-                Some(conn) => work(conn),
-                None => Err(StoreError::Closed),
-            };
-            let ok = result.is_ok();
-            let reply: Reply = Box::new(move |commit| {
-                let _ = answer.send(match commit {
-                    Ok(()) => result,
-                    Err(e) => Err(StoreError::Commit(e)),
-                });
-            });
-            (ok, reply)
+        let (reply, answered) = oneshot::channel();
+        let job: Job = Box::new(Call {
+            work,
+            result: None,
+            reply,
         });
         self.jobs.send(job).await.map_err(|_| StoreError::Closed)?;
         answered.await.map_err(|_| StoreError::Closed)?
@@ -101,8 +148,10 @@ fn connect(path: &Path, synchronous: Synchronous) -> Result<Connection, StoreErr
         Synchronous::Full => "FULL",
         Synchronous::Normal => "NORMAL",
     };
+    // temp_store = MEMORY: statement journals and sorts stay off the disk.
     conn.execute_batch(&format!(
-        "PRAGMA journal_mode = WAL; PRAGMA synchronous = {sync}; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;"
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = {sync}; PRAGMA foreign_keys = ON; \
+         PRAGMA busy_timeout = 5000; PRAGMA temp_store = MEMORY;"
     ))
     .map_err(|e| StoreError::Open(e.to_string()))?;
     conn.set_prepared_statement_cache_capacity(64);
@@ -133,8 +182,27 @@ fn migrate(conn: &Connection) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Copies committed WAL pages into the database file whenever the writer has committed
+/// (nudges coalesce, so under load it runs back to back). Keeping the WAL short matters more
+/// than copying less: the writer's page look-ups slow down as the WAL grows, which measured
+/// worse than checkpointing after a pause. PASSIVE never blocks the writer; a full pass lets
+/// the next commit restart the WAL from its beginning, which bounds its size.
+fn checkpoint_loop(conn: &Connection, nudged: &std::sync::mpsc::Receiver<()>) {
+    while nudged.recv().is_ok() {
+        if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+            tracing::warn!(error = %e, "WAL checkpoint failed; will try again after the next commit");
+        }
+    }
+    // The writer is gone: fold the WAL back into the database before exiting.
+    let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+}
+
 /// The writer: drains waiting jobs into one transaction, commits, answers.
-fn write_loop(mut conn: Connection, mut queue: mpsc::Receiver<Job>) {
+fn write_loop(
+    mut conn: Connection,
+    mut queue: mpsc::Receiver<Job>,
+    nudge: &std::sync::mpsc::SyncSender<()>,
+) {
     while let Some(first) = queue.blocking_recv() {
         let mut batch = Vec::with_capacity(16);
         batch.push(first);
@@ -144,40 +212,38 @@ fn write_loop(mut conn: Connection, mut queue: mpsc::Receiver<Job>) {
                 Err(_) => break,
             }
         }
-        let mut replies = Vec::with_capacity(batch.len());
-        let commit = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
-            Ok(mut tx) => {
-                for job in batch {
-                    match tx.savepoint() {
-                        Ok(savepoint) => {
-                            let (ok, reply) = job(Some(&savepoint));
-                            // Dropping an uncommitted savepoint rolls back this job only.
-                            let released = if ok { savepoint.commit() } else { Ok(()) };
-                            match released {
-                                Ok(()) => replies.push(reply),
-                                Err(e) => reply(Err(e.to_string())),
-                            }
-                        }
-                        Err(e) => {
-                            let (_, reply) = job(None);
-                            reply(Err(e.to_string()));
-                        }
-                    }
+        match run_together(&mut conn, &mut batch) {
+            Ok(true) => batch.into_iter().for_each(|job| job.answer(Ok(()))),
+            // A job failed and the batch was rolled back: each runs again on its own.
+            Ok(false) => {
+                for mut job in batch {
+                    let commit =
+                        run_together(&mut conn, std::slice::from_mut(&mut job)).map(|_| ());
+                    job.answer(commit);
                 }
-                tx.commit().map_err(|e| e.to_string())
             }
             Err(e) => {
-                replies.extend(batch.into_iter().map(|job| job(None).1));
-                Err(e.to_string())
+                tracing::error!(error = %e, "store commit failed");
+                batch.into_iter().for_each(|job| job.answer(Err(e.clone())));
             }
-        };
-        if let Err(e) = &commit {
-            tracing::error!(error = %e, "store commit failed");
         }
-        for reply in replies {
-            reply(commit.clone());
+        // A nudge already waiting covers this commit too.
+        let _ = nudge.try_send(());
+    }
+}
+
+/// Runs `jobs` in one transaction: `Ok(true)` committed, `Ok(false)` a job failed and
+/// nothing was kept, `Err` the transaction itself failed.
+fn run_together(conn: &mut Connection, jobs: &mut [Job]) -> Result<bool, String> {
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(|e| e.to_string())?;
+    for job in jobs.iter_mut() {
+        if !job.run(&tx) {
+            return Ok(false); // dropping `tx` rolls back
         }
     }
+    tx.commit().map(|()| true).map_err(|e| e.to_string())
 }
 
 fn db(e: rusqlite::Error) -> StoreError {
@@ -208,7 +274,6 @@ fn ingest(conn: &Connection, new: &NewVersion) -> Result<IngestOutcome, StoreErr
         return Ok(IngestOutcome::Duplicate { version });
     }
     let now = ms(new.received_at);
-    let normalized = serde_json::to_string(c).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     let version: i64 = conn
         .prepare_cached(
             "INSERT INTO conversations (id, source, account_id, status, visitor_email, started_at, ended_at,
@@ -240,19 +305,22 @@ fn ingest(conn: &Connection, new: &NewVersion) -> Result<IngestOutcome, StoreErr
         "INSERT INTO conversation_versions (conversation_id, version, body_sha256, raw, normalized, received_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     )
-    .and_then(|mut s| s.execute(params![id, version, new.body_sha256, new.raw, normalized, now]))
+    .and_then(|mut s| s.execute(params![id, version, new.body_sha256, new.raw, new.normalized, now]))
     .map_err(db)?;
     for connector in &new.connectors {
         // A waiting, unleased delivery of the same pair is brought up to this version rather
-        // than queueing a second delivery of the same remote object.
-        let replaced = conn
-            .prepare_cached(
+        // than queueing a second delivery of the same remote object. A first version has none.
+        let replaced = if version == 1 {
+            0
+        } else {
+            conn.prepare_cached(
                 "UPDATE deliveries SET version = ?1, updated_at = ?2
                  WHERE conversation_id = ?3 AND connector = ?4 AND state = 'pending'
                    AND (lease_until IS NULL OR lease_until < ?2)",
             )
             .and_then(|mut s| s.execute(params![version, now, id, connector]))
-            .map_err(db)?;
+            .map_err(db)?
+        };
         if replaced == 0 {
             let key = format!("cb:{connector}:{id}");
             conn.prepare_cached(
@@ -473,10 +541,16 @@ impl Store for SqliteStore {
         self.call(move |conn| {
             let at: Option<i64> = conn
                 .prepare_cached(
-                    "SELECT min(max(next_attempt_at, COALESCE(lease_until, 0))) FROM deliveries
-                     WHERE state = 'pending' AND connector NOT IN (SELECT value FROM json_each(?1))",
+                    // The same eligibility as `lease`: a delivery behind an older one of its
+                    // pair is not due, however old its own time.
+                    "SELECT min(max(d.next_attempt_at, COALESCE(d.lease_until, 0))) FROM deliveries d
+                     WHERE d.state = 'pending' AND d.connector NOT IN (SELECT value FROM json_each(?1))
+                       AND NOT EXISTS (
+                           SELECT 1 FROM deliveries e
+                           WHERE e.conversation_id = d.conversation_id AND e.connector = d.connector
+                             AND e.state = 'pending' AND e.id < d.id)",
                 )
-                .and_then(|mut s| s.query_row([paused], |r| r.get(0)))
+                .and_then(|mut s| s.query_row([&paused], |r| r.get(0)))
                 .map_err(db)?;
             at.map(from_ms).transpose()
         })

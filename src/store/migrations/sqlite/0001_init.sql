@@ -12,9 +12,10 @@ CREATE TABLE conversations (
     updated_at     INTEGER NOT NULL
 );
 CREATE INDEX conversations_email ON conversations (visitor_email);
-CREATE INDEX conversations_updated ON conversations (updated_at);
 
 -- Every distinct body received for a conversation, byte for byte, with its normalized form.
+-- Duplicates are found through the primary key's conversation_id prefix (a conversation has
+-- a handful of versions), so no second index is maintained on every insert.
 CREATE TABLE conversation_versions (
     conversation_id TEXT NOT NULL REFERENCES conversations (id) ON DELETE CASCADE,
     version         INTEGER NOT NULL,
@@ -22,8 +23,7 @@ CREATE TABLE conversation_versions (
     raw             BLOB NOT NULL,
     normalized      TEXT NOT NULL,
     received_at     INTEGER NOT NULL,
-    PRIMARY KEY (conversation_id, version),
-    UNIQUE (conversation_id, body_sha256)
+    PRIMARY KEY (conversation_id, version)
 );
 
 -- One row per (conversation version, connector instance) to deliver. Times are Unix ms.
@@ -45,8 +45,8 @@ CREATE TABLE deliveries (
     updated_at       INTEGER NOT NULL
 );
 CREATE INDEX deliveries_due ON deliveries (next_attempt_at) WHERE state = 'pending';
-CREATE INDEX deliveries_pair ON deliveries (conversation_id, connector, state);
-CREATE INDEX deliveries_state ON deliveries (state, connector);
+CREATE INDEX deliveries_pair ON deliveries (conversation_id, connector) WHERE state = 'pending';
+CREATE INDEX deliveries_dead ON deliveries (connector) WHERE state = 'dead';
 
 -- Steps a delivery has completed, so a retry resumes after them.
 CREATE TABLE delivery_steps (
