@@ -1,12 +1,15 @@
-//! Durable-ingest load benchmark: `cargo bench --bench ingest [-- --seconds 10 --senders 64]`.
+//! Durable-ingest load benchmark:
+//! `cargo bench --bench ingest [-- --seconds 12 --rounds 3 --senders 64]`.
 //!
 //! Starts the release `chatbridge` binary on a fresh SQLite store (`synchronous = full`, one
 //! connector, so every ack also commits a delivery row; no workers, so only ingest is
 //! measured), and, in a second process, a minimal axum server that only parses the JSON body
 //! (the ceiling any JSON webhook receiver on this machine can reach). Both get the same load:
 //! `--senders` concurrent keep-alive connections posting the seed payload, each request a new
-//! conversation. Prints acks/s, p50/p99 ack latency and the server's peak RSS for each, and
-//! the ratio, which is what stays comparable on a noisy machine.
+//! conversation. The targets are loaded in alternating rounds (`--rounds`, splitting
+//! `--seconds` per target), so a slow spell of the machine hits both alike. Prints acks/s,
+//! p50/p99 ack latency and the server's peak RSS for each, and the ratio, which is what stays
+//! comparable on a noisy machine. `BENCH_THREADS=1` also prints each server thread's CPU time.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -19,6 +22,7 @@ const CEILING_FLAG: &str = "--ceiling-server";
 
 struct Settings {
     seconds: u64,
+    rounds: u64,
     senders: usize,
     warmup: u64,
 }
@@ -33,7 +37,8 @@ fn settings() -> Settings {
             .unwrap_or(default)
     };
     Settings {
-        seconds: value("--seconds", 10),
+        seconds: value("--seconds", 12),
+        rounds: value("--rounds", 3).max(1),
         senders: value("--senders", 64) as usize,
         warmup: value("--warmup", 2),
     }
@@ -55,7 +60,7 @@ fn main() {
         &config,
         format!(
             "[server]\nlisten = \"127.0.0.1:0\"\n[store]\nurl = \"sqlite://{}\"\nsynchronous = \"full\"\n\
-             [sources.smartsupp]\ntoken = \"bench-token\"\n[delivery]\nworkers = 0\n[log]\nformat = \"json\"\n\
+             [sources.smartsupp]\ntoken = \"bench-token\"\n[delivery]\nworkers = 0\n\
              [connectors.outbox]\ntype = \"file\"\nsettings = {{ dir = \"{}\" }}\n",
             dir.path().join("bench.db").display(),
             dir.path().join("outbox").display()
@@ -64,51 +69,80 @@ fn main() {
     .expect("config written");
 
     println!(
-        "durable ingest benchmark: {} senders, {} s per target after {} s warm-up",
-        settings.senders, settings.seconds, settings.warmup
+        "durable ingest benchmark: {} senders, {} s per target in {} alternating rounds, after {} s warm-up each",
+        settings.senders, settings.seconds, settings.rounds, settings.warmup
     );
-    let chatbridge = Command::new(env!("CARGO_BIN_EXE_chatbridge"))
-        .args(["--config", config.to_str().expect("utf-8 path"), "serve"])
-        .env_remove("RUST_LOG")
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("chatbridge starts");
-    let durable = runtime.block_on(measure(
-        chatbridge,
-        "/hooks/smartsupp/bench-token",
-        &settings,
+    let mut targets = [
+        Target::start(
+            "chatbridge (SQLite, synchronous=FULL)",
+            Command::new(env!("CARGO_BIN_EXE_chatbridge"))
+                .args(["--config", config.to_str().expect("utf-8 path"), "serve"])
+                .env_remove("RUST_LOG"),
+            "/hooks/smartsupp/bench-token",
+        ),
+        Target::start(
+            "parse-only axum (ceiling)",
+            Command::new(std::env::current_exe().expect("own path")).arg(CEILING_FLAG),
+            "/",
+        ),
+    ];
+    let round = Duration::from_secs(settings.seconds) / settings.rounds as u32;
+    let next_id = Arc::new(AtomicU64::new(
+        1_000_000 + u64::from(std::process::id()) * 10_000_000,
     ));
-
-    let ceiling = Command::new(std::env::current_exe().expect("own path"))
-        .arg(CEILING_FLAG)
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("ceiling server starts");
-    let parse_only = runtime.block_on(measure(ceiling, "/", &settings));
+    runtime.block_on(async {
+        for target in &mut targets {
+            load(
+                &target.url,
+                Duration::from_secs(settings.warmup),
+                settings.senders,
+                &next_id,
+            )
+            .await;
+        }
+        for _ in 0..settings.rounds {
+            for target in &mut targets {
+                let sample = load(&target.url, round, settings.senders, &next_id).await;
+                target.samples.push(sample);
+            }
+        }
+    });
 
     println!();
     println!(
-        "{:<34} {:>10} {:>9} {:>9} {:>10} {:>7}",
+        "{:<38} {:>8} {:>8} {:>8} {:>11} {:>7}",
         "target", "acks/s", "p50 ms", "p99 ms", "peak RSS", "errors"
     );
-    for (name, r) in [
-        ("chatbridge (SQLite, synchronous=FULL)", &durable),
-        ("parse-only axum (ceiling)", &parse_only),
-    ] {
+    let mut rates = Vec::new();
+    for target in &mut targets {
+        let report = target.stop();
         println!(
-            "{:<34} {:>10.0} {:>9.2} {:>9.2} {:>7.1} MB {:>7}",
-            name,
-            r.rate,
-            r.p50.as_secs_f64() * 1e3,
-            r.p99.as_secs_f64() * 1e3,
-            r.peak_rss_kb as f64 / 1024.0,
-            r.errors
+            "{:<38} {:>8.0} {:>8.2} {:>8.2} {:>8.1} MB {:>7}",
+            target.name,
+            report.rate,
+            report.p50.as_secs_f64() * 1e3,
+            report.p99.as_secs_f64() * 1e3,
+            report.peak_rss_kb as f64 / 1024.0,
+            report.errors
         );
+        rates.push(report.rate);
     }
-    println!(
-        "ratio durable / ceiling: {:.2}",
-        durable.rate / parse_only.rate
-    );
+    println!("ratio durable / ceiling: {:.2}", rates[0] / rates[1]);
+}
+
+/// A server under test and what its rounds measured.
+struct Target {
+    name: &'static str,
+    server: Child,
+    url: String,
+    samples: Vec<Sample>,
+}
+
+/// One round of load against one target.
+struct Sample {
+    latencies: Vec<Duration>,
+    errors: u64,
+    elapsed: Duration,
 }
 
 struct Report {
@@ -119,119 +153,157 @@ struct Report {
     errors: u64,
 }
 
-/// Reads the server's address from its first log line, loads it, and stops it.
-async fn measure(mut server: Child, path: &str, settings: &Settings) -> Report {
-    let stdout = server.stdout.take().expect("piped stdout");
-    let mut lines = BufReader::new(stdout).lines();
-    let address = loop {
-        let line = lines
-            .next()
-            .expect("server printed its address")
-            .expect("readable output");
-        let entry: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
-        if let Some(address) = entry["address"].as_str() {
-            break address.to_owned();
+impl Target {
+    /// Starts the server and reads its address from what it prints: chatbridge's
+    /// `listening address=…` log line (default text format) or the ceiling's JSON line.
+    fn start(name: &'static str, command: &mut Command, path: &str) -> Self {
+        let mut server = command
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("server starts");
+        let stdout = server.stdout.take().expect("piped stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let address = loop {
+            let line = lines
+                .next()
+                .expect("server printed its address")
+                .expect("readable output");
+            let entry: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+            if let Some(address) = entry["address"].as_str() {
+                break address.to_owned();
+            }
+            if let Some(address) = line
+                .split("address=")
+                .nth(1)
+                .and_then(|rest| rest.split_whitespace().next())
+            {
+                break address.to_owned();
+            }
+        };
+        // Keep draining its output so a full pipe never blocks it.
+        std::thread::spawn(move || for _ in lines {});
+        Self {
+            name,
+            server,
+            url: format!("http://{address}{path}"),
+            samples: Vec::new(),
         }
-    };
-    // Keep draining its output so a full pipe never blocks it.
-    std::thread::spawn(move || for _ in lines {});
-    let url = format!("http://{address}{path}");
+    }
+
+    /// Stops the server and sums up its rounds.
+    fn stop(&mut self) -> Report {
+        let peak_rss_kb = peak_rss_kb(self.server.id());
+        if std::env::var_os("BENCH_THREADS").is_some() {
+            print_thread_cpu(self.server.id());
+        }
+        let _ = self.server.kill();
+        let _ = self.server.wait();
+        let mut latencies: Vec<Duration> = self
+            .samples
+            .iter()
+            .flat_map(|s| s.latencies.iter().copied())
+            .collect();
+        let elapsed: Duration = self.samples.iter().map(|s| s.elapsed).sum();
+        let errors = self.samples.iter().map(|s| s.errors).sum();
+        latencies.sort_unstable();
+        let at = |q: f64| {
+            latencies
+                .get(((latencies.len() as f64 * q) as usize).min(latencies.len().saturating_sub(1)))
+                .copied()
+                .unwrap_or_default()
+        };
+        Report {
+            rate: latencies.len() as f64 / elapsed.as_secs_f64(),
+            p50: at(0.50),
+            p99: at(0.99),
+            peak_rss_kb,
+            errors,
+        }
+    }
+}
+
+/// `senders` keep-alive connections posting new conversations to `url` for `duration`.
+async fn load(url: &str, duration: Duration, senders: usize, next_id: &Arc<AtomicU64>) -> Sample {
     let (before, after) = SEED
         .split_once("\"id\": 55039")
         .expect("seed has a channel id");
     let (before, after) = (Arc::new(before.to_owned()), Arc::new(after.to_owned()));
-    let next_id = Arc::new(AtomicU64::new(
-        1_000_000 + u64::from(std::process::id()) * 10_000_000,
-    ));
-    let measuring = Arc::new(AtomicBool::new(false));
     let stop = Arc::new(AtomicBool::new(false));
     let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(settings.senders)
+        .pool_max_idle_per_host(senders)
         .build()
         .expect("client");
-
-    let mut senders = Vec::new();
-    for _ in 0..settings.senders {
-        let (client, url, before, after) =
-            (client.clone(), url.clone(), before.clone(), after.clone());
-        let (next_id, measuring, stop) = (next_id.clone(), measuring.clone(), stop.clone());
-        senders.push(tokio::spawn(async move {
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..senders {
+        let (client, url, before, after) = (
+            client.clone(),
+            url.to_owned(),
+            before.clone(),
+            after.clone(),
+        );
+        let (next_id, stop) = (next_id.clone(), stop.clone());
+        tasks.push(tokio::spawn(async move {
             let mut latencies = Vec::with_capacity(100_000);
             let mut errors = 0u64;
             while !stop.load(Ordering::Relaxed) {
                 let id = next_id.fetch_add(1, Ordering::Relaxed);
                 let body = format!("{before}\"id\": {id}{after}");
-                let started = Instant::now();
+                let sent = Instant::now();
                 let ok = match client.post(&url).body(body).send().await {
                     Ok(response) => {
                         response.status().is_success() && response.bytes().await.is_ok()
                     }
                     Err(_) => false,
                 };
-                if measuring.load(Ordering::Relaxed) {
-                    if ok {
-                        latencies.push(started.elapsed());
-                    } else {
-                        errors += 1;
-                    }
+                if ok {
+                    latencies.push(sent.elapsed());
+                } else {
+                    errors += 1;
                 }
             }
             (latencies, errors)
         }));
     }
-    tokio::time::sleep(Duration::from_secs(settings.warmup)).await;
-    measuring.store(true, Ordering::Relaxed);
-    let started = Instant::now();
-    tokio::time::sleep(Duration::from_secs(settings.seconds)).await;
-    measuring.store(false, Ordering::Relaxed);
-    let elapsed = started.elapsed();
+    tokio::time::sleep(duration).await;
     stop.store(true, Ordering::Relaxed);
-    let mut latencies = Vec::new();
-    let mut errors = 0;
-    for sender in senders {
-        let (mut l, e) = sender.await.expect("sender finished");
-        latencies.append(&mut l);
-        errors += e;
-    }
-    let peak_rss_kb = peak_rss_kb(server.id());
-    if std::env::var_os("BENCH_THREADS").is_some() {
-        for entry in std::fs::read_dir(format!("/proc/{}/task", server.id()))
-            .unwrap()
-            .flatten()
-        {
-            let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
-            let comm = stat
-                .split('(')
-                .nth(1)
-                .and_then(|r| r.split(')').next())
-                .unwrap_or("?")
-                .to_owned();
-            let fields: Vec<&str> = stat
-                .rsplit(')')
-                .next()
-                .unwrap_or("")
-                .split_whitespace()
-                .collect();
-            let ticks: u64 = fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0)
-                + fields.get(12).and_then(|v| v.parse().ok()).unwrap_or(0);
-            println!("thread {comm:<24} cpu {:.1} s", ticks as f64 / 100.0);
-        }
-    }
-    let _ = server.kill();
-    let _ = server.wait();
-    latencies.sort_unstable();
-    let at = |q: f64| {
-        latencies
-            .get(((latencies.len() as f64 * q) as usize).min(latencies.len().saturating_sub(1)))
-            .copied()
-            .unwrap_or_default()
+    let mut sample = Sample {
+        latencies: Vec::new(),
+        errors: 0,
+        elapsed: started.elapsed(),
     };
-    Report {
-        rate: latencies.len() as f64 / elapsed.as_secs_f64(),
-        p50: at(0.50),
-        p99: at(0.99),
-        peak_rss_kb,
-        errors,
+    for task in tasks {
+        let (mut latencies, errors) = task.await.expect("sender finished");
+        sample.latencies.append(&mut latencies);
+        sample.errors += errors;
+    }
+    sample
+}
+
+/// Each thread's CPU time (user + system), from /proc.
+fn print_thread_cpu(pid: u32) {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return;
+    };
+    for entry in tasks.flatten() {
+        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+        let name = stat
+            .split('(')
+            .nth(1)
+            .and_then(|r| r.split(')').next())
+            .unwrap_or("?")
+            .to_owned();
+        let fields: Vec<&str> = stat
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .split_whitespace()
+            .collect();
+        let ticks: u64 = [11, 12]
+            .iter()
+            .filter_map(|&i| fields.get(i)?.parse::<u64>().ok())
+            .sum();
+        println!("  thread {name:<16} cpu {:.1} s", ticks as f64 / 100.0);
     }
 }
 

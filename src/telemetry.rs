@@ -4,6 +4,8 @@
 //! spans and events carry ids, counts and statuses, never message text, names or e-mails,
 //! and secrets never reach a field (see `http::ingest` and `connectors::http`).
 
+use std::io::IsTerminal;
+
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::MakeWriter;
 
@@ -27,6 +29,11 @@ where
             .with_span_list(false)
             .try_init()
             .is_ok(),
-        LogFormat::Text => builder.with_target(false).try_init().is_ok(),
+        // Colours only for a person at a terminal, never into files or collectors.
+        LogFormat::Text => builder
+            .with_target(false)
+            .with_ansi(std::io::stdout().is_terminal())
+            .try_init()
+            .is_ok(),
     }
 }

@@ -163,7 +163,10 @@ async fn receive(
             deliveries,
         } => {
             state.wake.notify_one();
-            tracing::info!(
+            // Debug, not info: each delivery's outcome is logged at info with the same
+            // conversation id, and at thousands of acks per second a line per ack is a
+            // measurable share of the request's cost.
+            tracing::debug!(
                 source = source.name(),
                 conversation_id,
                 version,
@@ -178,7 +181,7 @@ async fn receive(
             ))
         }
         IngestOutcome::Duplicate { version } => {
-            tracing::info!(
+            tracing::debug!(
                 source = source.name(),
                 conversation_id,
                 version,

@@ -12,9 +12,9 @@
 //! behind a channel, but gives no way to share a transaction across callers.)
 //!
 //! Checkpoints (copying the WAL back into the database file) run on a second thread with its
-//! own connection, nudged after commits, instead of inside a commit as SQLite does by default:
-//! under load they are the largest part of the writer's time, and the writer is the one
-//! serial step of ingest.
+//! own connection, nudged once the WAL holds [`CHECKPOINT_PAGES`] pages, instead of inside
+//! the commit that crosses that size as SQLite does by default: they are a large part of the
+//! writer's time otherwise, and the writer is the one serial step of ingest.
 //!
 //! Reads go through the same thread; they are short, and it keeps the one-writer rule simple.
 //! Other processes (the CLI) open their own connection; WAL lets them read while we write, and
@@ -40,6 +40,11 @@ use crate::model::Timestamp;
 const MAX_BATCH: usize = 512;
 /// Jobs waiting for the writer before callers wait to enqueue (back-pressure on ingest).
 const QUEUE_DEPTH: usize = 4096;
+
+/// WAL size, in pages, that triggers a checkpoint: SQLite's own default. Checkpointing after
+/// every commit copies hot index pages again and again; much later, the writer's page
+/// look-ups slow down in a long WAL. Both measured worse.
+const CHECKPOINT_PAGES: std::ffi::c_int = 1000;
 
 /// Migrations in order; `PRAGMA user_version` records how many have run.
 const MIGRATIONS: &[&str] = &[include_str!("migrations/sqlite/0001_init.sql")];
@@ -101,10 +106,20 @@ impl SqliteStore {
         }
         let conn = connect(path, synchronous)?;
         migrate(&conn)?;
-        conn.execute_batch("PRAGMA wal_autocheckpoint = 0")
-            .map_err(|e| StoreError::Open(e.to_string()))?;
         let checkpointer = connect(path, synchronous)?;
         let (nudge, nudged) = std::sync::mpsc::sync_channel::<()>(1);
+        let mut conn = conn;
+        // Replaces SQLite's own auto-checkpoint, which would run inside the writer's commit.
+        conn.wal_hook(Some(
+            move |_: &mut rusqlite::hooks::Wal, pages: std::ffi::c_int| {
+                if pages >= CHECKPOINT_PAGES {
+                    // A nudge already waiting covers this commit too.
+                    let _ = nudge.try_send(());
+                }
+                Ok(())
+            },
+        ))
+        .map_err(|e| StoreError::Open(e.to_string()))?;
         let (jobs, queue) = mpsc::channel(QUEUE_DEPTH);
         let spawn = |name: &str, run: Box<dyn FnOnce() + Send>| {
             std::thread::Builder::new()
@@ -118,7 +133,7 @@ impl SqliteStore {
         )?;
         spawn(
             "chatbridge-store",
-            Box::new(move || write_loop(conn, queue, &nudge)),
+            Box::new(move || write_loop(conn, queue)),
         )?;
         Ok(Self { jobs })
     }
@@ -150,7 +165,7 @@ fn connect(path: &Path, synchronous: Synchronous) -> Result<Connection, StoreErr
     };
     // temp_store = MEMORY: statement journals and sorts stay off the disk.
     conn.execute_batch(&format!(
-        "PRAGMA journal_mode = WAL; PRAGMA synchronous = {sync}; PRAGMA foreign_keys = ON; \
+        "PRAGMA page_size = 16384; PRAGMA journal_mode = WAL; PRAGMA synchronous = {sync}; PRAGMA foreign_keys = ON; \
          PRAGMA busy_timeout = 5000; PRAGMA temp_store = MEMORY;"
     ))
     .map_err(|e| StoreError::Open(e.to_string()))?;
@@ -182,11 +197,9 @@ fn migrate(conn: &Connection) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Copies committed WAL pages into the database file whenever the writer has committed
-/// (nudges coalesce, so under load it runs back to back). Keeping the WAL short matters more
-/// than copying less: the writer's page look-ups slow down as the WAL grows, which measured
-/// worse than checkpointing after a pause. PASSIVE never blocks the writer; a full pass lets
-/// the next commit restart the WAL from its beginning, which bounds its size.
+/// Copies committed WAL pages into the database file when the writer's WAL has grown past
+/// [`CHECKPOINT_PAGES`]. PASSIVE never blocks the writer; a full pass lets the next commit
+/// restart the WAL from its beginning, which bounds its size.
 fn checkpoint_loop(conn: &Connection, nudged: &std::sync::mpsc::Receiver<()>) {
     while nudged.recv().is_ok() {
         if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
@@ -198,11 +211,7 @@ fn checkpoint_loop(conn: &Connection, nudged: &std::sync::mpsc::Receiver<()>) {
 }
 
 /// The writer: drains waiting jobs into one transaction, commits, answers.
-fn write_loop(
-    mut conn: Connection,
-    mut queue: mpsc::Receiver<Job>,
-    nudge: &std::sync::mpsc::SyncSender<()>,
-) {
+fn write_loop(mut conn: Connection, mut queue: mpsc::Receiver<Job>) {
     while let Some(first) = queue.blocking_recv() {
         let mut batch = Vec::with_capacity(16);
         batch.push(first);
@@ -227,8 +236,6 @@ fn write_loop(
                 batch.into_iter().for_each(|job| job.answer(Err(e.clone())));
             }
         }
-        // A nudge already waiting covers this commit too.
-        let _ = nudge.try_send(());
     }
 }
 
@@ -266,41 +273,53 @@ fn duration_ms(d: Duration) -> i64 {
 fn ingest(conn: &Connection, new: &NewVersion) -> Result<IngestOutcome, StoreError> {
     let c = &new.conversation;
     let id = c.id.as_str();
-    let existing: Option<i64> = conn
-        .prepare_cached("SELECT version FROM conversation_versions WHERE conversation_id = ?1 AND body_sha256 = ?2")
-        .and_then(|mut s| s.query_row(params![id, new.body_sha256], |r| r.get(0)).optional())
-        .map_err(db)?;
-    if let Some(version) = existing {
-        return Ok(IngestOutcome::Duplicate { version });
-    }
     let now = ms(new.received_at);
-    let version: i64 = conn
-        .prepare_cached(
-            "INSERT INTO conversations (id, source, account_id, status, visitor_email, started_at, ended_at,
-                                        latest_version, created_at, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 1, ?8, ?8)
-             ON CONFLICT (id) DO UPDATE SET
-                status = excluded.status, visitor_email = excluded.visitor_email,
-                started_at = excluded.started_at, ended_at = excluded.ended_at,
-                latest_version = conversations.latest_version + 1, updated_at = excluded.updated_at
-             RETURNING latest_version",
-        )
-        .and_then(|mut s| {
-            s.query_row(
-                params![
-                    id,
-                    c.source,
-                    c.account_id,
-                    c.status.as_str(),
-                    c.visitor.email.as_ref().map(|e| e.as_str()),
-                    c.started_at.map(ms),
-                    c.ended_at.map(ms),
-                    now
-                ],
-                |r| r.get(0),
-            )
-        })
+    let latest: Option<i64> = conn
+        .prepare_cached("SELECT latest_version FROM conversations WHERE id = ?1")
+        .and_then(|mut s| s.query_row([id], |r| r.get(0)).optional())
         .map_err(db)?;
+    let row = params![
+        id,
+        c.source,
+        c.account_id,
+        c.status.as_str(),
+        c.visitor.email.as_ref().map(|e| e.as_str()),
+        c.started_at.map(ms),
+        c.ended_at.map(ms),
+        now
+    ];
+    // The common case, a conversation seen for the first time, needs no duplicate check.
+    let version = match latest {
+        None => {
+            conn.prepare_cached(
+                "INSERT INTO conversations (id, source, account_id, status, visitor_email, started_at, ended_at,
+                                            latest_version, created_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 1, ?8, ?8)",
+            )
+            .and_then(|mut s| s.execute(row))
+            .map_err(db)?;
+            1
+        }
+        Some(latest) => {
+            let existing: Option<i64> = conn
+                .prepare_cached(
+                    "SELECT version FROM conversation_versions WHERE conversation_id = ?1 AND body_sha256 = ?2",
+                )
+                .and_then(|mut s| s.query_row(params![id, new.body_sha256], |r| r.get(0)).optional())
+                .map_err(db)?;
+            if let Some(version) = existing {
+                return Ok(IngestOutcome::Duplicate { version });
+            }
+            conn.prepare_cached(
+                "UPDATE conversations SET source = ?2, account_id = ?3, status = ?4, visitor_email = ?5,
+                        started_at = ?6, ended_at = ?7, latest_version = latest_version + 1, updated_at = ?8
+                 WHERE id = ?1",
+            )
+            .and_then(|mut s| s.execute(row))
+            .map_err(db)?;
+            latest + 1
+        }
+    };
     conn.prepare_cached(
         "INSERT INTO conversation_versions (conversation_id, version, body_sha256, raw, normalized, received_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",

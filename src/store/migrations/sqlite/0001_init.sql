@@ -1,4 +1,5 @@
--- Conversations: one row per conversation id, pointing at its latest version.
+-- Conversations: one row per conversation id, pointing at its latest version. Small rows keyed
+-- by a text id: WITHOUT ROWID keeps them in one b-tree instead of a table plus a key index.
 CREATE TABLE conversations (
     id             TEXT PRIMARY KEY,
     source         TEXT NOT NULL,
@@ -10,7 +11,7 @@ CREATE TABLE conversations (
     latest_version INTEGER NOT NULL,
     created_at     INTEGER NOT NULL,
     updated_at     INTEGER NOT NULL
-);
+) WITHOUT ROWID;
 CREATE INDEX conversations_email ON conversations (visitor_email);
 
 -- Every distinct body received for a conversation, byte for byte, with its normalized form.
