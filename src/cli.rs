@@ -3,6 +3,7 @@
 //! Each command is a thin use of the library; what it prints is for people (one line per
 //! item, problems with the key to fix and what to do next).
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -135,7 +136,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let registry = app::registry(&config)?;
             let connector = find(&registry, &connector)?;
             let parsed = read_payload(&file)?;
-            let plan = connector.plan(&dry_job(connector.name(), &parsed, &Default::default()))?;
+            let plan = connector.plan(&dry_job(connector.name(), &parsed))?;
             print_plan(&plan);
             Ok(ExitCode::SUCCESS)
         }
@@ -144,8 +145,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let registry = app::registry(&config)?;
             let connector = find(&registry, &connector)?;
             let parsed = read_payload(&file)?;
-            let none = Default::default();
-            let job = dry_job(connector.name(), &parsed, &none);
+            let job = dry_job(connector.name(), &parsed);
             match connector.deliver(&job, &PrintCheckpoint).await {
                 Ok(receipt) => {
                     println!("delivered: {}", receipt.remote_ids());
@@ -260,7 +260,7 @@ fn check(path: &Path) -> ExitCode {
     let mut failed = false;
     println!("connector instances:");
     for connector in registry.connectors() {
-        match connector.plan(&dry_job(connector.name(), &sample, &Default::default())) {
+        match connector.plan(&dry_job(connector.name(), &sample)) {
             Ok(plan) => println!(
                 "  {:<12} type {:<10} ok ({} steps render)",
                 connector.name(),
@@ -312,11 +312,10 @@ fn read_payload(file: &Path) -> anyhow::Result<Parsed> {
         .with_context(|| format!("{} is not a payload chatbridge understands", file.display()))
 }
 
-fn dry_job<'a>(
-    connector: &str,
-    parsed: &'a Parsed,
-    completed: &'a std::collections::BTreeMap<String, StepOutputs>,
-) -> DeliveryJob<'a> {
+/// A first delivery of `parsed`: nothing completed, nothing made at the target before.
+fn dry_job<'a>(connector: &str, parsed: &'a Parsed) -> DeliveryJob<'a> {
+    static NOTHING_COMPLETED: BTreeMap<String, StepOutputs> = BTreeMap::new();
+    static NOTHING_MADE: StepOutputs = BTreeMap::new();
     DeliveryJob {
         conversation: &parsed.conversation,
         raw: &parsed.raw,
@@ -326,7 +325,8 @@ fn dry_job<'a>(
             version: 1,
             attempt: 1,
         },
-        completed,
+        completed: &NOTHING_COMPLETED,
+        ledger: &NOTHING_MADE,
     }
 }
 
@@ -360,11 +360,16 @@ struct PrintCheckpoint;
 
 #[async_trait::async_trait]
 impl Checkpoint for PrintCheckpoint {
-    async fn step_completed(&self, step: &str, outputs: &StepOutputs) -> Result<(), DeliveryError> {
+    async fn step_completed(
+        &self,
+        step: &str,
+        outputs: &StepOutputs,
+        remember: &StepOutputs,
+    ) -> Result<(), DeliveryError> {
         println!(
             "step {step}: ok {}",
             serde_json::to_string(outputs).unwrap_or_default()
         );
-        NoCheckpoint.step_completed(step, outputs).await
+        NoCheckpoint.step_completed(step, outputs, remember).await
     }
 }

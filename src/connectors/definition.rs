@@ -58,6 +58,21 @@ pub struct Definition {
     /// The HTTP steps, run in order.
     #[serde(default)]
     pub steps: Vec<Step>,
+    /// Output names kept per (connector instance, conversation) once a step yields them: the
+    /// ids of what this connector made at the target. Later versions read them as
+    /// `ledger.NAME`.
+    #[serde(default)]
+    pub ledger: Vec<String>,
+    /// Steps run instead of `steps` for a later version of a conversation once the ledger
+    /// holds every name in `ledger` (a comment on the ticket made before, not a new ticket).
+    #[serde(default)]
+    pub update: Vec<Step>,
+    /// Status rules for every step; a step's own `on_status` wins (vendor "busy" codes).
+    #[serde(default)]
+    pub on_status: BTreeMap<String, StatusRule>,
+    /// Where the target says how long to wait, read after `Retry-After`, in order.
+    #[serde(default)]
+    pub wait_headers: Vec<WaitHeader>,
     /// For `engine = "file"`: the body template written to the file.
     pub body: Option<String>,
 }
@@ -122,6 +137,30 @@ pub struct Signature {
     pub prefix: String,
 }
 
+/// A response header that tells how long to wait before calling again.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WaitHeader {
+    /// Header name (`X-RateLimit-Reset`).
+    pub header: String,
+    /// How its value reads.
+    pub unit: WaitUnit,
+}
+
+/// How a wait header's value reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WaitUnit {
+    /// Seconds to wait (`30`).
+    Seconds,
+    /// Milliseconds to wait.
+    Milliseconds,
+    /// The Unix time, in seconds, to wait until.
+    Epoch,
+    /// The instant to wait until, as an HTTP date or an RFC 3339 timestamp.
+    Date,
+}
+
 /// One HTTP request of a delivery.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -148,9 +187,9 @@ pub struct Step {
     /// (`409 = "success"` when a conflict carries the existing object).
     #[serde(default)]
     pub on_status: BTreeMap<String, StatusRule>,
-    /// Values to pick out of a JSON answer by JSON pointer, for later steps and the ledger.
+    /// Values to pick out of the answer, for later steps and the ledger; see [`OutputSpec`].
     #[serde(default)]
-    pub outputs: BTreeMap<String, String>,
+    pub outputs: BTreeMap<String, OutputSpec>,
 }
 
 fn post() -> String {
@@ -169,6 +208,76 @@ pub enum StatusRule {
     Dead,
     /// The credentials or the endpoint are wrong: the connector pauses, deliveries wait.
     Unhealthy,
+    /// The target is throttling: wait as it says, without using up the attempt budget.
+    Throttled,
+}
+
+/// Where an output's value comes from. Alternatives are separated by ` | `; the first that
+/// yields a value wins:
+/// - `/ticket/id`: a JSON pointer into the answer;
+/// - `/message ~ Existing ID: (\d+)`: the text at a pointer, matched by a regular
+///   expression, keeping its first group (HubSpot names the existing contact only in prose);
+/// - `header:Resource-ID`: a response header (Help Scout answers 201 with an empty body).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(try_from = "String")]
+pub struct OutputSpec {
+    source: String,
+    alternatives: Vec<OutputSource>,
+}
+
+/// One alternative of an [`OutputSpec`].
+#[derive(Debug, Clone)]
+pub enum OutputSource {
+    /// A JSON pointer, optionally narrowed by a regular expression.
+    Pointer(String, Option<regex::Regex>),
+    /// A response header, by lower-case name.
+    Header(String),
+}
+
+impl OutputSpec {
+    /// The alternatives, in order.
+    pub fn alternatives(&self) -> &[OutputSource] {
+        &self.alternatives
+    }
+}
+
+impl std::fmt::Display for OutputSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.source)
+    }
+}
+
+impl TryFrom<String> for OutputSpec {
+    type Error = String;
+
+    fn try_from(source: String) -> Result<Self, String> {
+        let alternatives = source
+            .split(" | ")
+            .map(|alternative| {
+                let alternative = alternative.trim();
+                if let Some(name) = alternative.strip_prefix("header:") {
+                    return Ok(OutputSource::Header(name.trim().to_ascii_lowercase()));
+                }
+                let (pointer, pattern) = match alternative.split_once(" ~ ") {
+                    Some((pointer, pattern)) => (pointer.trim(), Some(pattern.trim())),
+                    None => (alternative, None),
+                };
+                if !pointer.is_empty() && !pointer.starts_with('/') {
+                    return Err(format!(
+                        "`{pointer}` is neither a JSON pointer (start it with /) nor header:NAME"
+                    ));
+                }
+                let regex = pattern
+                    .map(|p| regex::Regex::new(p).map_err(|e| format!("`{p}`: {e}")))
+                    .transpose()?;
+                Ok(OutputSource::Pointer(pointer.to_owned(), regex))
+            })
+            .collect::<Result<_, String>>()?;
+        Ok(Self {
+            source,
+            alternatives,
+        })
+    }
 }
 
 impl Step {
@@ -247,7 +356,7 @@ impl Definition {
         if let Some(signature) = &self.signature {
             out.push((snippet::signature_secret(kind), signature.secret.clone()));
         }
-        for (i, step) in self.steps.iter().enumerate() {
+        for (i, step) in self.all_steps().enumerate() {
             out.push((snippet::step_url(kind, i), step.url.clone()));
             for (name, value) in &step.headers {
                 out.push((snippet::step_header(kind, i, name), value.clone()));
@@ -294,8 +403,18 @@ impl Definition {
             }
         }
         let mut names = std::collections::BTreeSet::new();
-        for (i, step) in self.steps.iter().enumerate() {
-            let at = format!("{file}: steps[{i}]");
+        let phases = self
+            .steps
+            .iter()
+            .enumerate()
+            .map(|(i, step)| (format!("{file}: steps[{i}]"), step))
+            .chain(
+                self.update
+                    .iter()
+                    .enumerate()
+                    .map(|(i, step)| (format!("{file}: update[{i}]"), step)),
+            );
+        for (at, step) in phases {
             if step.name.is_empty()
                 || !step
                     .name
@@ -319,21 +438,11 @@ impl Definition {
                     format!("`{}` is not an HTTP method", step.method),
                 );
             }
-            for pointer in step.outputs.values() {
-                if !pointer.is_empty() && !pointer.starts_with('/') {
-                    problem(
-                        format!("{at}.outputs"),
-                        format!("`{pointer}` is not a JSON pointer (start it with /)"),
-                    );
-                }
-            }
-            for key in step.on_status.keys() {
-                if !key.parse::<u16>().is_ok_and(|s| (100..600).contains(&s)) {
-                    problem(
-                        format!("{at}.on_status"),
-                        format!("`{key}` is not an HTTP status"),
-                    );
-                }
+            for key in step.on_status.keys().filter(|k| !is_status(k)) {
+                problem(
+                    format!("{at}.on_status"),
+                    format!("`{key}` is not an HTTP status"),
+                );
             }
             if step
                 .body
@@ -343,6 +452,34 @@ impl Definition {
                 problem(
                     format!("{at}.body"),
                     "name a template file from templates/".into(),
+                );
+            }
+        }
+        for key in self.on_status.keys().filter(|k| !is_status(k)) {
+            problem(
+                format!("{file}: on_status"),
+                format!("`{key}` is not an HTTP status"),
+            );
+        }
+        for name in &self.ledger {
+            if !self.all_steps().any(|s| s.outputs.contains_key(name)) {
+                problem(
+                    format!("{file}: ledger"),
+                    format!("`{name}` is not an output of any step"),
+                );
+            }
+        }
+        if !self.update.is_empty() && self.ledger.is_empty() {
+            problem(
+                format!("{file}: update"),
+                "update steps need `ledger` names: they run once those are known".into(),
+            );
+        }
+        for wait in &self.wait_headers {
+            if reqwest::header::HeaderName::from_bytes(wait.header.as_bytes()).is_err() {
+                problem(
+                    format!("{file}: wait_headers"),
+                    format!("`{}` is not a header name", wait.header),
                 );
             }
         }
@@ -359,11 +496,29 @@ impl Definition {
 
     /// Template files this definition renders, for checking that they exist.
     pub fn templates(&self) -> impl Iterator<Item = &str> {
-        self.steps
-            .iter()
+        self.all_steps()
             .filter_map(|s| s.body.as_deref())
             .chain(self.body.as_deref())
     }
+
+    /// `steps`, then `update`: the order that numbers their snippets.
+    pub fn all_steps(&self) -> impl Iterator<Item = &Step> {
+        self.steps.iter().chain(&self.update)
+    }
+
+    /// Gives every step the definition-wide `on_status` rules it does not set itself.
+    fn inherit_status_rules(&mut self) {
+        let rules = self.on_status.clone();
+        for step in self.steps.iter_mut().chain(&mut self.update) {
+            for (status, rule) in &rules {
+                step.on_status.entry(status.clone()).or_insert(*rule);
+            }
+        }
+    }
+}
+
+fn is_status(key: &str) -> bool {
+    key.parse::<u16>().is_ok_and(|s| (100..600).contains(&s))
 }
 
 /// All known connector types by name.
@@ -413,8 +568,9 @@ impl Definitions {
         let mut by_type = BTreeMap::new();
         for (kind, (shown, text)) in sources {
             match Figment::from(Toml::string(&text)).extract::<Definition>() {
-                Ok(definition) => {
+                Ok(mut definition) => {
                     problems.extend(definition.validate(&shown));
+                    definition.inherit_status_rules();
                     by_type.insert(kind, definition);
                 }
                 Err(errors) => problems.extend(errors.into_iter().map(|e| Problem {
@@ -474,14 +630,13 @@ mod tests {
             name = "a b"
             method = "FE TCH"
             on_status = { "9999" = "retry" }
-            outputs = { id = "ticket/id" }
             "#,
         ))
         .extract()
         .unwrap();
         let keys: Vec<String> = def.validate("x.toml").into_iter().map(|p| p.key).collect();
         assert!(keys.contains(&"x.toml: base_url".to_owned()), "{keys:?}");
-        for key in ["name", "method", "on_status", "outputs"] {
+        for key in ["name", "method", "on_status"] {
             assert!(
                 keys.contains(&format!("x.toml: steps[0].{key}")),
                 "{key}: {keys:?}"

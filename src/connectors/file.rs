@@ -127,13 +127,16 @@ impl Connector for FileConnector {
             serde_json::Value::String(path.display().to_string()),
         )]
         .into();
-        checkpoint.step_completed(STEP, &outputs).await?;
+        checkpoint
+            .step_completed(STEP, &outputs, &StepOutputs::new())
+            .await?;
         Ok(Receipt {
             steps: vec![StepReport {
                 step: STEP.into(),
                 outcome: StepOutcome::Written,
                 outputs,
             }],
+            ledger: StepOutputs::new(),
         })
     }
 

@@ -20,7 +20,9 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use sha2::Sha256;
 use tera::Context;
 
-use super::definition::{Auth, Definition, StatusRule, Step, snippet};
+use super::definition::{
+    Auth, Definition, OutputSource, OutputSpec, StatusRule, Step, WaitHeader, WaitUnit, snippet,
+};
 use super::{
     BuildContext, Checkpoint, Connector, DeliveryError, DeliveryJob, Failure, PlannedRequest,
     Receipt, Settings, StepOutcome, StepOutputs, StepReport,
@@ -135,8 +137,7 @@ impl HttpConnector {
         )?;
         let mut steps: BTreeMap<String, StepOutputs> = self
             .definition
-            .steps
-            .iter()
+            .all_steps()
             .map(|s| {
                 (
                     s.name.clone(),
@@ -154,6 +155,33 @@ impl HttpConnector {
                 .extend(outputs.clone());
         }
         Ok((context, steps))
+    }
+
+    /// The steps of this attempt, with their snippet numbers: `update` once the ledger knows
+    /// every name, unless a create step already completed (a delivery that began creating
+    /// finishes creating).
+    fn phase<'s>(&'s self, job: &DeliveryJob<'_>) -> impl Iterator<Item = (usize, &'s Step)> {
+        let d = &self.definition;
+        let updating = !d.update.is_empty()
+            && d.ledger
+                .iter()
+                .all(|name| job.ledger.get(name).is_some_and(|v| !v.is_null()))
+            && !d.steps.iter().any(|s| job.completed.contains_key(&s.name));
+        let (offset, steps) = if updating {
+            (d.steps.len(), &d.update[..])
+        } else {
+            (0, &d.steps[..])
+        };
+        steps.iter().enumerate().map(move |(i, s)| (offset + i, s))
+    }
+
+    /// The ledger names among `outputs` that have a value.
+    fn remembered(&self, outputs: &StepOutputs) -> StepOutputs {
+        outputs
+            .iter()
+            .filter(|(name, value)| !value.is_null() && self.definition.ledger.contains(name))
+            .map(|(name, value)| (name.clone(), value.clone()))
+            .collect()
     }
 
     fn should_run(
@@ -293,8 +321,14 @@ impl HttpConnector {
                 break;
             }
         }
-        match classify(step, status, &headers, SystemTime::now()) {
-            Verdict::Success => Ok((status, outputs(step, &answer))),
+        match classify(
+            step,
+            status,
+            &headers,
+            &self.definition.wait_headers,
+            SystemTime::now(),
+        ) {
+            Verdict::Success => Ok((status, outputs(step, &headers, &answer))),
             Verdict::Failure { class, retry_after } => Err(DeliveryError::Status {
                 step: step.name.clone(),
                 status,
@@ -323,7 +357,7 @@ impl Connector for HttpConnector {
     ) -> Result<Receipt, DeliveryError> {
         let (mut context, mut steps) = self.context(job)?;
         let mut receipt = Receipt::default();
-        for (index, step) in self.definition.steps.iter().enumerate() {
+        for (index, step) in self.phase(job) {
             let safe = is_safe(&step.method);
             if let Some(done) = job.completed.get(&step.name).filter(|_| !safe) {
                 receipt
@@ -344,12 +378,19 @@ impl Connector for HttpConnector {
             tracing::debug!(step = %step.name, elapsed_ms = started.elapsed().as_millis() as u64, ok = result.is_ok(), "step answered");
             let (status, outputs) = result?;
             if !safe {
-                checkpoint.step_completed(&step.name, &outputs).await?;
+                checkpoint
+                    .step_completed(&step.name, &outputs, &self.remembered(&outputs))
+                    .await?;
             }
             steps.insert(step.name.clone(), outputs.clone());
             receipt
                 .steps
                 .push(report(step, StepOutcome::Sent(status), outputs));
+        }
+        // What was known before, updated by what this attempt's steps found or made.
+        receipt.ledger = job.ledger.clone();
+        for report in &receipt.steps {
+            receipt.ledger.extend(self.remembered(&report.outputs));
         }
         Ok(receipt)
     }
@@ -358,7 +399,7 @@ impl Connector for HttpConnector {
         let (mut context, steps) = self.context(job)?;
         context.insert("steps", &steps);
         let mut planned = Vec::new();
-        for (index, step) in self.definition.steps.iter().enumerate() {
+        for (index, step) in self.phase(job) {
             if !self.should_run(index, step, &context)? {
                 continue;
             }
@@ -430,14 +471,21 @@ pub enum Verdict {
 /// statuses; then the engine's classes: 408, 425, 429 and 5xx (but 501, which will not
 /// change) are retried; 401 and 403 pause the connector; other 4xx are permanent. A
 /// 3xx that reqwest did not follow is a misconfiguration, hence permanent.
-pub fn classify(step: &Step, status: u16, headers: &HeaderMap, now: SystemTime) -> Verdict {
-    let retry_after = retry_after(headers, now);
+pub fn classify(
+    step: &Step,
+    status: u16,
+    headers: &HeaderMap,
+    waits: &[WaitHeader],
+    now: SystemTime,
+) -> Verdict {
+    let retry_after = retry_after(headers, waits, now);
     let failure = |class| Verdict::Failure { class, retry_after };
     match step.rule_for(status) {
         Some(StatusRule::Success) => return Verdict::Success,
         Some(StatusRule::Retry) => return failure(Failure::Transient),
         Some(StatusRule::Dead) => return failure(Failure::Invalid),
         Some(StatusRule::Unhealthy) => return failure(Failure::Unhealthy),
+        Some(StatusRule::Throttled) => return failure(Failure::RateLimited),
         None => {}
     }
     if step.is_success(status) {
@@ -453,23 +501,51 @@ pub fn classify(step: &Step, status: u16, headers: &HeaderMap, now: SystemTime) 
     }
 }
 
-/// `Retry-After` as seconds or an HTTP date, relative to `now`; a date in the past means 0.
-pub fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
-    let value = headers
-        .get(reqwest::header::RETRY_AFTER)?
-        .to_str()
-        .ok()?
-        .trim();
-    if let Ok(seconds) = value.parse::<u64>() {
-        return Some(Duration::from_secs(seconds));
-    }
-    let at = httpdate::parse_http_date(value).ok()?;
-    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+/// How long the target asks us to wait: `Retry-After` (seconds or an HTTP date), else the
+/// definition's wait headers in order. An instant in the past means no wait.
+pub fn retry_after(headers: &HeaderMap, waits: &[WaitHeader], now: SystemTime) -> Option<Duration> {
+    let standard = WaitHeader {
+        header: reqwest::header::RETRY_AFTER.as_str().to_owned(),
+        unit: WaitUnit::Seconds,
+    };
+    std::iter::once(&standard).chain(waits).find_map(|wait| {
+        let value = headers.get(wait.header.as_str())?.to_str().ok()?.trim();
+        // Retry-After may be either; a vendor's header is what its definition says.
+        match wait_from(value, wait.unit, now) {
+            None if wait.header == standard.header => wait_from(value, WaitUnit::Date, now),
+            found => found,
+        }
+    })
 }
 
-/// Picks each output out of a JSON answer; a missing pointer (or a non-JSON answer) gives
+fn wait_from(value: &str, unit: WaitUnit, now: SystemTime) -> Option<Duration> {
+    let until = |at: SystemTime| at.duration_since(now).unwrap_or(Duration::ZERO);
+    let number = || {
+        value
+            .parse::<f64>()
+            .ok()
+            .filter(|n| n.is_finite() && *n >= 0.0)
+    };
+    match unit {
+        WaitUnit::Seconds => number().map(Duration::from_secs_f64),
+        WaitUnit::Milliseconds => number().map(|ms| Duration::from_secs_f64(ms / 1000.0)),
+        WaitUnit::Epoch => {
+            number().map(|s| until(SystemTime::UNIX_EPOCH + Duration::from_secs_f64(s)))
+        }
+        WaitUnit::Date => httpdate::parse_http_date(value)
+            .ok()
+            .or_else(|| {
+                time::OffsetDateTime::parse(value, &time::format_description::well_known::Rfc3339)
+                    .ok()
+                    .map(SystemTime::from)
+            })
+            .map(until),
+    }
+}
+
+/// Picks each output out of the answer; one that finds nothing (or a non-JSON answer) gives
 /// null, so a later `when` can test it.
-fn outputs(step: &Step, answer: &[u8]) -> StepOutputs {
+fn outputs(step: &Step, headers: &HeaderMap, answer: &[u8]) -> StepOutputs {
     if step.outputs.is_empty() {
         return StepOutputs::new();
     }
@@ -477,16 +553,30 @@ fn outputs(step: &Step, answer: &[u8]) -> StepOutputs {
         serde_json::from_slice(answer).unwrap_or(serde_json::Value::Null);
     step.outputs
         .iter()
-        .map(|(name, pointer)| {
-            (
-                name.clone(),
-                document
-                    .pointer(pointer)
-                    .cloned()
-                    .unwrap_or(serde_json::Value::Null),
-            )
-        })
+        .map(|(name, spec)| (name.clone(), pick(spec, &document, headers)))
         .collect()
+}
+
+fn pick(spec: &OutputSpec, document: &serde_json::Value, headers: &HeaderMap) -> serde_json::Value {
+    use serde_json::Value;
+    spec.alternatives()
+        .iter()
+        .find_map(|alternative| match alternative {
+            OutputSource::Header(name) => headers
+                .get(name.as_str())
+                .and_then(|v| v.to_str().ok())
+                .map(|v| Value::String(v.to_owned())),
+            OutputSource::Pointer(pointer, None) => {
+                document.pointer(pointer).filter(|v| !v.is_null()).cloned()
+            }
+            OutputSource::Pointer(pointer, Some(pattern)) => document
+                .pointer(pointer)
+                .and_then(Value::as_str)
+                .and_then(|text| pattern.captures(text))
+                .and_then(|found| found.get(1).or_else(|| found.get(0)))
+                .map(|m| Value::String(m.as_str().to_owned())),
+        })
+        .unwrap_or(Value::Null)
 }
 
 fn excerpt(answer: &[u8]) -> String {
@@ -536,7 +626,7 @@ mod tests {
     }
 
     fn class_of(status: u16) -> Option<Failure> {
-        match classify(&step(&[], &[]), status, &HeaderMap::new(), UNIX_EPOCH) {
+        match classify(&step(&[], &[]), status, &HeaderMap::new(), &[], UNIX_EPOCH) {
             Verdict::Success => None,
             Verdict::Failure { class, .. } => Some(class),
         }
@@ -563,18 +653,18 @@ mod tests {
             &[201],
         );
         assert_eq!(
-            classify(&s, 409, &HeaderMap::new(), UNIX_EPOCH),
+            classify(&s, 409, &HeaderMap::new(), &[], UNIX_EPOCH),
             Verdict::Success
         );
         assert!(matches!(
-            classify(&s, 404, &HeaderMap::new(), UNIX_EPOCH),
+            classify(&s, 404, &HeaderMap::new(), &[], UNIX_EPOCH),
             Verdict::Failure {
                 class: Failure::Transient,
                 ..
             }
         ));
         assert!(matches!(
-            classify(&s, 200, &HeaderMap::new(), UNIX_EPOCH),
+            classify(&s, 200, &HeaderMap::new(), &[], UNIX_EPOCH),
             Verdict::Failure {
                 class: Failure::Invalid,
                 ..
@@ -587,7 +677,7 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.insert("retry-after", HeaderValue::from_static("3"));
         assert_eq!(
-            retry_after(&headers, UNIX_EPOCH),
+            retry_after(&headers, &[], UNIX_EPOCH),
             Some(Duration::from_secs(3))
         );
         headers.insert(
@@ -595,29 +685,115 @@ mod tests {
             HeaderValue::from_static("Thu, 01 Jan 1970 00:01:40 GMT"),
         );
         assert_eq!(
-            retry_after(&headers, UNIX_EPOCH),
+            retry_after(&headers, &[], UNIX_EPOCH),
             Some(Duration::from_secs(100))
         );
         assert_eq!(
-            retry_after(&headers, UNIX_EPOCH + Duration::from_secs(500)),
+            retry_after(&headers, &[], UNIX_EPOCH + Duration::from_secs(500)),
             Some(Duration::ZERO)
         );
         headers.insert("retry-after", HeaderValue::from_static("soon"));
-        assert_eq!(retry_after(&headers, UNIX_EPOCH), None);
+        assert_eq!(retry_after(&headers, &[], UNIX_EPOCH), None);
+    }
+
+    fn spec(source: &str) -> OutputSpec {
+        OutputSpec::try_from(source.to_owned()).unwrap()
     }
 
     #[test]
-    fn outputs_are_null_when_the_pointer_finds_nothing() {
+    fn outputs_are_null_when_nothing_is_found() {
         let mut s = step(&[], &[]);
-        s.outputs.insert("id".into(), "/tickets/0/id".into());
+        s.outputs.insert("id".into(), spec("/tickets/0/id"));
+        let none = HeaderMap::new();
         assert_eq!(
-            outputs(&s, br#"{"tickets": [{"id": 7}]}"#)["id"],
+            outputs(&s, &none, br#"{"tickets": [{"id": 7}]}"#)["id"],
             serde_json::json!(7)
         );
         assert_eq!(
-            outputs(&s, br#"{"tickets": []}"#)["id"],
+            outputs(&s, &none, br#"{"tickets": []}"#)["id"],
             serde_json::Value::Null
         );
-        assert_eq!(outputs(&s, b"not json")["id"], serde_json::Value::Null);
+        assert_eq!(
+            outputs(&s, &none, b"not json")["id"],
+            serde_json::Value::Null
+        );
+    }
+
+    #[test]
+    fn outputs_read_headers_and_prose_and_take_the_first_alternative_found() {
+        let mut s = step(&[], &[]);
+        s.outputs.insert(
+            "contact".into(),
+            spec(r"/id | /message ~ Existing ID: (\d+)"),
+        );
+        s.outputs
+            .insert("conversation".into(), spec("header:Resource-ID"));
+        let mut headers = HeaderMap::new();
+        headers.insert("resource-id", HeaderValue::from_static("123"));
+        let conflict = br#"{"status":"error","message":"Contact already exists. Existing ID: 377651","category":"CONFLICT"}"#;
+        let found = outputs(&s, &headers, conflict);
+        assert_eq!(found["contact"], serde_json::json!("377651"));
+        assert_eq!(found["conversation"], serde_json::json!("123"));
+        assert_eq!(
+            outputs(&s, &HeaderMap::new(), br#"{"id":"42"}"#)["contact"],
+            serde_json::json!("42")
+        );
+        assert!(OutputSpec::try_from("ticket/id".to_owned()).is_err());
+        assert!(OutputSpec::try_from("/m ~ (".to_owned()).is_err());
+    }
+
+    #[test]
+    fn vendor_wait_headers_are_read_in_their_unit() {
+        let at = UNIX_EPOCH + Duration::from_secs(1_000);
+        let wait = |header: &str, unit, value: &'static str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(
+                HeaderName::from_bytes(header.as_bytes()).unwrap(),
+                HeaderValue::from_static(value),
+            );
+            let waits = [WaitHeader {
+                header: header.into(),
+                unit,
+            }];
+            retry_after(&headers, &waits, at)
+        };
+        let secs = Duration::from_secs;
+        assert_eq!(
+            wait("x-ratelimit-retry-after", WaitUnit::Seconds, "7"),
+            Some(secs(7))
+        );
+        assert_eq!(
+            wait("x-ratelimit-reset", WaitUnit::Epoch, "1030"),
+            Some(secs(30))
+        );
+        assert_eq!(
+            wait("x-ratelimit-reset", WaitUnit::Epoch, "10"),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(
+            wait(
+                "x-hubspot-ratelimit-interval-milliseconds",
+                WaitUnit::Milliseconds,
+                "10000"
+            ),
+            Some(secs(10))
+        );
+        assert_eq!(
+            wait("x-ratelimit-reset", WaitUnit::Date, "1970-01-01T00:17:00Z"),
+            Some(secs(20))
+        );
+        assert_eq!(wait("x-ratelimit-reset", WaitUnit::Epoch, "soon"), None);
+    }
+
+    #[test]
+    fn a_throttled_rule_is_a_rate_limit() {
+        let s = step(&[("403", StatusRule::Throttled)], &[]);
+        assert!(matches!(
+            classify(&s, 403, &HeaderMap::new(), &[], UNIX_EPOCH),
+            Verdict::Failure {
+                class: Failure::RateLimited,
+                ..
+            }
+        ));
     }
 }

@@ -46,6 +46,8 @@ pub struct DeliveryJob<'a> {
     pub delivery: DeliveryInfo,
     /// Steps that succeeded in earlier attempts, with their outputs: they are not run again.
     pub completed: &'a BTreeMap<String, StepOutputs>,
+    /// What this connector made at the target for this conversation before (`ledger.NAME`).
+    pub ledger: &'a StepOutputs,
 }
 
 impl DeliveryJob<'_> {
@@ -61,25 +63,32 @@ impl DeliveryJob<'_> {
         settings: &Settings,
         base_url: &str,
     ) -> Result<tera::Context, RenderError> {
-        renderer.context(&RenderContext {
+        let mut context = renderer.context(&RenderContext {
             conversation: self.conversation,
             raw: self.raw,
             delivery: &self.delivery,
             connector: ConnectorInfo { name, kind },
             settings: settings.values(),
             base_url,
-        })
+        })?;
+        context.insert("ledger", self.ledger);
+        Ok(context)
     }
 }
 
 /// Records a step's success before the next step runs, so a retry resumes after it.
 #[async_trait]
 pub trait Checkpoint: Send + Sync {
-    /// Called once per successful step.
+    /// Called once per successful step, with the outputs to keep in the ledger.
     ///
     /// # Errors
     /// When the checkpoint cannot be stored; the attempt then stops and is retried.
-    async fn step_completed(&self, step: &str, outputs: &StepOutputs) -> Result<(), DeliveryError>;
+    async fn step_completed(
+        &self,
+        step: &str,
+        outputs: &StepOutputs,
+        remember: &StepOutputs,
+    ) -> Result<(), DeliveryError>;
 }
 
 /// A checkpoint that keeps nothing, for one-off sends and tests.
@@ -88,7 +97,12 @@ pub struct NoCheckpoint;
 
 #[async_trait]
 impl Checkpoint for NoCheckpoint {
-    async fn step_completed(&self, _: &str, _: &StepOutputs) -> Result<(), DeliveryError> {
+    async fn step_completed(
+        &self,
+        _: &str,
+        _: &StepOutputs,
+        _: &StepOutputs,
+    ) -> Result<(), DeliveryError> {
         Ok(())
     }
 }
@@ -117,11 +131,13 @@ pub enum StepOutcome {
     Skipped,
 }
 
-/// The result of a successful delivery: each step's report.
+/// The result of a successful delivery: each step's report, and the ledger afterwards.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Receipt {
     /// In the definition's order.
     pub steps: Vec<StepReport>,
+    /// The ids of what the connector made for this conversation, to keep for later versions.
+    pub ledger: StepOutputs,
 }
 
 impl Receipt {

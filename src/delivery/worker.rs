@@ -254,6 +254,7 @@ impl Worker {
                 attempt,
             },
             completed: &leased.completed,
+            ledger: &leased.ledger,
         };
         let checkpoint = StoreCheckpoint {
             store: self.store.as_ref(),
@@ -288,6 +289,7 @@ impl Worker {
                     record,
                     NextState::Delivered {
                         remote: receipt.remote_ids(),
+                        ledger: receipt.ledger,
                     },
                 );
             }
@@ -401,9 +403,14 @@ struct StoreCheckpoint<'a> {
 
 #[async_trait]
 impl Checkpoint for StoreCheckpoint<'_> {
-    async fn step_completed(&self, step: &str, outputs: &StepOutputs) -> Result<(), DeliveryError> {
+    async fn step_completed(
+        &self,
+        step: &str,
+        outputs: &StepOutputs,
+        remember: &StepOutputs,
+    ) -> Result<(), DeliveryError> {
         self.store
-            .complete_step(self.delivery_id, step, outputs)
+            .complete_step(self.delivery_id, step, outputs, remember)
             .await
             .map_err(|e| DeliveryError::Io(format!("cannot record step `{step}`: {e}")))
     }

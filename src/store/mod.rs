@@ -202,6 +202,8 @@ pub struct LeasedDelivery {
     pub normalized: String,
     /// Steps completed by earlier attempts.
     pub completed: BTreeMap<String, StepOutputs>,
+    /// What this connector made for this conversation before, by ledger name.
+    pub ledger: StepOutputs,
 }
 
 /// How an attempt ended, for the attempt log.
@@ -257,6 +259,8 @@ pub enum NextState {
     Delivered {
         /// `step.output` → value.
         remote: serde_json::Value,
+        /// The connector's ledger for this conversation afterwards.
+        ledger: StepOutputs,
     },
     /// Try again at `at`; `counts` says whether this failure uses up the attempt budget
     /// (429s and unhealthy waits do not).
@@ -379,7 +383,7 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// When the database fails.
     async fn next_due(&self, paused: &[String]) -> Result<Option<Timestamp>, StoreError>;
 
-    /// Records a completed step of a delivery.
+    /// Records a completed step of a delivery, and the ledger entries it yielded, together.
     ///
     /// # Errors
     /// When the database fails.
@@ -388,6 +392,7 @@ pub trait Store: Send + Sync + fmt::Debug {
         delivery_id: i64,
         step: &str,
         outputs: &StepOutputs,
+        remember: &StepOutputs,
     ) -> Result<(), StoreError>;
 
     /// Records an attempt and moves the delivery on; releases its lease.

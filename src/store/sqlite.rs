@@ -47,7 +47,10 @@ const QUEUE_DEPTH: usize = 4096;
 const CHECKPOINT_PAGES: std::ffi::c_int = 1000;
 
 /// Migrations in order; `PRAGMA user_version` records how many have run.
-const MIGRATIONS: &[&str] = &[include_str!("migrations/sqlite/0001_init.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("migrations/sqlite/0001_init.sql"),
+    include_str!("migrations/sqlite/0002_ledger.sql"),
+];
 
 /// A unit of work for the writer.
 trait Work: Send {
@@ -253,6 +256,10 @@ fn run_together(conn: &mut Connection, jobs: &mut [Job]) -> Result<bool, String>
     tx.commit().map(|()| true).map_err(|e| e.to_string())
 }
 
+fn corrupt(e: serde_json::Error) -> StoreError {
+    StoreError::Corrupt(e.to_string())
+}
+
 fn db(e: rusqlite::Error) -> StoreError {
     StoreError::Database(e.to_string())
 }
@@ -394,6 +401,7 @@ fn lease(
                     raw: Vec::new(),
                     normalized: String::new(),
                     completed: BTreeMap::new(),
+                    ledger: StepOutputs::new(),
                 })
             })?
             .collect::<Result<Vec<_>, _>>()
@@ -410,6 +418,20 @@ fn lease(
             .map_err(db)?;
         delivery.raw = raw;
         delivery.normalized = normalized;
+        delivery.ledger = conn
+            .prepare_cached(
+                "SELECT name, value FROM ledger WHERE conversation_id = ?1 AND connector = ?2",
+            )
+            .and_then(|mut s| {
+                s.query_map(params![delivery.conversation_id, delivery.connector], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+                })?
+                .collect::<Result<Vec<_>, _>>()
+            })
+            .map_err(db)?
+            .into_iter()
+            .map(|(name, value)| Ok((name, serde_json::from_str(&value).map_err(corrupt)?)))
+            .collect::<Result<_, StoreError>>()?;
         let steps = conn
             .prepare_cached("SELECT step, outputs FROM delivery_steps WHERE delivery_id = ?1")
             .and_then(|mut s| {
@@ -454,8 +476,13 @@ fn finish(
     })
     .map_err(db)?;
     let now = ms(Timestamp::now());
+    if let NextState::Delivered { ledger, .. } = next {
+        remember(conn, id, ledger, now)?;
+    }
     let (state, next_at, failures, error, remote) = match next {
-        NextState::Delivered { remote } => ("delivered", now, 0, None, Some(remote.to_string())),
+        NextState::Delivered { remote, .. } => {
+            ("delivered", now, 0, None, Some(remote.to_string()))
+        }
         NextState::RetryAt { at, counts, reason } => (
             "pending",
             ms(*at),
@@ -473,6 +500,21 @@ fn finish(
     )
     .and_then(|mut s| s.execute(params![id, state, failures, next_at, started, error, remote, now]))
     .map_err(db)?;
+    Ok(())
+}
+
+/// Keeps `entries` in the ledger of delivery `id`'s conversation and connector.
+fn remember(conn: &Connection, id: i64, entries: &StepOutputs, now: i64) -> Result<(), StoreError> {
+    for (name, value) in entries {
+        conn.prepare_cached(
+            "INSERT INTO ledger (conversation_id, connector, name, value, updated_at)
+             SELECT conversation_id, connector, ?2, ?3, ?4 FROM deliveries WHERE id = ?1
+             ON CONFLICT (conversation_id, connector, name) DO UPDATE SET
+                value = excluded.value, updated_at = excluded.updated_at",
+        )
+        .and_then(|mut s| s.execute(params![id, name, value.to_string(), now]))
+        .map_err(db)?;
+    }
     Ok(())
 }
 
@@ -547,16 +589,14 @@ impl Store for SqliteStore {
         lease_for: Duration,
         paused: &[String],
     ) -> Result<Vec<LeasedDelivery>, StoreError> {
-        let paused =
-            serde_json::to_string(paused).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let paused = serde_json::to_string(paused).map_err(corrupt)?;
         let until = ms(now.plus(lease_for));
         self.call(move |conn| lease(conn, ms(now), limit, until, &paused))
             .await
     }
 
     async fn next_due(&self, paused: &[String]) -> Result<Option<Timestamp>, StoreError> {
-        let paused =
-            serde_json::to_string(paused).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let paused = serde_json::to_string(paused).map_err(corrupt)?;
         self.call(move |conn| {
             let at: Option<i64> = conn
                 .prepare_cached(
@@ -581,18 +621,20 @@ impl Store for SqliteStore {
         delivery_id: i64,
         step: &str,
         outputs: &StepOutputs,
+        remember: &StepOutputs,
     ) -> Result<(), StoreError> {
         let step = step.to_owned();
-        let outputs =
-            serde_json::to_string(outputs).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let encoded = serde_json::to_string(outputs).map_err(corrupt)?;
+        let remembered = remember.clone();
         self.call(move |conn| {
+            let now = ms(Timestamp::now());
             conn.prepare_cached(
                 "INSERT INTO delivery_steps (delivery_id, step, outputs, completed_at) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT (delivery_id, step) DO UPDATE SET outputs = excluded.outputs, completed_at = excluded.completed_at",
             )
-            .and_then(|mut s| s.execute(params![delivery_id, step, outputs, ms(Timestamp::now())]))
+            .and_then(|mut s| s.execute(params![delivery_id, step, encoded, now]))
             .map_err(db)?;
-            Ok(())
+            self::remember(conn, delivery_id, &remembered, now)
         })
         .await
     }
@@ -695,7 +737,7 @@ impl Store for SqliteStore {
     }
 
     async fn retry(&self, ids: &[i64]) -> Result<u64, StoreError> {
-        let ids = serde_json::to_string(ids).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let ids = serde_json::to_string(ids).map_err(corrupt)?;
         self.call(move |conn| {
             let n = conn
                 .prepare_cached(

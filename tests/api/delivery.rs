@@ -60,6 +60,48 @@ async fn the_seed_payload_becomes_one_zendesk_ticket() {
 }
 
 #[tokio::test]
+async fn a_later_rated_version_comments_on_the_ticket_instead_of_creating_another() {
+    let app = spawn_app().await;
+    let mut unrated: Value =
+        serde_json::from_slice(&fixture("smartsupp/seed-example.json")).unwrap();
+    unrated["channel"]["rating"] = Value::Null;
+    app.post_smartsupp(serde_json::to_vec(&unrated).unwrap())
+        .await;
+    app.wait_for_deliveries(DeliveryState::Delivered, 1).await;
+
+    let second = app
+        .post_smartsupp(fixture("smartsupp/seed-example.json"))
+        .await;
+    assert_eq!(second.status(), 202);
+    let delivered = app.wait_for_deliveries(DeliveryState::Delivered, 2).await;
+
+    let tickets = app.zendesk.tickets();
+    assert_eq!(
+        tickets.len(),
+        1,
+        "a second version must not create a ticket"
+    );
+    let comments = tickets[0]["comments"]
+        .as_array()
+        .expect("a comment was added");
+    assert_eq!(comments.len(), 1);
+    let comment = comments[0]["body"].as_str().unwrap();
+    assert!(comment.contains("version 2"), "{comment}");
+    assert!(comment.contains("Rating: 5/5"), "{comment}");
+    assert!(comment.contains("Dusan Kmet: tanks."), "{comment}");
+    assert_eq!(comments[0]["public"], false);
+    let put = app
+        .zendesk
+        .requests()
+        .into_iter()
+        .find(|r| r.method.as_str() == "PUT")
+        .expect("the update is a PUT on the ticket");
+    assert_eq!(put.url.path(), "/api/v2/tickets/1");
+    let update = delivered.iter().find(|d| d.version == 2).unwrap();
+    assert_eq!(update.remote.as_ref().unwrap()["add_comment.ticket_id"], 1);
+}
+
+#[tokio::test]
 async fn chat_text_that_looks_like_json_or_templates_arrives_verbatim() {
     let app = spawn_app().await;
     let payload: Value =

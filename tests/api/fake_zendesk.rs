@@ -1,13 +1,14 @@
 //! A local server that answers like Zendesk's ticket API, with state: tickets are created,
-//! found by `external_id`, and `Idempotency-Key` replays the first answer (a different body
-//! under the same key is refused with 400, as Zendesk does). Failures can be scripted.
+//! found by `external_id`, updated with comments by `PUT /api/v2/tickets/{id}`, and
+//! `Idempotency-Key` replays the first answer (a different body under the same key is refused
+//! with 400, as Zendesk does). Failures can be scripted.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use wiremock::matchers::{method, path};
+use wiremock::matchers::{method, path, path_regex};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
 /// What the next POST /api/v2/tickets does instead of the normal create.
@@ -55,6 +56,11 @@ impl FakeZendesk {
             expected_auth: expected_auth.clone(),
         };
         Mock::given(path("/api/v2/tickets"))
+            .respond_with(responder.clone())
+            .mount(&server)
+            .await;
+        Mock::given(method("PUT"))
+            .and(path_regex(r"^/api/v2/tickets/[0-9]+$"))
             .respond_with(responder)
             .mount(&server)
             .await;
@@ -104,6 +110,7 @@ impl FakeZendesk {
     }
 }
 
+#[derive(Clone)]
 struct Responder {
     state: Arc<Mutex<State>>,
     expected_auth: String,
@@ -152,6 +159,9 @@ impl Respond for Responder {
                 );
             }
         };
+        if request.method.as_str() == "PUT" {
+            return update(&mut state, request, &body).set_delay(delay);
+        }
         state.posts.push((Instant::now(), body.clone()));
         let mut lose_answer = false;
         match state.script.pop_front() {
@@ -217,4 +227,40 @@ impl Respond for Responder {
             response.set_delay(delay)
         }
     }
+}
+
+/// `PUT /api/v2/tickets/{id}`: a comment in the body is appended to the ticket's comments,
+/// tags replace the set.
+fn update(state: &mut State, request: &Request, body: &Value) -> ResponseTemplate {
+    let id: u64 = request
+        .url
+        .path()
+        .rsplit('/')
+        .next()
+        .and_then(|id| id.parse().ok())
+        .unwrap_or_default();
+    let Some(ticket) = state.tickets.iter_mut().find(|t| t["id"] == json!(id)) else {
+        return error(
+            404,
+            json!({"error": "RecordNotFound", "description": "Not found"}),
+        );
+    };
+    let change = &body["ticket"];
+    if let Some(comment) = change.get("comment") {
+        if comment["body"].as_str().is_none_or(str::is_empty) {
+            return error(
+                422,
+                json!({"error": "RecordInvalid", "description": "Record validation errors"}),
+            );
+        }
+        match ticket["comments"].as_array_mut() {
+            Some(comments) => comments.push(comment.clone()),
+            None => ticket["comments"] = json!([comment]),
+        }
+    }
+    if let Some(tags) = change.get("tags") {
+        ticket["tags"] = tags.clone();
+    }
+    ResponseTemplate::new(200)
+        .set_body_json(json!({"ticket": ticket.clone(), "audit": {"id": id * 100 + 1}}))
 }
