@@ -262,6 +262,8 @@ fn new_tera<const N: usize>(escape: tera::EscapeFn, suffixes: [&'static str; N])
     tera.register_filter("json", json_filter);
     tera.register_filter("urlencode", urlencode_filter);
     tera.register_filter("datetime", datetime_filter);
+    tera.register_filter("first_name", first_name_filter);
+    tera.register_filter("last_name", last_name_filter);
     tera
 }
 
@@ -363,6 +365,26 @@ fn urlencode_filter(value: &str, _: Kwargs, _: &State) -> String {
     percent_encoding::utf8_percent_encode(value, URL_VALUE).to_string()
 }
 
+/// `{{ conversation.visitor.name | first_name }}`: the first word of a full name, for CRMs
+/// that keep first and last names apart ("Jane" of "Jane van Doe").
+fn first_name_filter(value: &str, _: Kwargs, _: &State) -> String {
+    split_name(value).0.to_owned()
+}
+
+/// `{{ conversation.visitor.name | last_name }}`: the rest of a full name after its first
+/// word ("van Doe"); empty for a single word.
+fn last_name_filter(value: &str, _: Kwargs, _: &State) -> String {
+    split_name(value).1.to_owned()
+}
+
+fn split_name(name: &str) -> (&str, &str) {
+    let name = name.trim();
+    match name.split_once(char::is_whitespace) {
+        Some((first, rest)) => (first, rest.trim()),
+        None => (name, ""),
+    }
+}
+
 /// `{{ message.sent_at | datetime(format="[hour]:[minute]") }}`: formats an RFC 3339
 /// instant with a `time` format description; the default is `2024-06-13 09:30 UTC`.
 fn datetime_filter(value: Value, kwargs: Kwargs, _: &State) -> tera::TeraResult<String> {
@@ -424,6 +446,27 @@ mod tests {
             r.snippet("u.url", &cx).unwrap(),
             "/x?id=a%20b%26c%3Dd%2Fe%23f"
         );
+    }
+
+    #[test]
+    fn names_split_into_first_word_and_the_rest() {
+        let r = Renderer::build(
+            None,
+            &[(
+                "n".into(),
+                "{{ v | first_name }}|{{ v | last_name }}".into(),
+            )],
+        )
+        .unwrap();
+        let mut cx = Context::new();
+        for (name, expected) in [
+            ("Jane van Doe", "Jane|van Doe"),
+            ("  Cher ", "Cher|"),
+            ("", "|"),
+        ] {
+            cx.insert("v", name);
+            assert_eq!(r.snippet("n", &cx).unwrap(), expected, "{name:?}");
+        }
     }
 
     #[test]

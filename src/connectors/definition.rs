@@ -42,6 +42,10 @@ pub struct Definition {
     /// What runs it; `http` unless said otherwise.
     #[serde(default)]
     pub engine: Engine,
+    /// A Tera condition a conversation must meet for this type to take it at all (a CRM
+    /// contact needs `conversation.visitor.email`); checked at ingest with the instance's
+    /// own `when`, so a conversation it cannot take gets no delivery rather than a dead one.
+    pub when: Option<String>,
     /// Template for the base URL, from settings only (`https://{{ settings.subdomain }}.zendesk.com`).
     /// An instance's `settings.base_url` replaces it (tests, proxies).
     pub base_url: Option<String>,

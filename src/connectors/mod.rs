@@ -332,11 +332,22 @@ impl Registry {
     pub fn build(config: &Config, client: reqwest::Client) -> Result<Self, Vec<Problem>> {
         let definitions = Definitions::load(config.connectors_dir.as_deref())?;
         let mut snippets = definitions.snippets();
+        let mut filtered = std::collections::BTreeSet::new();
         for (name, instance) in &config.connectors {
-            if let Some(when) = &instance.when {
+            // The type's own condition (a CRM needs an e-mail) and the instance's, both.
+            let type_when = definitions
+                .get(&instance.kind)
+                .and_then(|d| d.when.as_deref());
+            let conditions: Vec<String> = [type_when, instance.when.as_deref()]
+                .into_iter()
+                .flatten()
+                .map(|c| format!("({c})"))
+                .collect();
+            if !conditions.is_empty() {
+                filtered.insert(name.as_str());
                 snippets.push((
                     snippet::instance_when(name),
-                    crate::render::condition_source(when),
+                    crate::render::condition_source(&conditions.join(" and ")),
                 ));
             }
         }
@@ -369,7 +380,7 @@ impl Registry {
             match build(name, instance, &definitions, &cx) {
                 Ok(connector) => instances.push(Instance {
                     connector,
-                    filtered: instance.when.is_some(),
+                    filtered: filtered.contains(name.as_str()),
                 }),
                 Err(mut found) => problems.append(&mut found),
             }

@@ -5,7 +5,7 @@ use std::time::Duration;
 use chatbridge::store::DeliveryState;
 use serde_json::{Value, json};
 
-use crate::fake_zendesk::Scripted;
+use crate::fake_vendor::Scripted;
 use crate::helpers::{Options, fixture, run_cli, spawn_app, spawn_app_with, wait_until};
 
 #[tokio::test]
@@ -142,11 +142,7 @@ async fn chat_text_that_looks_like_json_or_templates_arrives_verbatim() {
 #[tokio::test]
 async fn two_server_errors_then_success_make_one_ticket_after_three_attempts() {
     let app = spawn_app().await;
-    let unavailable = || Scripted::Fail {
-        status: 503,
-        retry_after: None,
-        body: json!({"error": "Service Unavailable"}),
-    };
+    let unavailable = || Scripted::status(503, json!({"error": "Service Unavailable"}));
     app.zendesk.script([unavailable(), unavailable()]);
 
     app.post_smartsupp(fixture("smartsupp/seed-example.json"))
@@ -180,11 +176,12 @@ async fn a_429_with_retry_after_delays_the_next_attempt_and_costs_no_attempt() {
         ..Options::default()
     })
     .await;
-    app.zendesk.script([Scripted::Fail {
-        status: 429,
-        retry_after: Some(3),
-        body: json!({"error": "TooManyRequests"}),
-    }]);
+    app.zendesk.script([Scripted::with_header(
+        429,
+        "Retry-After",
+        "3",
+        json!({"error": "TooManyRequests"}),
+    )]);
 
     app.post_smartsupp(fixture("smartsupp/seed-example.json"))
         .await;
@@ -201,11 +198,7 @@ async fn a_429_with_retry_after_delays_the_next_attempt_and_costs_no_attempt() {
 #[tokio::test]
 async fn a_400_is_dead_after_one_attempt_and_listed_by_the_cli() {
     let app = spawn_app().await;
-    app.zendesk.script([Scripted::Fail {
-        status: 422,
-        retry_after: None,
-        body: json!({"error": "RecordInvalid", "details": {"requester": [{"description": "Requester: is suspended"}]}}),
-    }]);
+    app.zendesk.script([Scripted::status(422, json!({"error": "RecordInvalid", "details": {"requester": [{"description": "Requester: is suspended"}]}}))]);
 
     app.post_smartsupp(fixture("smartsupp/seed-example.json"))
         .await;
@@ -230,11 +223,8 @@ async fn a_400_is_dead_after_one_attempt_and_listed_by_the_cli() {
 #[tokio::test]
 async fn a_dead_delivery_retried_by_the_cli_is_delivered() {
     let app = spawn_app().await;
-    app.zendesk.script([Scripted::Fail {
-        status: 400,
-        retry_after: None,
-        body: json!({"error": "bad"}),
-    }]);
+    app.zendesk
+        .script([Scripted::status(400, json!({"error": "bad"}))]);
     app.post_smartsupp(fixture("smartsupp/seed-example.json"))
         .await;
     let dead = app.wait_for_deliveries(DeliveryState::Dead, 1).await;
@@ -258,7 +248,7 @@ async fn a_dead_delivery_retried_by_the_cli_is_delivered() {
 #[tokio::test]
 async fn a_lost_answer_does_not_create_a_second_ticket() {
     let app = spawn_app().await;
-    app.zendesk.script([Scripted::CreateAndLoseAnswer]);
+    app.zendesk.script([Scripted::WriteAndLoseAnswer]);
 
     app.post_smartsupp(fixture("smartsupp/seed-example.json"))
         .await;

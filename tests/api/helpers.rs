@@ -87,6 +87,8 @@ pub struct Options {
     pub workers: bool,
     /// `[delivery]` table body.
     pub delivery: String,
+    /// Configure the `helpdesk` Zendesk instance (tests of other connectors turn it off).
+    pub helpdesk: bool,
 }
 
 impl Default for Options {
@@ -98,6 +100,7 @@ impl Default for Options {
             delivery: "max_attempts = 4\ninitial_interval = \"20ms\"\nmultiplier = 2.0\nmax_interval = \"5s\"\n\
                        max_elapsed = \"1h\"\nrandomization = 0.0\nrequest_timeout = \"2s\"\nworkers = 4\n"
                 .into(),
+            helpdesk: true,
         }
     }
 }
@@ -139,7 +142,14 @@ token = "{HOOK_TOKEN}"
 
 [delivery]
 {delivery}
-
+{helpdesk}
+{extra}
+"#,
+        db = dir.join("chatbridge.db").display(),
+        delivery = options.delivery,
+        helpdesk = if options.helpdesk {
+            format!(
+                r#"
 [connectors.helpdesk]
 type = "zendesk"
 [connectors.helpdesk.settings]
@@ -147,11 +157,12 @@ subdomain = "acme"
 email = "{ZENDESK_EMAIL}"
 api_token = "{ZENDESK_TOKEN}"
 base_url = "{zendesk}"
-{extra}
 "#,
-        db = dir.join("chatbridge.db").display(),
-        delivery = options.delivery,
-        zendesk = zendesk.uri(),
+                zendesk = zendesk.uri()
+            )
+        } else {
+            String::new()
+        },
         extra = options.extra.replace("{zendesk}", &zendesk.uri()),
     )
 }

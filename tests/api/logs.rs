@@ -3,7 +3,7 @@
 use base64::Engine as _;
 use chatbridge::store::DeliveryState;
 
-use crate::fake_zendesk::Scripted;
+use crate::fake_vendor::Scripted;
 use crate::helpers::{
     HOOK_TOKEN, Options, WEBHOOK_SECRET, ZENDESK_EMAIL, ZENDESK_TOKEN, captured_logs, fixture,
     spawn_app_with,
@@ -12,11 +12,8 @@ use crate::helpers::{
 #[tokio::test]
 async fn secrets_and_chat_content_never_appear_in_logs() {
     let app = spawn_app_with(Options::default()).await;
-    app.zendesk.script([Scripted::Fail {
-        status: 500,
-        retry_after: None,
-        body: serde_json::json!({"error": "boom"}),
-    }]);
+    app.zendesk
+        .script([Scripted::status(500, serde_json::json!({"error": "boom"}))]);
 
     app.post_raw(
         "/hooks/smartsupp/not-the-token",
