@@ -6,7 +6,9 @@ use chatbridge::store::DeliveryState;
 use serde_json::{Value, json};
 
 use crate::fake_vendor::Scripted;
-use crate::helpers::{Options, fixture, run_cli, spawn_app, spawn_app_with, wait_until};
+use crate::helpers::{
+    Options, fixture, run_cli, seed_unrated, spawn_app, spawn_app_with, wait_until,
+};
 
 #[tokio::test]
 async fn the_seed_payload_becomes_one_zendesk_ticket() {
@@ -62,11 +64,7 @@ async fn the_seed_payload_becomes_one_zendesk_ticket() {
 #[tokio::test]
 async fn a_later_rated_version_comments_on_the_ticket_instead_of_creating_another() {
     let app = spawn_app().await;
-    let mut unrated: Value =
-        serde_json::from_slice(&fixture("smartsupp/seed-example.json")).unwrap();
-    unrated["channel"]["rating"] = Value::Null;
-    app.post_smartsupp(serde_json::to_vec(&unrated).unwrap())
-        .await;
+    app.post_smartsupp(seed_unrated()).await;
     app.wait_for_deliveries(DeliveryState::Delivered, 1).await;
 
     let second = app

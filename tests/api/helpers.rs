@@ -71,6 +71,14 @@ pub fn fixture_path(name: &str) -> PathBuf {
         .join(name)
 }
 
+/// The seed chat before the visitor rated it: its first version, when the seed is the second.
+pub fn seed_unrated() -> Vec<u8> {
+    let mut doc: serde_json::Value =
+        serde_json::from_slice(&fixture("smartsupp/seed-example.json")).unwrap();
+    doc["channel"]["rating"] = serde_json::Value::Null;
+    serde_json::to_vec(&doc).unwrap()
+}
+
 /// A fixture with its conversation id changed, for tests that need many distinct chats.
 pub fn seed_with_channel(channel_id: u64) -> Vec<u8> {
     let mut doc: serde_json::Value =

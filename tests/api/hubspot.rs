@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use crate::fake_hubspot::{self, HubSpot, NOTE_KEY_PROPERTY};
 use crate::fake_vendor::{FakeVendor, Scripted};
-use crate::helpers::{Options, TestApp, fixture, spawn_app_with, wait_until};
+use crate::helpers::{Options, TestApp, fixture, seed_unrated, spawn_app_with, wait_until};
 
 const TOKEN: &str = "pat-na1-hubspot-test-token";
 
@@ -97,12 +97,8 @@ async fn a_lost_answer_leaves_one_contact_and_one_note() {
 async fn a_later_version_adds_a_note_to_the_same_contact() {
     let hubspot = fake_hubspot::start(TOKEN).await;
     let app = app_with(&hubspot, TOKEN).await;
-    let mut unrated: Value =
-        serde_json::from_slice(&fixture("smartsupp/seed-example.json")).unwrap();
-    unrated["channel"]["rating"] = Value::Null;
 
-    app.post_smartsupp(serde_json::to_vec(&unrated).unwrap())
-        .await;
+    app.post_smartsupp(seed_unrated()).await;
     app.wait_for_deliveries(DeliveryState::Delivered, 1).await;
     app.post_smartsupp(fixture("smartsupp/seed-example.json"))
         .await;
