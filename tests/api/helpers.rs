@@ -89,6 +89,8 @@ pub fn seed_with_channel(channel_id: u64) -> Vec<u8> {
 
 /// What a test can change in the generated config.
 pub struct Options {
+    /// Top-level keys, placed before the first table (`templates_dir = ...`).
+    pub top: String,
     /// Extra TOML appended to the config (more connectors, other settings).
     pub extra: String,
     /// Run the worker loop (false: the test drives `try_run_once`).
@@ -102,6 +104,7 @@ pub struct Options {
 impl Default for Options {
     fn default() -> Self {
         Self {
+            top: String::new(),
             extra: String::new(),
             workers: true,
             // Millisecond intervals; max_interval leaves room for a 3 s Retry-After.
@@ -137,7 +140,7 @@ impl Drop for TestApp {
 /// The config a test app runs with; also written to disk for CLI subprocesses.
 pub fn config_text(dir: &Path, zendesk: &FakeZendesk, options: &Options) -> String {
     format!(
-        r#"
+        r#"{top}
 [server]
 listen = "127.0.0.1:0"
 max_body_bytes = 2097152
@@ -153,6 +156,7 @@ token = "{HOOK_TOKEN}"
 {helpdesk}
 {extra}
 "#,
+        top = options.top,
         db = dir.join("chatbridge.db").display(),
         delivery = options.delivery,
         helpdesk = if options.helpdesk {

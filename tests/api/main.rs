@@ -3,6 +3,7 @@
 
 mod cli;
 mod connectors;
+mod contract;
 mod crash;
 mod delivery;
 mod fake_hubspot;
