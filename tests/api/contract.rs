@@ -127,11 +127,12 @@ async fn forward(State(front): State<Arc<Front>>, request: Request) -> Response 
         .unwrap()
 }
 
-/// Prism for each HubSpot spec the connector touches, behind one front; returns its URL.
-async fn hubspot_behind_prism(
-    executable: &Path,
-    hubspot: &FakeVendor<HubSpot>,
-) -> (String, Arc<Front>) {
+/// The HubSpot stand-in behind one Prism per spec file the connector touches, behind one
+/// front; the front's URL is the connector's base URL. None when Prism is not available.
+async fn hubspot_behind_prism() -> Option<(FakeVendor<HubSpot>, String, Arc<Front>)> {
+    let executable = prism_executable()?;
+    let executable = executable.as_path();
+    let hubspot = fake_hubspot::start(TOKEN).await;
     chatbridge::app::install_tls_provider();
     let upstream = hubspot.uri();
     let (contacts, notes, associations) = tokio::join!(
@@ -153,7 +154,7 @@ async fn hubspot_behind_prism(
         .fallback(forward)
         .with_state(front.clone());
     tokio::spawn(async move { axum::serve(listener, router).await });
-    (address, front)
+    Some((hubspot, address, front))
 }
 
 async fn app_via(base_url: &str, top: &str) -> TestApp {
@@ -171,11 +172,9 @@ async fn app_via(base_url: &str, top: &str) -> TestApp {
 
 #[tokio::test]
 async fn hubspot_requests_and_the_stand_in_answers_satisfy_hubspot_specs() {
-    let Some(prism) = prism_executable() else {
+    let Some((hubspot, front_url, _front)) = hubspot_behind_prism().await else {
         return;
     };
-    let hubspot = fake_hubspot::start(TOKEN).await;
-    let (front_url, _front) = hubspot_behind_prism(&prism, &hubspot).await;
     let app = app_via(&front_url, "").await;
 
     app.post_smartsupp(fixture("smartsupp/seed-example.json"))
@@ -194,11 +193,9 @@ async fn hubspot_requests_and_the_stand_in_answers_satisfy_hubspot_specs() {
 
 #[tokio::test]
 async fn a_template_that_breaks_the_hubspot_spec_is_refused_before_hubspot() {
-    let Some(prism) = prism_executable() else {
+    let Some((hubspot, front_url, _front)) = hubspot_behind_prism().await else {
         return;
     };
-    let hubspot = fake_hubspot::start(TOKEN).await;
-    let (front_url, _front) = hubspot_behind_prism(&prism, &hubspot).await;
     // A user's override that sends `input` where the API wants `inputs`.
     let templates = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(templates.path().join("hubspot")).unwrap();
