@@ -19,7 +19,7 @@ use std::time::Duration;
 use figment::Figment;
 use figment::providers::{Env, Format, Toml};
 use secrecy::{ExposeSecret, SecretString};
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Deserializer, Serialize};
 
 /// Environment variable prefix for overrides.
 pub const ENV_PREFIX: &str = "CHATBRIDGE_";
@@ -50,6 +50,9 @@ pub struct Config {
     /// Logging.
     #[serde(default)]
     pub log: LogConfig,
+    /// How transcripts read in every connector's templates.
+    #[serde(default)]
+    pub transcript: TranscriptConfig,
     /// Connector instances by name (snake_case).
     #[serde(default)]
     pub connectors: BTreeMap<String, ConnectorConfig>,
@@ -121,6 +124,26 @@ pub struct SmartsuppConfig {
     pub token: SecretString,
     /// A previous token still accepted while Smartsupp support switches the URL over.
     pub previous_token: Option<SecretString>,
+}
+
+/// `[transcript]`: how the shared transcript partials render.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TranscriptConfig {
+    /// The IANA time zone message times are shown in (`Europe/Prague`); agents read
+    /// transcripts in their own time, not the server's.
+    pub time_zone: String,
+    /// Whether system events (agent joined, chat transferred) appear between messages.
+    pub system_events: bool,
+}
+
+impl Default for TranscriptConfig {
+    fn default() -> Self {
+        Self {
+            time_zone: "UTC".into(),
+            system_events: true,
+        }
+    }
 }
 
 /// `[admin]`
@@ -254,6 +277,13 @@ impl<'de> Deserialize<'de> for SettingValue {
     }
 }
 
+/// An optional duration like `"5m"`.
+pub(crate) fn optional_duration<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Duration>, D::Error> {
+    duration(deserializer).map(Some)
+}
+
 fn duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
     let text = String::deserialize(deserializer)?;
     humantime::parse_duration(&text).map_err(|e| {
@@ -316,6 +346,7 @@ const SECTIONS: &[&str] = &[
     "admin",
     "delivery",
     "log",
+    "transcript",
     "connectors",
 ];
 
@@ -388,6 +419,15 @@ impl Config {
         }
         if self.server.max_body_bytes == 0 {
             problem("server.max_body_bytes", "must be more than 0".into());
+        }
+        if let Err(e) = jiff::tz::TimeZone::get(&self.transcript.time_zone) {
+            problem(
+                "transcript.time_zone",
+                format!(
+                    "`{}` is not an IANA time zone: {e}",
+                    self.transcript.time_zone
+                ),
+            );
         }
         if self.sqlite_path().is_none() {
             problem(

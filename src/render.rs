@@ -26,6 +26,7 @@ use percent_encoding::{AsciiSet, NON_ALPHANUMERIC};
 use serde::Serialize;
 use tera::{Context, Kwargs, State, Tera, Value};
 
+use crate::config::TranscriptConfig;
 use crate::model::{Conversation, Timestamp};
 
 /// The templates shipped in the binary; a `templates_dir` overrides them file by file.
@@ -79,6 +80,9 @@ pub struct Transcript {
     pub text: String,
     /// HTML transcript (`_partials/transcript.html.tera`).
     pub html: String,
+    /// Markdown transcript (`_partials/transcript.md.tera`), for Slack, Jira and Markdown
+    /// fields.
+    pub markdown: String,
 }
 
 /// Everything a template may use. Rendered from this one struct, so this is the reference
@@ -129,6 +133,9 @@ pub struct Renderer {
     bodies: Tera,
     documents: Tera,
     snippets: Tera,
+    /// Template sources by name, to tell what a template reads.
+    sources: BTreeMap<String, String>,
+    transcript: TranscriptConfig,
 }
 
 impl std::fmt::Debug for Renderer {
@@ -146,18 +153,22 @@ impl Renderer {
     pub fn build(
         templates_dir: Option<&Path>,
         snippets: &[(String, String)],
+        transcript: &TranscriptConfig,
     ) -> Result<Self, RenderError> {
         let mut files: BTreeMap<String, String> = BTreeMap::new();
         collect_builtin(&BUILTIN_TEMPLATES, &mut files);
         if let Some(dir) = templates_dir {
             collect_dir(dir, dir, &mut files)?;
         }
+        let zone = jiff::tz::TimeZone::get(&transcript.time_zone).map_err(|e| {
+            RenderError::Syntax(format!("time zone `{}`: {e}", transcript.time_zone))
+        })?;
 
-        let mut bodies = new_tera(escape_json, [JSON_SUFFIX]);
+        let mut bodies = new_tera(escape_json, [JSON_SUFFIX], &zone);
         bodies.add_raw_templates(files.iter()).map_err(syntax)?;
-        let mut documents = new_tera(tera::escape_html, [".html.tera"]);
+        let mut documents = new_tera(tera::escape_html, [".html.tera"], &zone);
         documents.add_raw_templates(files.iter()).map_err(syntax)?;
-        let mut snippet_tera = new_tera(escape_url, [URL_SUFFIX]);
+        let mut snippet_tera = new_tera(escape_url, [URL_SUFFIX], &zone);
         snippet_tera
             .add_raw_templates(snippets.iter().map(|(n, s)| (n.as_str(), s.as_str())))
             .map_err(syntax)?;
@@ -165,7 +176,15 @@ impl Renderer {
             bodies,
             documents,
             snippets: snippet_tera,
+            sources: files,
+            transcript: transcript.clone(),
         })
+    }
+
+    /// Whether the template `name` (not what it includes) contains `text`; `render` uses it
+    /// to mark steps whose bodies read earlier answers.
+    pub fn template_mentions(&self, name: &str, text: &str) -> bool {
+        self.sources.get(name).is_some_and(|s| s.contains(text))
     }
 
     /// Whether a body or partial template of this name exists.
@@ -182,9 +201,11 @@ impl Renderer {
             template: "(context)".into(),
             message: error_chain(&e),
         })?;
+        context.insert("transcript_settings", &self.transcript);
         let transcript = Transcript {
             text: self.document("_partials/transcript.txt.tera", &context)?,
             html: self.document("_partials/transcript.html.tera", &context)?,
+            markdown: self.document("_partials/transcript.md.tera", &context)?,
         };
         let summary = self.document("_partials/visitor.txt.tera", &context)?;
         context.insert("transcript", &transcript);
@@ -255,15 +276,25 @@ pub fn conversation_context(
     Ok(context)
 }
 
-fn new_tera<const N: usize>(escape: tera::EscapeFn, suffixes: [&'static str; N]) -> Tera {
+fn new_tera<const N: usize>(
+    escape: tera::EscapeFn,
+    suffixes: [&'static str; N],
+    zone: &jiff::tz::TimeZone,
+) -> Tera {
     let mut tera = Tera::default();
     tera.set_escape_fn(escape);
     tera.autoescape_on(suffixes);
     tera.register_filter("json", json_filter);
     tera.register_filter("urlencode", urlencode_filter);
-    tera.register_filter("datetime", datetime_filter);
+    let zone = zone.clone();
+    tera.register_filter(
+        "datetime",
+        move |value: Value, kwargs: Kwargs, _: &State| datetime(value, kwargs, &zone),
+    );
     tera.register_filter("first_name", first_name_filter);
     tera.register_filter("last_name", last_name_filter);
+    tera.register_filter("marker", marker_filter);
+    tera.register_filter("mrkdwn", mrkdwn_filter);
     tera
 }
 
@@ -362,7 +393,34 @@ fn json_filter(value: Value, _: Kwargs, _: &State) -> tera::TeraResult<Value> {
 
 /// `{{ value | urlencode }}`: percent-encodes a value where autoescaping is off.
 fn urlencode_filter(value: &str, _: Kwargs, _: &State) -> String {
+    url_encode(value)
+}
+
+/// Percent-encodes everything but RFC 3986 unreserved characters.
+pub fn url_encode(value: &str) -> String {
     percent_encoding::utf8_percent_encode(value, URL_VALUE).to_string()
+}
+
+/// `{{ delivery.key | marker }}`: a short word derived from a key (`cb` and 16 hex digits),
+/// for targets that can only find what chatbridge made by a tag, a label or a word in the
+/// text. Letters and digits only, so every tag syntax and search tokenizer keeps it whole.
+pub fn marker(key: &str) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(key.as_bytes());
+    format!("cb{}", hex::encode(&digest[..8]))
+}
+
+fn marker_filter(value: &str, _: Kwargs, _: &State) -> String {
+    marker(value)
+}
+
+/// `{{ text | mrkdwn }}`: escapes the three characters Slack's mrkdwn reads as markup
+/// (`<@U123>` would mention someone, `<http://x|y>` would link), as Slack asks.
+fn mrkdwn_filter(value: &str, _: Kwargs, _: &State) -> String {
+    value
+        .replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 /// `{{ conversation.visitor.name | first_name }}`: the first word of a full name, for CRMs
@@ -386,22 +444,30 @@ fn split_name(name: &str) -> (&str, &str) {
 }
 
 /// `{{ message.sent_at | datetime(format="[hour]:[minute]") }}`: formats an RFC 3339
-/// instant with a `time` format description; the default is `2024-06-13 09:30 UTC`.
-fn datetime_filter(value: Value, kwargs: Kwargs, _: &State) -> tera::TeraResult<String> {
+/// instant in the `[transcript]` time zone with a `time` format description; the default
+/// reads `2024-06-13 11:30 Europe/Prague`.
+fn datetime(value: Value, kwargs: Kwargs, zone: &jiff::tz::TimeZone) -> tera::TeraResult<String> {
+    let fail = |e: &dyn std::fmt::Display| tera::Error::message(format!("datetime: {e}"));
     let Some(text) = value.as_str() else {
         return Ok(String::new());
     };
-    let format = kwargs
-        .get::<&str>("format")?
-        .unwrap_or("[year]-[month]-[day] [hour]:[minute] UTC");
-    let instant =
-        Timestamp::parse(text).map_err(|e| tera::Error::message(format!("datetime: {e}")))?;
-    let description = time::format_description::parse_borrowed::<2>(format)
-        .map_err(|e| tera::Error::message(format!("datetime format: {e}")))?;
-    instant
-        .as_datetime()
-        .format(&description)
-        .map_err(|e| tera::Error::message(format!("datetime: {e}")))
+    let instant = Timestamp::parse(text).map_err(|e| fail(&e))?.as_datetime();
+    let at = jiff::Timestamp::from_second(instant.unix_timestamp()).map_err(|e| fail(&e))?;
+    let offset =
+        time::UtcOffset::from_whole_seconds(zone.to_offset(at).seconds()).map_err(|e| fail(&e))?;
+    let local = instant.to_offset(offset);
+    let (format, named) = match kwargs.get::<&str>("format")? {
+        Some(format) => (format, false),
+        None => ("[year]-[month]-[day] [hour]:[minute]", true),
+    };
+    let description =
+        time::format_description::parse_borrowed::<2>(format).map_err(|e| fail(&e))?;
+    let shown = local.format(&description).map_err(|e| fail(&e))?;
+    Ok(if named {
+        format!("{shown} {}", zone.iana_name().unwrap_or("UTC"))
+    } else {
+        shown
+    })
 }
 
 #[cfg(test)]
@@ -409,7 +475,7 @@ mod tests {
     use super::*;
 
     fn renderer_with(name: &str, source: &str) -> Renderer {
-        let mut r = Renderer::build(None, &[]).unwrap();
+        let mut r = Renderer::build(None, &[], &TranscriptConfig::default()).unwrap();
         r.bodies.add_raw_template(name, source).unwrap();
         r
     }
@@ -439,7 +505,12 @@ mod tests {
 
     #[test]
     fn url_snippets_percent_encode_values() {
-        let r = Renderer::build(None, &[("u.url".into(), "/x?id={{ v }}".into())]).unwrap();
+        let r = Renderer::build(
+            None,
+            &[("u.url".into(), "/x?id={{ v }}".into())],
+            &TranscriptConfig::default(),
+        )
+        .unwrap();
         let mut cx = Context::new();
         cx.insert("v", "a b&c=d/e#f");
         assert_eq!(
@@ -456,6 +527,7 @@ mod tests {
                 "n".into(),
                 "{{ v | first_name }}|{{ v | last_name }}".into(),
             )],
+            &TranscriptConfig::default(),
         )
         .unwrap();
         let mut cx = Context::new();
@@ -477,6 +549,7 @@ mod tests {
                 "c".into(),
                 condition_source("v.email or v.status != 'completed'"),
             )],
+            &TranscriptConfig::default(),
         )
         .unwrap();
         let mut cx = Context::new();
@@ -490,6 +563,21 @@ mod tests {
             &serde_json::json!({"email": "a@b.c", "status": "completed"}),
         );
         assert!(r.condition("c", &cx).unwrap());
+    }
+
+    #[test]
+    fn tera_expressions_templates_rely_on() {
+        let r = renderer_with(
+            "e.txt.tera",
+            "{% set who = a or b or 'x' %}{{ who }}|{{ (k ~ ':v' ~ n) | marker }}|{{ k | marker }}",
+        );
+        let mut cx = Context::new();
+        cx.insert("a", &serde_json::Value::Null);
+        cx.insert("b", "bee");
+        cx.insert("k", "key");
+        cx.insert("n", &2);
+        let out = r.bodies.render("e.txt.tera", &cx).unwrap();
+        assert_eq!(out, format!("bee|{}|{}", marker("key:v2"), marker("key")));
     }
 
     #[test]

@@ -31,6 +31,8 @@ pub enum Engine {
     Http,
     /// Writes each rendered delivery to a file ([`super::file::FileConnector`]).
     File,
+    /// Sends each delivery as an e-mail over SMTP ([`super::email::EmailConnector`]).
+    Email,
 }
 
 /// One connector type.
@@ -77,8 +79,27 @@ pub struct Definition {
     /// Where the target says how long to wait, read after `Retry-After`, in order.
     #[serde(default)]
     pub wait_headers: Vec<WaitHeader>,
+    /// How long to wait after a throttling answer that names no wait (Salesforce's 403
+    /// `REQUEST_LIMIT_EXCEEDED` counts a rolling day: back off for minutes, not seconds).
+    #[serde(default, deserialize_with = "crate::config::optional_duration")]
+    pub throttle_wait: Option<std::time::Duration>,
     /// For `engine = "file"`: the body template written to the file.
     pub body: Option<String>,
+    /// For `engine = "email"`: the message's templates.
+    pub message: Option<MessageTemplates>,
+}
+
+/// The templates of an e-mail: a subject snippet and two body files, sent as one
+/// `multipart/alternative` message.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MessageTemplates {
+    /// Subject template (`Chat: {{ conversation.subject }}`).
+    pub subject: String,
+    /// The text/plain part's template file.
+    pub text: String,
+    /// The text/html part's template file.
+    pub html: String,
 }
 
 /// One setting of a connector type.
@@ -124,6 +145,19 @@ pub enum Auth {
         name: String,
         /// Header value template.
         value: String,
+    },
+    /// OAuth 2.0 client credentials (RFC 6749 §4.4): the engine trades the client id and
+    /// secret for an access token, keeps it until shortly before it expires, and sends it as
+    /// `Authorization: Bearer`. A 401 from a step fetches a fresh token and sends the step
+    /// once more before the connector is called unhealthy.
+    #[serde(rename = "oauth2_client_credentials")]
+    ClientCredentials {
+        /// Token endpoint: a path under the base URL (`/oauth2/token`) or an absolute URL.
+        token_url: String,
+        /// Client id template.
+        client_id: String,
+        /// Client secret template.
+        client_secret: String,
     },
 }
 
@@ -184,6 +218,13 @@ pub struct Step {
     pub headers: BTreeMap<String, String>,
     /// A Tera expression; the step runs only when it holds (`not steps.find.ticket_id`).
     pub when: Option<String>,
+    /// The step only reads, whatever its method (a search sent as POST): it is not
+    /// checkpointed and runs again on every attempt, like a GET.
+    #[serde(default)]
+    pub lookup: bool,
+    /// Outputs come from the first item of a list in the answer that contains a text,
+    /// for targets that cannot search by the marker chatbridge wrote (Pipedrive notes).
+    pub search: Option<Search>,
     /// Statuses that mean success; empty means any 2xx.
     #[serde(default)]
     pub success: Vec<u16>,
@@ -198,6 +239,18 @@ pub struct Step {
 
 fn post() -> String {
     "POST".to_owned()
+}
+
+/// Where a lookup finds the object chatbridge made: the first item of the list at `items`
+/// whose JSON text contains `containing` (a template, usually `{{ delivery.key | marker }}`).
+/// Output pointers then read that item (`/id`); with no such item every output is null.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Search {
+    /// JSON pointer to the list (`/data`).
+    pub items: String,
+    /// The text the item must contain (template).
+    pub containing: String,
 }
 
 /// A definition's verdict on a status, overriding the engine's classification.
@@ -285,9 +338,31 @@ impl TryFrom<String> for OutputSpec {
 }
 
 impl Step {
-    /// The rule for `status`, if the definition has one.
-    pub fn rule_for(&self, status: u16) -> Option<StatusRule> {
-        self.on_status.get(&status.to_string()).copied()
+    /// The rule for `status` given the answer, if the definition has one. A rule keyed
+    /// `STATUS:TEXT` applies when the answer contains TEXT (Salesforce's 403 means throttled
+    /// only with `REQUEST_LIMIT_EXCEEDED`) and wins over the plain `STATUS` rule.
+    pub fn rule_for(&self, status: u16, answer: &[u8]) -> Option<StatusRule> {
+        let code = status.to_string();
+        let answer = String::from_utf8_lossy(answer);
+        self.on_status
+            .iter()
+            .find_map(|(key, rule)| {
+                let (s, text) = key.split_once(':')?;
+                (s == code && answer.contains(text)).then_some(*rule)
+            })
+            .or_else(|| self.on_status.get(&code).copied())
+    }
+
+    /// Whether the step changes nothing at the target: a safe method (RFC 9110 §9.2.1) or
+    /// a step marked `lookup`. Such steps are not checkpointed and run on every attempt,
+    /// because their answer may have changed: "no ticket yet" must be asked again after an
+    /// attempt whose create lost its answer.
+    pub fn is_lookup(&self) -> bool {
+        self.lookup
+            || matches!(
+                self.method.to_ascii_uppercase().as_str(),
+                "GET" | "HEAD" | "OPTIONS"
+            )
     }
 
     /// Whether `status` is this step's success.
@@ -330,6 +405,14 @@ pub mod snippet {
     pub fn step_when(kind: &str, step: usize) -> String {
         format!("{kind}/steps/{step}/when")
     }
+    /// The text a step's search looks for.
+    pub fn step_search(kind: &str, step: usize) -> String {
+        format!("{kind}/steps/{step}/search")
+    }
+    /// An e-mail's subject.
+    pub fn subject(kind: &str) -> String {
+        format!("{kind}/message/subject")
+    }
     /// A connector instance's `when` filter.
     pub fn instance_when(instance: &str) -> String {
         format!("instance/{instance}/when")
@@ -352,6 +435,15 @@ impl Definition {
             Some(Auth::Header { value, .. }) => {
                 out.push((snippet::auth(kind, "value"), value.clone()))
             }
+            Some(Auth::ClientCredentials {
+                token_url,
+                client_id,
+                client_secret,
+            }) => {
+                out.push((snippet::auth(kind, "token_url"), token_url.clone()));
+                out.push((snippet::auth(kind, "client_id"), client_id.clone()));
+                out.push((snippet::auth(kind, "client_secret"), client_secret.clone()));
+            }
             None => {}
         }
         for (name, value) in &self.headers {
@@ -360,6 +452,9 @@ impl Definition {
         if let Some(signature) = &self.signature {
             out.push((snippet::signature_secret(kind), signature.secret.clone()));
         }
+        if let Some(message) = &self.message {
+            out.push((snippet::subject(kind), message.subject.clone()));
+        }
         for (i, step) in self.all_steps().enumerate() {
             out.push((snippet::step_url(kind, i), step.url.clone()));
             for (name, value) in &step.headers {
@@ -367,6 +462,9 @@ impl Definition {
             }
             if let Some(when) = &step.when {
                 out.push((snippet::step_when(kind, i), condition_source(when)));
+            }
+            if let Some(search) = &step.search {
+                out.push((snippet::step_search(kind, i), search.containing.clone()));
             }
         }
         out
@@ -388,6 +486,20 @@ impl Definition {
                     problem(
                         format!("{file}: base_url"),
                         "give a base_url template or a `base_url` setting".into(),
+                    );
+                }
+            }
+            Engine::Email => {
+                if self.message.is_none() {
+                    problem(
+                        format!("{file}: message"),
+                        "an email connector needs [message] templates".into(),
+                    );
+                }
+                if !self.steps.is_empty() {
+                    problem(
+                        format!("{file}: steps"),
+                        "an email connector has no HTTP steps".into(),
                     );
                 }
             }
@@ -500,9 +612,14 @@ impl Definition {
 
     /// Template files this definition renders, for checking that they exist.
     pub fn templates(&self) -> impl Iterator<Item = &str> {
+        let message = self
+            .message
+            .iter()
+            .flat_map(|m| [m.text.as_str(), m.html.as_str()]);
         self.all_steps()
             .filter_map(|s| s.body.as_deref())
             .chain(self.body.as_deref())
+            .chain(message)
     }
 
     /// `steps`, then `update`: the order that numbers their snippets.
@@ -521,8 +638,15 @@ impl Definition {
     }
 }
 
+/// `409`, or `403:REQUEST_LIMIT_EXCEEDED` (a status whose answer contains a text).
 fn is_status(key: &str) -> bool {
-    key.parse::<u16>().is_ok_and(|s| (100..600).contains(&s))
+    let status = key.split_once(':').map_or(
+        key,
+        |(status, text)| {
+            if text.is_empty() { "" } else { status }
+        },
+    );
+    status.parse::<u16>().is_ok_and(|s| (100..600).contains(&s))
 }
 
 /// All known connector types by name.

@@ -11,7 +11,7 @@
 //! "no ticket yet" must be asked again after an attempt whose create lost its answer.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use async_trait::async_trait;
 use base64::Engine as _;
@@ -52,6 +52,8 @@ pub struct HttpConnector {
     settings: Settings,
     base_url: String,
     cx: BuildContext,
+    /// The access token of an OAuth 2.0 definition and when to stop using it.
+    token: tokio::sync::Mutex<Option<(String, Instant)>>,
 }
 
 impl std::fmt::Debug for HttpConnector {
@@ -115,6 +117,7 @@ impl HttpConnector {
             settings,
             base_url: base_url.trim_end_matches('/').to_owned(),
             cx: cx.clone(),
+            token: tokio::sync::Mutex::new(None),
         })
     }
 
@@ -198,11 +201,69 @@ impl HttpConnector {
         }
     }
 
+    /// The access token for a client-credentials definition (none for other schemes): the
+    /// cached one while it is fresh, else a new one from the token endpoint. The lock is held
+    /// while fetching, so concurrent deliveries share one fetch.
+    async fn access_token(
+        &self,
+        context: &Context,
+        renew: bool,
+    ) -> Result<Option<String>, DeliveryError> {
+        let Some(Auth::ClientCredentials { .. }) = &self.definition.auth else {
+            return Ok(None);
+        };
+        let mut cached = self.token.lock().await;
+        if let Some((token, until)) = cached.as_ref()
+            && !renew
+            && Instant::now() < *until
+        {
+            return Ok(Some(token.clone()));
+        }
+        let r = self.renderer();
+        let field = |name| r.snippet(&snippet::auth(&self.kind, name), context);
+        let token_url = field("token_url")?;
+        let url = if token_url.starts_with('/') {
+            format!("{}{token_url}", self.base_url)
+        } else {
+            token_url
+        };
+        let form = format!(
+            "grant_type=client_credentials&client_id={}&client_secret={}",
+            crate::render::url_encode(&field("client_id")?),
+            crate::render::url_encode(&field("client_secret")?),
+        );
+        let step = token_step();
+        let (_, _, answer) = self
+            .exchange(
+                &step,
+                self.cx
+                    .client
+                    .post(&url)
+                    .header("content-type", "application/x-www-form-urlencoded")
+                    .header("accept", "application/json")
+                    .body(form),
+            )
+            .await?;
+        let document: serde_json::Value = serde_json::from_slice(&answer).unwrap_or_default();
+        let Some(token) = document["access_token"].as_str().filter(|t| !t.is_empty()) else {
+            return Err(DeliveryError::Invalid {
+                step: step.name,
+                message: "the token endpoint's answer has no access_token".into(),
+            });
+        };
+        // Renew a little before the target would refuse it: at 90% of its life.
+        let lifetime = document["expires_in"].as_u64().unwrap_or(3600);
+        let until = Instant::now() + Duration::from_secs(lifetime) * 9 / 10;
+        *cached = Some((token.to_owned(), until));
+        Ok(Some(token.to_owned()))
+    }
+
     fn prepare(
         &self,
         index: usize,
         step: &Step,
         context: &Context,
+        token: Option<&str>,
     ) -> Result<Prepared, DeliveryError> {
         let invalid = |message: String| DeliveryError::Invalid {
             step: step.name.clone(),
@@ -273,6 +334,11 @@ impl HttpConnector {
                 name,
                 r.snippet(&snippet::auth(&self.kind, "value"), context)?,
             )?,
+            // A dry run has no token: it shows where one would go.
+            Some(Auth::ClientCredentials { .. }) => put(
+                "authorization",
+                format!("Bearer {}", token.unwrap_or("(client-credentials token)")),
+            )?,
             None => {}
         }
         if let Some(signature) = &self.definition.signature {
@@ -297,6 +363,7 @@ impl HttpConnector {
         &self,
         step: &Step,
         prepared: Prepared,
+        search: Option<&str>,
     ) -> Result<(u16, StepOutputs), DeliveryError> {
         let mut request = self
             .cx
@@ -306,6 +373,16 @@ impl HttpConnector {
         if let Some(body) = prepared.body {
             request = request.body(body);
         }
+        let (status, headers, answer) = self.exchange(step, request).await?;
+        Ok((status, outputs(step, &headers, &answer, search)))
+    }
+
+    /// Sends a request and reads the answer; a failure status comes back classified.
+    async fn exchange(
+        &self,
+        step: &Step,
+        request: reqwest::RequestBuilder,
+    ) -> Result<(u16, HeaderMap, Vec<u8>), DeliveryError> {
         let transport = |e: reqwest::Error| DeliveryError::Transport {
             step: step.name.clone(),
             // without_url: a URL can carry a secret (Slack webhooks, tokens in queries).
@@ -323,12 +400,15 @@ impl HttpConnector {
         }
         match classify(
             step,
-            status,
-            &headers,
-            &self.definition.wait_headers,
+            Answer {
+                status,
+                headers: &headers,
+                body: &answer,
+            },
+            &self.definition,
             SystemTime::now(),
         ) {
-            Verdict::Success => Ok((status, outputs(step, &headers, &answer))),
+            Verdict::Success => Ok((status, headers, answer)),
             Verdict::Failure { class, retry_after } => Err(DeliveryError::Status {
                 step: step.name.clone(),
                 status,
@@ -356,9 +436,10 @@ impl Connector for HttpConnector {
         checkpoint: &dyn Checkpoint,
     ) -> Result<Receipt, DeliveryError> {
         let (mut context, mut steps) = self.context(job)?;
+        let mut token = self.access_token(&context, false).await?;
         let mut receipt = Receipt::default();
         for (index, step) in self.phase(job) {
-            let safe = is_safe(&step.method);
+            let safe = step.is_lookup();
             if let Some(done) = job.completed.get(&step.name).filter(|_| !safe) {
                 receipt
                     .steps
@@ -372,9 +453,23 @@ impl Connector for HttpConnector {
                     .push(report(step, StepOutcome::Skipped, StepOutputs::new()));
                 continue;
             }
-            let prepared = self.prepare(index, step, &context)?;
-            let started = std::time::Instant::now();
-            let result = self.send(step, prepared).await;
+            let search = step
+                .search
+                .as_ref()
+                .map(|_| {
+                    self.renderer()
+                        .snippet(&snippet::step_search(&self.kind, index), &context)
+                })
+                .transpose()?;
+            let prepared = self.prepare(index, step, &context, token.as_deref())?;
+            let started = Instant::now();
+            let mut result = self.send(step, prepared, search.as_deref()).await;
+            if token.is_some() && result.as_ref().is_err_and(|e| e.status() == Some(401)) {
+                // The token was revoked or expired early: one fresh token, one more try.
+                token = self.access_token(&context, true).await?;
+                let prepared = self.prepare(index, step, &context, token.as_deref())?;
+                result = self.send(step, prepared, search.as_deref()).await;
+            }
             tracing::debug!(step = %step.name, elapsed_ms = started.elapsed().as_millis() as u64, ok = result.is_ok(), "step answered");
             let (status, outputs) = result?;
             if !safe {
@@ -403,7 +498,7 @@ impl Connector for HttpConnector {
             if !self.should_run(index, step, &context)? {
                 continue;
             }
-            let prepared = self.prepare(index, step, &context)?;
+            let prepared = self.prepare(index, step, &context, None)?;
             let headers = prepared
                 .headers
                 .iter()
@@ -423,19 +518,11 @@ impl Connector for HttpConnector {
                 target: self.settings.mask(&prepared.url),
                 headers,
                 body: prepared.body.map(|b| self.settings.mask(&b)),
-                depends_on_earlier: reads_earlier_steps(step),
+                depends_on_earlier: self.reads_earlier_steps(step),
             });
         }
         Ok(planned)
     }
-}
-
-/// Methods that change nothing at the target (RFC 9110 §9.2.1).
-fn is_safe(method: &str) -> bool {
-    matches!(
-        method.to_ascii_uppercase().as_str(),
-        "GET" | "HEAD" | "OPTIONS"
-    )
 }
 
 fn report(step: &Step, outcome: StepOutcome, outputs: StepOutputs) -> StepReport {
@@ -446,11 +533,54 @@ fn report(step: &Step, outcome: StepOutcome, outputs: StepOutputs) -> StepReport
     }
 }
 
-fn reads_earlier_steps(step: &Step) -> bool {
-    let mentions = |t: &str| t.contains("steps.");
-    mentions(&step.url)
-        || step.when.as_deref().is_some_and(mentions)
-        || step.headers.values().any(|h| mentions(h))
+/// The step that fetches an OAuth 2.0 token, for errors and classification: a refused client
+/// (400 `invalid_client`, 401) means the credentials are wrong, so the connector pauses.
+fn token_step() -> Step {
+    let unhealthy = [
+        ("400", StatusRule::Unhealthy),
+        ("401", StatusRule::Unhealthy),
+    ];
+    Step {
+        name: "access_token".into(),
+        method: "POST".into(),
+        url: String::new(),
+        body: None,
+        headers: BTreeMap::new(),
+        when: None,
+        lookup: true,
+        search: None,
+        success: vec![200],
+        on_status: unhealthy
+            .into_iter()
+            .map(|(s, r)| (s.to_owned(), r))
+            .collect(),
+        outputs: BTreeMap::new(),
+    }
+}
+
+impl HttpConnector {
+    /// Whether a step's templates read answers of earlier steps (which a dry run lacks).
+    fn reads_earlier_steps(&self, step: &Step) -> bool {
+        let mentions = |t: &str| t.contains("steps.");
+        mentions(&step.url)
+            || step.when.as_deref().is_some_and(mentions)
+            || step.headers.values().any(|h| mentions(h))
+            || step
+                .body
+                .as_deref()
+                .is_some_and(|b| self.renderer().template_mentions(b, "steps."))
+    }
+}
+
+/// An answer to classify.
+#[derive(Debug, Clone, Copy)]
+pub struct Answer<'a> {
+    /// The status code.
+    pub status: u16,
+    /// The response headers.
+    pub headers: &'a HeaderMap,
+    /// The body (or its first part).
+    pub body: &'a [u8],
 }
 
 /// The engine's reading of an answer.
@@ -470,17 +600,24 @@ pub enum Verdict {
 /// Classifies an answer. A definition's `on_status` rule wins; then the step's success
 /// statuses; then the engine's classes: 408, 425, 429 and 5xx (but 501, which will not
 /// change) are retried; 401 and 403 pause the connector; other 4xx are permanent. A
-/// 3xx that reqwest did not follow is a misconfiguration, hence permanent.
+/// 3xx that reqwest did not follow is a misconfiguration, hence permanent. A throttling
+/// answer that names no wait gets the definition's `throttle_wait`.
 pub fn classify(
     step: &Step,
-    status: u16,
-    headers: &HeaderMap,
-    waits: &[WaitHeader],
+    answer: Answer<'_>,
+    definition: &Definition,
     now: SystemTime,
 ) -> Verdict {
-    let retry_after = retry_after(headers, waits, now);
-    let failure = |class| Verdict::Failure { class, retry_after };
-    match step.rule_for(status) {
+    let status = answer.status;
+    let retry_after = retry_after(answer.headers, &definition.wait_headers, now);
+    let failure = |class| Verdict::Failure {
+        class,
+        retry_after: match class {
+            Failure::RateLimited => retry_after.or(definition.throttle_wait),
+            _ => retry_after,
+        },
+    };
+    match step.rule_for(status, answer.body) {
         Some(StatusRule::Success) => return Verdict::Success,
         Some(StatusRule::Retry) => return failure(Failure::Transient),
         Some(StatusRule::Dead) => return failure(Failure::Invalid),
@@ -544,13 +681,26 @@ fn wait_from(value: &str, unit: WaitUnit, now: SystemTime) -> Option<Duration> {
 }
 
 /// Picks each output out of the answer; one that finds nothing (or a non-JSON answer) gives
-/// null, so a later `when` can test it.
-fn outputs(step: &Step, headers: &HeaderMap, answer: &[u8]) -> StepOutputs {
+/// null, so a later `when` can test it. With a search, pointers read the first listed item
+/// that contains `search`'s text.
+fn outputs(step: &Step, headers: &HeaderMap, answer: &[u8], search: Option<&str>) -> StepOutputs {
+    use serde_json::Value;
     if step.outputs.is_empty() {
         return StepOutputs::new();
     }
-    let document: serde_json::Value =
-        serde_json::from_slice(answer).unwrap_or(serde_json::Value::Null);
+    let mut document: Value = serde_json::from_slice(answer).unwrap_or(Value::Null);
+    if let (Some(list), Some(text)) = (&step.search, search) {
+        document = document
+            .pointer(&list.items)
+            .and_then(Value::as_array)
+            .and_then(|items| {
+                items
+                    .iter()
+                    .find(|item| !text.is_empty() && item.to_string().contains(text))
+            })
+            .cloned()
+            .unwrap_or(Value::Null);
+    }
     step.outputs
         .iter()
         .map(|(name, spec)| (name.clone(), pick(spec, &document, headers)))
@@ -616,6 +766,8 @@ mod tests {
             body: None,
             headers: BTreeMap::new(),
             when: None,
+            lookup: false,
+            search: None,
             success: success.to_vec(),
             on_status: on_status
                 .iter()
@@ -625,8 +777,29 @@ mod tests {
         }
     }
 
+    fn definition() -> Definition {
+        toml_definition("description = \"d\"")
+    }
+
+    fn toml_definition(text: &str) -> Definition {
+        use figment::providers::Format;
+        figment::Figment::from(figment::providers::Toml::string(text))
+            .extract()
+            .unwrap()
+    }
+
+    fn verdict(s: &Step, status: u16, body: &[u8], d: &Definition) -> Verdict {
+        let headers = HeaderMap::new();
+        let answer = Answer {
+            status,
+            headers: &headers,
+            body,
+        };
+        classify(s, answer, d, UNIX_EPOCH)
+    }
+
     fn class_of(status: u16) -> Option<Failure> {
-        match classify(&step(&[], &[]), status, &HeaderMap::new(), &[], UNIX_EPOCH) {
+        match verdict(&step(&[], &[]), status, b"", &definition()) {
             Verdict::Success => None,
             Verdict::Failure { class, .. } => Some(class),
         }
@@ -652,19 +825,17 @@ mod tests {
             &[("409", StatusRule::Success), ("404", StatusRule::Retry)],
             &[201],
         );
-        assert_eq!(
-            classify(&s, 409, &HeaderMap::new(), &[], UNIX_EPOCH),
-            Verdict::Success
-        );
+        let d = definition();
+        assert_eq!(verdict(&s, 409, b"", &d), Verdict::Success);
         assert!(matches!(
-            classify(&s, 404, &HeaderMap::new(), &[], UNIX_EPOCH),
+            verdict(&s, 404, b"", &d),
             Verdict::Failure {
                 class: Failure::Transient,
                 ..
             }
         ));
         assert!(matches!(
-            classify(&s, 200, &HeaderMap::new(), &[], UNIX_EPOCH),
+            verdict(&s, 200, b"", &d),
             Verdict::Failure {
                 class: Failure::Invalid,
                 ..
@@ -706,15 +877,15 @@ mod tests {
         s.outputs.insert("id".into(), spec("/tickets/0/id"));
         let none = HeaderMap::new();
         assert_eq!(
-            outputs(&s, &none, br#"{"tickets": [{"id": 7}]}"#)["id"],
+            outputs(&s, &none, br#"{"tickets": [{"id": 7}]}"#, None)["id"],
             serde_json::json!(7)
         );
         assert_eq!(
-            outputs(&s, &none, br#"{"tickets": []}"#)["id"],
+            outputs(&s, &none, br#"{"tickets": []}"#, None)["id"],
             serde_json::Value::Null
         );
         assert_eq!(
-            outputs(&s, &none, b"not json")["id"],
+            outputs(&s, &none, b"not json", None)["id"],
             serde_json::Value::Null
         );
     }
@@ -731,11 +902,11 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.insert("resource-id", HeaderValue::from_static("123"));
         let conflict = br#"{"status":"error","message":"Contact already exists. Existing ID: 377651","category":"CONFLICT"}"#;
-        let found = outputs(&s, &headers, conflict);
+        let found = outputs(&s, &headers, conflict, None);
         assert_eq!(found["contact"], serde_json::json!("377651"));
         assert_eq!(found["conversation"], serde_json::json!("123"));
         assert_eq!(
-            outputs(&s, &HeaderMap::new(), br#"{"id":"42"}"#)["contact"],
+            outputs(&s, &HeaderMap::new(), br#"{"id":"42"}"#, None)["contact"],
             serde_json::json!("42")
         );
         assert!(OutputSpec::try_from("ticket/id".to_owned()).is_err());
@@ -786,14 +957,45 @@ mod tests {
     }
 
     #[test]
-    fn a_throttled_rule_is_a_rate_limit() {
-        let s = step(&[("403", StatusRule::Throttled)], &[]);
-        assert!(matches!(
-            classify(&s, 403, &HeaderMap::new(), &[], UNIX_EPOCH),
+    fn a_rule_can_ask_for_a_text_in_the_answer_and_throttling_gets_the_default_wait() {
+        let s = step(
+            &[
+                ("403", StatusRule::Unhealthy),
+                ("403:REQUEST_LIMIT_EXCEEDED", StatusRule::Throttled),
+            ],
+            &[],
+        );
+        let d = toml_definition("description = \"d\"\nthrottle_wait = \"5m\"");
+        let limited = br#"[{"message":"TotalRequests Limit exceeded.","errorCode":"REQUEST_LIMIT_EXCEEDED"}]"#;
+        assert_eq!(
+            verdict(&s, 403, limited, &d),
             Verdict::Failure {
                 class: Failure::RateLimited,
-                ..
+                retry_after: Some(Duration::from_secs(300)),
             }
-        ));
+        );
+        let denied = br#"[{"message":"no","errorCode":"INSUFFICIENT_ACCESS"}]"#;
+        assert_eq!(
+            verdict(&s, 403, denied, &d),
+            Verdict::Failure {
+                class: Failure::Unhealthy,
+                retry_after: None,
+            }
+        );
+    }
+
+    #[test]
+    fn a_search_reads_the_first_item_containing_the_marker() {
+        let mut s = step(&[], &[]);
+        s.search = Some(crate::connectors::definition::Search {
+            items: "/data".into(),
+            containing: String::new(),
+        });
+        s.outputs.insert("note_id".into(), spec("/id"));
+        let answer =
+            br#"{"data": [{"id": 1, "content": "other"}, {"id": 2, "content": "<p>cb12ab</p>"}]}"#;
+        let none = HeaderMap::new();
+        assert_eq!(outputs(&s, &none, answer, Some("cb12ab"))["note_id"], 2);
+        assert!(outputs(&s, &none, answer, Some("cb99"))["note_id"].is_null());
     }
 }

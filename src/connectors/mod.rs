@@ -16,6 +16,7 @@
 //! 3. A test in `tests/api/` against a local server that answers like the vendor.
 
 pub mod definition;
+pub mod email;
 pub mod file;
 pub mod http;
 
@@ -304,6 +305,8 @@ pub struct BuildContext {
     pub client: reqwest::Client,
     /// The loaded templates.
     pub renderer: Arc<Renderer>,
+    /// How long one exchange with a target may take (`delivery.request_timeout`).
+    pub timeout: Duration,
 }
 
 /// A configured connector and its filter.
@@ -351,17 +354,22 @@ impl Registry {
                 ));
             }
         }
-        let renderer = Renderer::build(config.templates_dir.as_deref(), &snippets)
-            .map(Arc::new)
-            .map_err(|e| {
-                vec![Problem {
-                    key: "templates".into(),
-                    message: e.to_string(),
-                }]
-            })?;
+        let renderer = Renderer::build(
+            config.templates_dir.as_deref(),
+            &snippets,
+            &config.transcript,
+        )
+        .map(Arc::new)
+        .map_err(|e| {
+            vec![Problem {
+                key: "templates".into(),
+                message: e.to_string(),
+            }]
+        })?;
         let cx = BuildContext {
             client,
             renderer: renderer.clone(),
+            timeout: config.delivery.request_timeout,
         };
 
         let mut problems = Vec::new();
@@ -513,6 +521,10 @@ pub fn build(
             .map(|c| Arc::new(c) as Arc<dyn Connector>),
         Engine::File => file::FileConnector::build(name, &instance.kind, definition, settings, cx)
             .map(|c| Arc::new(c) as Arc<dyn Connector>),
+        Engine::Email => {
+            email::EmailConnector::build(name, &instance.kind, definition, settings, cx)
+                .map(|c| Arc::new(c) as Arc<dyn Connector>)
+        }
     };
     connector.map_err(|p| vec![p])
 }

@@ -57,7 +57,8 @@ pub trait Vendor: Send + 'static {
 
 struct Shared<V> {
     vendor: V,
-    script: VecDeque<Scripted>,
+    /// Scripted answers, each for any write or for writes to one path.
+    script: VecDeque<(Option<String>, Scripted)>,
     requests: Vec<(Instant, Request)>,
     delay: Duration,
 }
@@ -92,7 +93,17 @@ impl<V: Vendor> FakeVendor<V> {
 
     /// Queues scripted answers for the next writes.
     pub fn script(&self, steps: impl IntoIterator<Item = Scripted>) {
-        self.shared.lock().unwrap().script.extend(steps);
+        let mut shared = self.shared.lock().unwrap();
+        shared.script.extend(steps.into_iter().map(|s| (None, s)));
+    }
+
+    /// Queues scripted answers for the next writes to paths starting with `path`.
+    pub fn script_for(&self, path: &str, steps: impl IntoIterator<Item = Scripted>) {
+        let mut shared = self.shared.lock().unwrap();
+        let path = path.to_owned();
+        shared
+            .script
+            .extend(steps.into_iter().map(|s| (Some(path.clone()), s)));
     }
 
     /// Delays every answer from now on (writes happen before the delay).
@@ -103,6 +114,11 @@ impl<V: Vendor> FakeVendor<V> {
     /// Reads the vendor's state.
     pub fn with<R>(&self, read: impl FnOnce(&V) -> R) -> R {
         read(&self.shared.lock().unwrap().vendor)
+    }
+
+    /// Changes the vendor's state (a token expiring).
+    pub fn with_mut<R>(&self, change: impl FnOnce(&mut V) -> R) -> R {
+        change(&mut self.shared.lock().unwrap().vendor)
     }
 
     /// Every request received, with when it arrived.
@@ -130,10 +146,16 @@ impl<V: Vendor> Respond for Responder<V> {
         if !shared.vendor.authorized(request) {
             return shared.vendor.unauthorized();
         }
+        let path = request.url.path();
         let scripted = if request.method.as_str() == "GET" {
             None
         } else {
-            shared.script.pop_front()
+            shared
+                .script
+                .iter()
+                .position(|(only, _)| only.as_deref().is_none_or(|p| path.starts_with(p)))
+                .and_then(|at| shared.script.remove(at))
+                .map(|(_, scripted)| scripted)
         };
         match scripted {
             Some(Scripted::Fail {

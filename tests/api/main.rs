@@ -1,11 +1,13 @@
 //! End-to-end tests: chatbridge started on a random port with a temporary store, talking to
 //! local servers that behave like the real targets. One binary, so linking happens once.
 
+mod catalog;
 mod cli;
 mod connectors;
 mod contract;
 mod crash;
 mod delivery;
+mod fake_desks;
 mod fake_hubspot;
 mod fake_vendor;
 mod fake_zendesk;

@@ -1,0 +1,797 @@
+//! Local stand-ins for the help desks and CRMs without a spec of their own: Freshdesk,
+//! Pipedrive, Help Scout, Zammad, Request Tracker, Jira Service Management, Salesforce,
+//! Intercom and Slack. Each answers what the connector calls the way the vendor documents
+//! it (`../shared/reference/third-party-apis.md`): the statuses, the id's place and type,
+//! the error bodies, the conflict answers and the searches by marker, with state, so a
+//! test can count what exists upstream.
+
+use serde_json::{Value, json};
+use wiremock::{Request, ResponseTemplate};
+
+use crate::fake_vendor::{FakeVendor, Vendor, authorization, json_answer};
+
+/// The stand-ins, by the connector type they serve.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Brand {
+    Freshdesk,
+    Pipedrive,
+    HelpScout,
+    Zammad,
+    Rt,
+    Jira,
+    Salesforce,
+    Intercom,
+    Slack,
+}
+
+/// Something that exists upstream.
+#[derive(Debug, Clone)]
+pub struct Object {
+    /// What it is: `ticket`, `contact`, `note`, ...
+    pub kind: &'static str,
+    pub id: Value,
+    /// The object it belongs to (a note's ticket), if any.
+    pub parent: Option<Value>,
+    /// What was sent to make (or last update) it.
+    pub body: Value,
+    /// How many writes changed it.
+    pub writes: u32,
+}
+
+pub struct Desk {
+    brand: Brand,
+    secret: String,
+    pub objects: Vec<Object>,
+    /// Help Scout access tokens handed out and still valid.
+    tokens: Vec<String>,
+    next_id: u64,
+}
+
+/// The Help Scout app id the tests configure.
+pub const HELPSCOUT_APP: &str = "helpscout-app-1";
+/// The Slack webhook path whose last segment is the secret.
+pub const SLACK_PATH: &str = "/services/T024BE7LD/B0A1B2C3D";
+
+pub async fn start(brand: Brand, secret: &str) -> FakeVendor<Desk> {
+    FakeVendor::start(Desk {
+        brand,
+        secret: secret.to_owned(),
+        objects: Vec::new(),
+        tokens: Vec::new(),
+        next_id: 100,
+    })
+    .await
+}
+
+fn basic(user: &str, password: &str) -> String {
+    use base64::Engine as _;
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+    )
+}
+
+fn header<'r>(request: &'r Request, name: &str) -> &'r str {
+    request
+        .headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+}
+
+fn query(request: &Request, name: &str) -> String {
+    request
+        .url
+        .query_pairs()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default()
+}
+
+fn body(request: &Request) -> Value {
+    serde_json::from_slice(&request.body).unwrap_or(Value::Null)
+}
+
+impl Desk {
+    pub fn count(&self, kind: &str) -> usize {
+        self.objects.iter().filter(|o| o.kind == kind).count()
+    }
+
+    pub fn all(&self, kind: &str) -> Vec<Object> {
+        self.objects
+            .iter()
+            .filter(|o| o.kind == kind)
+            .cloned()
+            .collect()
+    }
+
+    /// Revokes every Help Scout token handed out, as an expiry would.
+    pub fn revoke_tokens(&mut self) {
+        self.tokens.clear();
+    }
+
+    fn add(&mut self, kind: &'static str, id: Value, parent: Option<Value>, body: Value) -> Value {
+        self.objects.push(Object {
+            kind,
+            id: id.clone(),
+            parent,
+            body,
+            writes: 1,
+        });
+        id
+    }
+
+    fn next(&mut self) -> u64 {
+        self.next_id += 1;
+        self.next_id
+    }
+
+    fn find(&self, kind: &str, test: impl Fn(&Object) -> bool) -> Option<&Object> {
+        self.objects.iter().find(|o| o.kind == kind && test(o))
+    }
+
+    fn exists(&self, kind: &str, id: &str) -> bool {
+        self.find(kind, |o| id_text(&o.id) == id).is_some()
+    }
+
+    fn tagged(&self, kind: &str, field: &str, tag: &str) -> Vec<Object> {
+        self.objects
+            .iter()
+            .filter(|o| o.kind == kind && !tag.is_empty())
+            .filter(|o| match &o.body[field] {
+                Value::Array(tags) => tags.iter().any(|t| t == tag),
+                Value::String(tags) => tags.split(',').any(|t| t.trim() == tag),
+                _ => false,
+            })
+            .cloned()
+            .collect()
+    }
+}
+
+/// An id as text, whether the vendor made it a number or a string.
+pub fn id_text(id: &Value) -> String {
+    match id {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn not_found() -> ResponseTemplate {
+    json_answer(404, json!({"message": "Not Found"}))
+}
+
+impl Vendor for Desk {
+    fn authorized(&self, request: &Request) -> bool {
+        let auth = authorization(request);
+        match self.brand {
+            Brand::Freshdesk => auth == basic(&self.secret, "X"),
+            Brand::Pipedrive => header(request, "x-api-token") == self.secret,
+            Brand::HelpScout => {
+                request.url.path() == "/v2/oauth2/token"
+                    || auth
+                        .strip_prefix("Bearer ")
+                        .is_some_and(|t| self.tokens.iter().any(|k| k == t))
+            }
+            Brand::Zammad => auth == format!("Token token={}", self.secret),
+            Brand::Rt => auth == format!("token {}", self.secret),
+            Brand::Jira => auth == basic("agent@acme.example", &self.secret),
+            Brand::Salesforce | Brand::Intercom => auth == format!("Bearer {}", self.secret),
+            // The URL is the credential: a wrong one is a 404, answered by `handle`.
+            Brand::Slack => true,
+        }
+    }
+
+    fn unauthorized(&self) -> ResponseTemplate {
+        match self.brand {
+            Brand::Freshdesk => json_answer(
+                401,
+                json!({"code": "invalid_credentials", "message": "You have to be logged in to perform this action."}),
+            ),
+            Brand::Pipedrive => json_answer(
+                401,
+                json!({"success": false, "error": "unauthorized access", "errorCode": 401, "error_info": "Please check developers.pipedrive.com"}),
+            ),
+            Brand::HelpScout => json_answer(
+                401,
+                json!({"error": "invalid_token", "error_description": "The access token is invalid or has expired"}),
+            ),
+            Brand::Zammad => json_answer(
+                401,
+                json!({"error": "Invalid token!", "error_human": "Invalid token!"}),
+            ),
+            Brand::Rt => json_answer(401, json!({"message": "Unauthorized"})),
+            Brand::Jira => json_answer(
+                401,
+                json!({"errorMessages": ["You are not authenticated. Authentication required to perform this operation."]}),
+            ),
+            Brand::Salesforce => json_answer(
+                401,
+                json!([{"message": "Session expired or invalid", "errorCode": "INVALID_SESSION_ID"}]),
+            ),
+            Brand::Intercom => json_answer(
+                401,
+                json!({"type": "error.list", "request_id": "req-1", "errors": [{"code": "unauthorized", "message": "Access Token Invalid"}]}),
+            ),
+            Brand::Slack => ResponseTemplate::new(403).set_body_string("invalid_token"),
+        }
+    }
+
+    fn handle(&mut self, request: &Request) -> ResponseTemplate {
+        let path = request.url.path().to_owned();
+        let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+        let method = request.method.as_str().to_owned();
+        let route = (method.as_str(), segments.as_slice());
+        match self.brand {
+            Brand::Freshdesk => self.freshdesk(request, route),
+            Brand::Pipedrive => self.pipedrive(request, route),
+            Brand::HelpScout => self.helpscout(request, route),
+            Brand::Zammad => self.zammad(request, route),
+            Brand::Rt => self.rt(request, route),
+            Brand::Jira => self.jira(request, route),
+            Brand::Salesforce => self.salesforce(request, route),
+            Brand::Intercom => self.intercom(request, route),
+            Brand::Slack => self.slack(request),
+        }
+    }
+}
+
+type Route<'a> = (&'a str, &'a [&'a str]);
+
+impl Desk {
+    /// Freshdesk API v2: contacts unique by e-mail (409 names the existing one), tickets
+    /// searchable by tag, private notes.
+    fn freshdesk(&mut self, request: &Request, route: Route<'_>) -> ResponseTemplate {
+        let invalid = |field: &str, code: &str| {
+            json_answer(
+                400,
+                json!({"description": "Validation failed", "errors": [{"field": field, "message": "It should not be blank", "code": code}]}),
+            )
+        };
+        match route {
+            ("GET", ["api", "v2", "contacts"]) => {
+                let email = query(request, "email");
+                let found: Vec<Value> = self
+                    .all("contact")
+                    .into_iter()
+                    .filter(|c| c.body["email"] == email.as_str())
+                    .map(|c| json!({"id": c.id, "email": email, "name": c.body["name"]}))
+                    .collect();
+                json_answer(200, json!(found))
+            }
+            ("POST", ["api", "v2", "contacts"]) => {
+                let b = body(request);
+                if !b["name"].is_string() {
+                    return invalid("name", "missing_field");
+                }
+                if let Some(existing) = self.find("contact", |c| c.body["email"] == b["email"]) {
+                    return json_answer(
+                        409,
+                        json!({"description": "Validation failed", "errors": [{"field": "email", "additional_info": {"user_id": existing.id}, "message": "It should be a unique value", "code": "duplicate_value"}]}),
+                    );
+                }
+                let id = self.next();
+                self.add("contact", json!(id), None, b.clone());
+                json_answer(
+                    201,
+                    json!({"id": id, "name": b["name"], "email": b["email"]}),
+                )
+            }
+            ("GET", ["api", "v2", "search", "tickets"]) => {
+                let q = query(request, "query");
+                let tag = q
+                    .trim_matches('"')
+                    .strip_prefix("tag:'")
+                    .and_then(|t| t.strip_suffix('\''))
+                    .unwrap_or_default()
+                    .to_owned();
+                let results: Vec<Value> = self
+                    .tagged("ticket", "tags", &tag)
+                    .into_iter()
+                    .map(|t| json!({"id": t.id, "subject": t.body["subject"]}))
+                    .collect();
+                json_answer(200, json!({"results": results, "total": results.len()}))
+            }
+            ("POST", ["api", "v2", "tickets"]) => {
+                let b = body(request);
+                if !b["subject"].is_string() || !b["description"].is_string() {
+                    return invalid("subject", "missing_field");
+                }
+                if !b["requester_id"].is_number() && !b["email"].is_string() {
+                    return invalid("requester_id", "missing_field");
+                }
+                if b["requester_id"].is_number()
+                    && !self.exists("contact", &b["requester_id"].to_string())
+                {
+                    return invalid("requester_id", "invalid_value");
+                }
+                let id = self.next();
+                self.add("ticket", json!(id), None, b.clone());
+                let mut answer = b;
+                answer["id"] = json!(id);
+                json_answer(201, answer)
+            }
+            ("POST", ["api", "v2", "tickets", ticket, "notes"]) => {
+                if !self.exists("ticket", ticket) {
+                    return json_answer(404, json!({"code": "access_denied"}));
+                }
+                let b = body(request);
+                let id = self.next();
+                self.add("note", json!(id), Some(json!(ticket)), b.clone());
+                json_answer(
+                    201,
+                    json!({"id": id, "body": b["body"], "private": b["private"]}),
+                )
+            }
+            _ => not_found(),
+        }
+    }
+
+    /// Pipedrive: persons v2 with exact e-mail search, notes v1 listed by person.
+    fn pipedrive(&mut self, request: &Request, route: Route<'_>) -> ResponseTemplate {
+        match route {
+            ("GET", ["api", "v2", "persons", "search"]) => {
+                let term = query(request, "term");
+                let items: Vec<Value> = self
+                    .all("person")
+                    .into_iter()
+                    .filter(|p| p.body["emails"][0]["value"] == term.as_str())
+                    .map(|p| json!({"result_score": 1, "item": {"id": p.id, "name": p.body["name"], "emails": [term]}}))
+                    .collect();
+                json_answer(
+                    200,
+                    json!({"success": true, "data": {"items": items}, "additional_data": {"next_cursor": null}}),
+                )
+            }
+            ("POST", ["api", "v2", "persons"]) => {
+                let b = body(request);
+                if !b["name"].is_string() {
+                    return json_answer(
+                        400,
+                        json!({"success": false, "error": "Name must be given.", "code": "ERR_SCHEMA_VALIDATION_FAILED"}),
+                    );
+                }
+                let id = self.next();
+                self.add("person", json!(id), None, b.clone());
+                json_answer(
+                    200,
+                    json!({"success": true, "data": {"id": id, "name": b["name"]}}),
+                )
+            }
+            ("GET", ["api", "v1", "notes"]) => {
+                let person = query(request, "person_id");
+                let notes: Vec<Value> = self
+                    .all("note")
+                    .into_iter()
+                    .filter(|n| n.parent.as_ref().map(id_text) == Some(person.clone()))
+                    .map(|n| json!({"id": n.id, "content": n.body["content"], "person_id": n.body["person_id"]}))
+                    .collect();
+                let data = if notes.is_empty() {
+                    Value::Null
+                } else {
+                    json!(notes)
+                };
+                json_answer(200, json!({"success": true, "data": data}))
+            }
+            ("POST", ["api", "v1", "notes"]) => {
+                let b = body(request);
+                let person = b["person_id"].to_string();
+                if !b["content"].is_string() || !self.exists("person", &person) {
+                    return json_answer(
+                        400,
+                        json!({"success": false, "error": "Note must have content and an existing person", "code": "ERR_VALIDATION"}),
+                    );
+                }
+                let id = self.next();
+                self.add("note", json!(id), Some(b["person_id"].clone()), b.clone());
+                json_answer(
+                    201,
+                    json!({"success": true, "data": {"id": id, "content": b["content"], "person_id": b["person_id"]}}),
+                )
+            }
+            _ => not_found(),
+        }
+    }
+
+    /// Help Scout Mailbox API v2: client-credentials tokens, conversations listed by tag,
+    /// 201 with the id in `Resource-ID` and an empty body.
+    fn helpscout(&mut self, request: &Request, route: Route<'_>) -> ResponseTemplate {
+        let created = |id: u64, path: String| {
+            ResponseTemplate::new(201)
+                .insert_header("Resource-ID", id.to_string().as_str())
+                .insert_header("Location", path.as_str())
+        };
+        match route {
+            ("POST", ["v2", "oauth2", "token"]) => {
+                let text = String::from_utf8_lossy(&request.body);
+                let form: Vec<(String, String)> =
+                    reqwest::Url::parse(&format!("http://form.invalid/?{text}"))
+                        .map(|u| u.query_pairs().into_owned().collect())
+                        .unwrap_or_default();
+                let field = |name: &str| {
+                    form.iter()
+                        .find(|(k, _)| k == name)
+                        .map(|(_, v)| v.as_str())
+                        .unwrap_or_default()
+                };
+                if field("grant_type") != "client_credentials"
+                    || field("client_id") != HELPSCOUT_APP
+                    || field("client_secret") != self.secret
+                {
+                    return json_answer(
+                        401,
+                        json!({"error": "invalid_client", "error_description": "Bad client credentials"}),
+                    );
+                }
+                let token = format!("hs-token-{}", self.next());
+                self.tokens.push(token.clone());
+                json_answer(
+                    200,
+                    json!({"token_type": "bearer", "access_token": token, "expires_in": 172800}),
+                )
+            }
+            ("GET", ["v2", "conversations"]) => {
+                let tag = query(request, "tag");
+                let found: Vec<Value> = self
+                    .tagged("conversation", "tags", &tag)
+                    .into_iter()
+                    .map(|c| json!({"id": c.id, "subject": c.body["subject"]}))
+                    .collect();
+                json_answer(
+                    200,
+                    json!({"_embedded": {"conversations": found}, "page": {"size": 25, "totalElements": found.len(), "totalPages": 1, "number": 1}}),
+                )
+            }
+            ("POST", ["v2", "conversations"]) => {
+                let b = body(request);
+                let complete = [
+                    "subject",
+                    "customer",
+                    "mailboxId",
+                    "type",
+                    "status",
+                    "threads",
+                ]
+                .iter()
+                .all(|k| !b[k].is_null());
+                if !complete || !b["threads"][0]["text"].is_string() {
+                    return json_answer(
+                        400,
+                        json!({"logRef": "log-1", "message": "Bad request", "_embedded": {"errors": [{"path": "subject", "message": "may not be empty"}]}}),
+                    );
+                }
+                let id = self.next();
+                self.add("conversation", json!(id), None, b);
+                created(id, format!("/v2/conversations/{id}"))
+            }
+            ("POST", ["v2", "conversations", conversation, "notes"]) => {
+                if !self.exists("conversation", conversation) {
+                    return not_found();
+                }
+                let id = self.next();
+                self.add("note", json!(id), Some(json!(conversation)), body(request));
+                created(id, format!("/v2/conversations/{conversation}/threads/{id}"))
+            }
+            _ => not_found(),
+        }
+    }
+
+    /// Zammad: tickets with a first article, searchable by tag, articles added later.
+    fn zammad(&mut self, request: &Request, route: Route<'_>) -> ResponseTemplate {
+        let unprocessable =
+            |what: &str| json_answer(422, json!({"error": what, "error_human": what}));
+        match route {
+            ("GET", ["api", "v1", "tickets", "search"]) => {
+                let q = query(request, "query");
+                let tag = q.strip_prefix("tags:").unwrap_or_default();
+                let found: Vec<Value> = self
+                    .tagged("ticket", "tags", tag)
+                    .into_iter()
+                    .map(|t| json!({"id": t.id, "title": t.body["title"]}))
+                    .collect();
+                json_answer(200, json!(found))
+            }
+            ("POST", ["api", "v1", "tickets"]) => {
+                let b = body(request);
+                if !b["title"].is_string() || !b["group"].is_string() {
+                    return unprocessable("Missing required attribute title or group");
+                }
+                if !b["article"]["body"].is_string() {
+                    return unprocessable("Need at least article: { body: '...' }");
+                }
+                let id = self.next();
+                self.add("ticket", json!(id), None, b.clone());
+                json_answer(
+                    201,
+                    json!({"id": id, "number": format!("31{id}"), "title": b["title"], "article_ids": [id * 10]}),
+                )
+            }
+            ("POST", ["api", "v1", "ticket_articles"]) => {
+                let b = body(request);
+                if !self.exists("ticket", &b["ticket_id"].to_string()) {
+                    return unprocessable("No such ticket");
+                }
+                let id = self.next();
+                self.add(
+                    "article",
+                    json!(id),
+                    Some(b["ticket_id"].clone()),
+                    b.clone(),
+                );
+                json_answer(201, json!({"id": id, "ticket_id": b["ticket_id"]}))
+            }
+            _ => not_found(),
+        }
+    }
+
+    /// Request Tracker REST2: tickets with custom fields, TicketSQL search on one, comments.
+    fn rt(&mut self, request: &Request, route: Route<'_>) -> ResponseTemplate {
+        match route {
+            ("GET", ["REST", "2.0", "tickets"]) => {
+                let q = query(request, "query");
+                // 'CF.{ChatbridgeKey}' = 'value'
+                let (field, value) = q
+                    .split_once("}' = '")
+                    .map(|(f, v)| {
+                        (
+                            f.trim_start_matches("'CF.{").to_owned(),
+                            v.trim_end_matches('\'').to_owned(),
+                        )
+                    })
+                    .unwrap_or_default();
+                let items: Vec<Value> = self
+                    .all("ticket")
+                    .into_iter()
+                    .filter(|t| t.body["CustomFields"][&field] == value.as_str())
+                    .map(|t| json!({"type": "ticket", "id": t.id, "_url": format!("/REST/2.0/ticket/{}", id_text(&t.id))}))
+                    .collect();
+                json_answer(
+                    200,
+                    json!({"count": items.len(), "page": 1, "pages": 1, "per_page": 20, "total": items.len(), "items": items}),
+                )
+            }
+            ("POST", ["REST", "2.0", "ticket"]) => {
+                let b = body(request);
+                if !b["Queue"].is_string() {
+                    return json_answer(
+                        400,
+                        json!({"message": "Could not create ticket. Queue not set"}),
+                    );
+                }
+                let id = self.next().to_string();
+                self.add("ticket", json!(id), None, b);
+                json_answer(
+                    201,
+                    json!({"type": "ticket", "id": id, "_url": format!("/REST/2.0/ticket/{id}")}),
+                )
+            }
+            ("POST", ["REST", "2.0", "ticket", ticket, "comment"]) => {
+                if !self.exists("ticket", ticket) {
+                    return not_found();
+                }
+                let id = self.next();
+                self.add("comment", json!(id), Some(json!(ticket)), body(request));
+                json_answer(201, json!(["Comments added"]))
+            }
+            _ => not_found(),
+        }
+    }
+
+    /// Jira Service Management: JQL search by label, customers, requests, comments.
+    fn jira(&mut self, request: &Request, route: Route<'_>) -> ResponseTemplate {
+        match route {
+            ("POST", ["rest", "api", "3", "search", "jql"]) => {
+                let b = body(request);
+                let label = b["jql"]
+                    .as_str()
+                    .and_then(|q| q.strip_prefix("labels = "))
+                    .unwrap_or_default()
+                    .to_owned();
+                let issues: Vec<Value> = self
+                    .all("request")
+                    .into_iter()
+                    .filter(|r| {
+                        r.body["requestFieldValues"]["labels"]
+                            .as_array()
+                            .is_some_and(|l| l.iter().any(|x| x == label.as_str()))
+                    })
+                    .map(|r| json!({"id": r.id, "key": r.id}))
+                    .collect();
+                json_answer(200, json!({"issues": issues, "isLast": true}))
+            }
+            ("GET", ["rest", "servicedeskapi", "servicedesk", _, "customer"]) => {
+                if header(request, "x-experimentalapi") != "opt-in" {
+                    return json_answer(
+                        400,
+                        json!({"errorMessage": "This API is experimental. Experimental APIs are not guaranteed to be stable."}),
+                    );
+                }
+                let email = query(request, "query");
+                let values: Vec<Value> = self
+                    .all("customer")
+                    .into_iter()
+                    .filter(|c| c.body["email"] == email.as_str())
+                    .map(|c| json!({"accountId": c.id, "emailAddress": email}))
+                    .collect();
+                json_answer(200, json!({"size": values.len(), "values": values}))
+            }
+            ("POST", ["rest", "servicedeskapi", "customer"]) => {
+                let b = body(request);
+                let id = format!("qm:{}", self.next());
+                self.add("customer", json!(id), None, b);
+                json_answer(201, json!({"accountId": id}))
+            }
+            ("POST", ["rest", "servicedeskapi", "request"]) => {
+                let b = body(request);
+                let ok = b["serviceDeskId"].is_string()
+                    && b["requestTypeId"].is_string()
+                    && b["requestFieldValues"]["summary"].is_string();
+                if !ok {
+                    return json_answer(
+                        400,
+                        json!({"errorMessage": "Summary: You must specify a summary of the issue.", "i18nErrorMessage": {"i18nKey": "sd.request.create.error", "parameters": []}}),
+                    );
+                }
+                let key = format!("HELP-{}", self.next());
+                self.add("request", json!(key), None, b);
+                json_answer(
+                    201,
+                    json!({"issueId": "10010", "issueKey": key, "requestTypeId": "25", "serviceDeskId": "10"}),
+                )
+            }
+            ("POST", ["rest", "servicedeskapi", "request", key, "comment"]) => {
+                if !self.exists("request", key) {
+                    return not_found();
+                }
+                let id = self.next().to_string();
+                self.add("comment", json!(id), Some(json!(key)), body(request));
+                json_answer(201, json!({"id": id, "public": false}))
+            }
+            _ => not_found(),
+        }
+    }
+
+    /// Salesforce sObject upsert on an External ID field: 201 created, 200 updated.
+    fn salesforce(&mut self, request: &Request, route: Route<'_>) -> ResponseTemplate {
+        match route {
+            ("PATCH", ["services", "data", _, "sobjects", object, field, key]) => {
+                let b = body(request);
+                if !b.is_object() || b.get(*field).is_some() {
+                    return json_answer(
+                        400,
+                        json!([{"message": "The external id field must not be in the body", "errorCode": "INVALID_FIELD"}]),
+                    );
+                }
+                let key = (*key).to_owned();
+                if let Some(existing) = self
+                    .objects
+                    .iter_mut()
+                    .find(|o| o.kind == "record" && o.body["__key"] == key.as_str())
+                {
+                    let id = existing.id.clone();
+                    let mut stored = b;
+                    stored["__key"] = json!(key);
+                    stored["__object"] = json!(object);
+                    existing.body = stored;
+                    existing.writes += 1;
+                    return json_answer(
+                        200,
+                        json!({"id": id, "success": true, "errors": [], "created": false}),
+                    );
+                }
+                let id = format!("5003000000D8c{:05}", self.next());
+                let mut stored = b;
+                stored["__key"] = json!(key);
+                stored["__object"] = json!(object);
+                self.add("record", json!(id), None, stored);
+                json_answer(
+                    201,
+                    json!({"id": id, "success": true, "errors": [], "created": true}),
+                )
+            }
+            _ => json_answer(
+                404,
+                json!([{"message": "The requested resource does not exist", "errorCode": "NOT_FOUND"}]),
+            ),
+        }
+    }
+
+    /// Intercom 2.14: contacts (409 names the existing id in prose), conversations searched
+    /// by a word of their first message, admin notes as replies.
+    fn intercom(&mut self, request: &Request, route: Route<'_>) -> ResponseTemplate {
+        if header(request, "intercom-version") != "2.14" {
+            return json_answer(
+                400,
+                json!({"type": "error.list", "errors": [{"code": "intercom_version_invalid", "message": "Requested version is invalid"}]}),
+            );
+        }
+        let b = body(request);
+        match route {
+            ("POST", ["contacts", "search"]) => {
+                let email = b["query"]["value"].clone();
+                let data: Vec<Value> = self
+                    .all("contact")
+                    .into_iter()
+                    .filter(|c| c.body["email"] == email)
+                    .map(|c| json!({"type": "contact", "id": c.id, "email": email}))
+                    .collect();
+                json_answer(
+                    200,
+                    json!({"type": "list", "data": data, "total_count": data.len()}),
+                )
+            }
+            ("POST", ["contacts"]) => {
+                if let Some(existing) = self.find("contact", |c| c.body["email"] == b["email"]) {
+                    return json_answer(
+                        409,
+                        json!({"type": "error.list", "request_id": "req-409", "errors": [{"code": "conflict", "message": format!("A contact matching those details already exists with id={}", id_text(&existing.id))}]}),
+                    );
+                }
+                let id = format!("{:024x}", self.next());
+                self.add("contact", json!(id), None, b.clone());
+                json_answer(
+                    200,
+                    json!({"type": "contact", "id": id, "role": b["role"], "email": b["email"]}),
+                )
+            }
+            ("POST", ["conversations", "search"]) => {
+                let word = b["query"]["value"].as_str().unwrap_or_default().to_owned();
+                let found: Vec<Value> = self
+                    .all("conversation")
+                    .into_iter()
+                    .filter(|c| {
+                        !word.is_empty()
+                            && c.body["body"]
+                                .as_str()
+                                .is_some_and(|t| t.split_whitespace().any(|w| w == word))
+                    })
+                    .map(|c| json!({"type": "conversation", "id": c.id}))
+                    .collect();
+                json_answer(
+                    200,
+                    json!({"type": "conversation.list", "conversations": found, "total_count": found.len()}),
+                )
+            }
+            ("POST", ["conversations"]) => {
+                let from = id_text(&b["from"]["id"]);
+                if !self.exists("contact", &from) || !b["body"].is_string() {
+                    return json_answer(
+                        404,
+                        json!({"type": "error.list", "errors": [{"code": "not_found", "message": "User Not Found"}]}),
+                    );
+                }
+                let id = self.next().to_string();
+                self.add("conversation", json!(id), Some(json!(from)), b.clone());
+                json_answer(
+                    200,
+                    json!({"type": "user_message", "id": format!("40{id}"), "conversation_id": id, "body": b["body"]}),
+                )
+            }
+            ("POST", ["conversations", conversation, "reply"]) => {
+                if !self.exists("conversation", conversation) {
+                    return not_found();
+                }
+                let id = self.next().to_string();
+                self.add("note", json!(id), Some(json!(conversation)), b);
+                json_answer(
+                    200,
+                    json!({"type": "conversation", "id": conversation, "conversation_parts": {"type": "conversation_part.list", "conversation_parts": [{"type": "conversation_part", "id": id, "part_type": "note"}]}}),
+                )
+            }
+            _ => not_found(),
+        }
+    }
+
+    /// Slack incoming webhook: the path is the credential; plain-text answers.
+    fn slack(&mut self, request: &Request) -> ResponseTemplate {
+        if request.url.path() != format!("{SLACK_PATH}/{}", self.secret) {
+            return ResponseTemplate::new(404).set_body_string("no_service");
+        }
+        let b = body(request);
+        if !b["text"].is_string() {
+            return ResponseTemplate::new(400).set_body_string("invalid_payload");
+        }
+        let id = self.next();
+        self.add("message", json!(id), None, b);
+        ResponseTemplate::new(200).set_body_string("ok")
+    }
+}
