@@ -1,0 +1,215 @@
+//! chatbridge against real third-party servers that `.ci/run` starts on loopback: Request
+//! Tracker 5 (`.ci/rt5`) receives a ticket, read back over REST2; MailDev receives the
+//! `email` connector's message, read back over its HTTP API.
+//!
+//! Each test needs its server's address in the environment (`CHATBRIDGE_TEST_RT_URL` and
+//! `CHATBRIDGE_TEST_RT_TOKEN`; `CHATBRIDGE_TEST_MAILDEV_SMTP` and `CHATBRIDGE_TEST_MAILDEV_WEB`);
+//! without it, it says so and passes without checking anything.
+
+use chatbridge::render::url_encode;
+use chatbridge::store::DeliveryState;
+use serde_json::Value;
+
+use crate::helpers::{Options, TestApp, spawn_app_with};
+
+fn env(names: [&str; 2]) -> Option<[String; 2]> {
+    let found = names.map(|n| std::env::var(n).ok());
+    match found {
+        [Some(a), Some(b)] => Some([a, b]),
+        _ => {
+            eprintln!("skipped: set {} and {} (.ci/run does)", names[0], names[1]);
+            None
+        }
+    }
+}
+
+/// The seed chat under a conversation id no earlier run used, so a persistent server's
+/// earlier tickets and mails do not count.
+fn fresh_seed() -> (u64, Vec<u8>) {
+    let channel = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as u64;
+    let mut doc: Value =
+        serde_json::from_slice(&crate::helpers::fixture("smartsupp/seed-example.json")).unwrap();
+    doc["channel"]["id"] = channel.into();
+    (channel, serde_json::to_vec(&doc).unwrap())
+}
+
+async fn app_with(extra: String) -> TestApp {
+    spawn_app_with(Options {
+        helpdesk: false,
+        extra,
+        ..Options::default()
+    })
+    .await
+}
+
+fn rt_app_config(url: &str, token: &str) -> String {
+    format!(
+        "[connectors.rt]\ntype = \"rt\"\n[connectors.rt.settings]\nurl = \"{url}\"\ntoken = \"{token}\"\n"
+    )
+}
+
+async fn rt_get(url: &str, token: &str, path: &str) -> Value {
+    reqwest::Client::new()
+        .get(format!("{url}/REST/2.0{path}"))
+        .header("authorization", format!("token {token}"))
+        .send()
+        .await
+        .unwrap()
+        .error_for_status()
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// The ticket's first message, from its Create transaction's attachments.
+async fn rt_transcript(url: &str, token: &str, ticket: &str) -> String {
+    let history = rt_get(url, token, &format!("/ticket/{ticket}/history?fields=Type")).await;
+    let create = history["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["Type"] == "Create")
+        .expect("a Create transaction");
+    let attachments = rt_get(
+        url,
+        token,
+        &format!(
+            "/transaction/{}/attachments?fields=Content",
+            create["id"].as_str().unwrap()
+        ),
+    )
+    .await;
+    attachments["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|a| a["Content"].as_str())
+        .collect()
+}
+
+#[tokio::test]
+async fn request_tracker_5_gets_one_ticket_with_requestor_subject_and_transcript() {
+    let Some([url, token]) = env(["CHATBRIDGE_TEST_RT_URL", "CHATBRIDGE_TEST_RT_TOKEN"]) else {
+        return;
+    };
+    let (channel, seed) = fresh_seed();
+    let app = app_with(rt_app_config(&url, &token)).await;
+
+    app.post_smartsupp(seed.clone()).await;
+    let delivered = app.wait_for_deliveries(DeliveryState::Delivered, 1).await;
+    let ticket = delivered[0].remote.as_ref().unwrap()["create_ticket.ticket_id"]
+        .as_str()
+        .expect("RT answered the new ticket's id")
+        .to_owned();
+
+    let read = rt_get(&url, &token, &format!("/ticket/{ticket}")).await;
+    assert_eq!(read["Subject"], "Hello");
+    assert_eq!(read["Queue"]["id"], "1");
+    let requestors: Vec<&str> = read["Requestor"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r["id"].as_str())
+        .collect();
+    assert_eq!(requestors, ["dusan@domain.com"]);
+    let transcript = rt_transcript(&url, &token, &ticket).await;
+    assert!(
+        transcript.contains("Dusan Kmet: tanks.") && transcript.contains("Visitor: Dusan Kmet"),
+        "{transcript}"
+    );
+
+    // A second bridge with no record of the first (its store lost) finds the ticket by the
+    // key custom field instead of opening another.
+    let amnesiac = app_with(rt_app_config(&url, &token)).await;
+    amnesiac.post_smartsupp(seed).await;
+    let again = amnesiac
+        .wait_for_deliveries(DeliveryState::Delivered, 1)
+        .await;
+    assert_eq!(
+        again[0].remote.as_ref().unwrap()["find_ticket.ticket_id"].as_str(),
+        Some(ticket.as_str())
+    );
+    let query = format!("'CF.{{ChatbridgeKey}}' = 'cb:rt:smartsupp:208:{channel}'");
+    let found = reqwest::Client::new()
+        .get(format!(
+            "{url}/REST/2.0/tickets?query={}",
+            url_encode(&query)
+        ))
+        .header("authorization", format!("token {token}"))
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap();
+    assert_eq!(found["total"], 1, "{found}");
+}
+
+#[tokio::test]
+async fn maildev_receives_the_message_with_both_parts_and_the_stable_message_id() {
+    let Some([smtp, web]) = env([
+        "CHATBRIDGE_TEST_MAILDEV_SMTP",
+        "CHATBRIDGE_TEST_MAILDEV_WEB",
+    ]) else {
+        return;
+    };
+    let (host, port) = smtp.rsplit_once(':').expect("HOST:PORT");
+    let (channel, seed) = fresh_seed();
+    let to = format!("support+{channel}@acme.zendesk.example");
+    let app = app_with(format!(
+        "[connectors.mail]\ntype = \"email\"\n[connectors.mail.settings]\n\
+         smtp_host = \"{host}\"\nsmtp_port = \"{port}\"\ntls = \"none\"\n\
+         from = \"Chat bridge <chats@acme.example>\"\nto = \"{to}\"\n"
+    ))
+    .await;
+
+    app.post_smartsupp(seed).await;
+    app.wait_for_deliveries(DeliveryState::Delivered, 1).await;
+
+    let client = reqwest::Client::new();
+    let mails: Vec<Value> = client
+        .get(format!("{web}/api/email?to.address={}", url_encode(&to)))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(mails.len(), 1, "{mails:?}");
+    let mail = &mails[0];
+    assert_eq!(mail["subject"], "Chat with Dusan Kmet: Hello");
+    assert_eq!(mail["from"][0]["address"], "chats@acme.example");
+    assert_eq!(mail["replyTo"][0]["address"], "dusan@domain.com");
+    assert!(
+        mail["text"]
+            .as_str()
+            .unwrap()
+            .contains("Dusan Kmet: tanks.")
+    );
+    assert!(
+        mail["html"]
+            .as_str()
+            .unwrap()
+            .contains("<strong>Dusan Kmet:</strong> tanks.")
+    );
+    let source = client
+        .get(format!(
+            "{web}/api/email/{}/source",
+            mail["id"].as_str().unwrap()
+        ))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let expected = format!("Message-ID: <cb.mail.smartsupp.208.{channel}.v1@acme.example>");
+    assert!(
+        source.lines().any(|l| l.eq_ignore_ascii_case(&expected)),
+        "{source}"
+    );
+}
