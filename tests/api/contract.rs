@@ -18,6 +18,7 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use chatbridge::store::DeliveryState;
 
+use crate::fake_desks::{self, Brand, Desk};
 use crate::fake_hubspot::{self, HubSpot};
 use crate::fake_vendor::FakeVendor;
 use crate::helpers::{Options, TestApp, fixture, spawn_app_with, wait_until};
@@ -47,13 +48,13 @@ fn prism_executable() -> Option<PathBuf> {
     found
 }
 
-fn spec(path: &str) -> PathBuf {
+fn spec(path: &Path) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures/specs")
         .join(path)
 }
 
-async fn start_prism(executable: &Path, spec_file: &str, upstream: &str) -> Prism {
+async fn start_prism(executable: &Path, spec_file: impl AsRef<Path>, upstream: &str) -> Prism {
     let port = TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("a free port")
@@ -67,7 +68,7 @@ async fn start_prism(executable: &Path, spec_file: &str, upstream: &str) -> Pris
             "-p",
             &port.to_string(),
         ])
-        .arg(spec(spec_file))
+        .arg(spec(spec_file.as_ref()))
         .arg(upstream)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -220,5 +221,110 @@ async fn a_template_that_breaks_the_hubspot_spec_is_refused_before_hubspot() {
         "{reason}"
     );
     assert!(hubspot.requests().is_empty(), "nothing reached HubSpot");
+    eprintln!("refused as expected: {reason}");
+}
+
+const INTERCOM_TOKEN: &str = "dG9rOmludGVyY29tLWNvbnRyYWN0";
+
+/// Intercom's 2.14 spec with its known defect patched in a temporary copy (the vendor file
+/// is left as shipped): `create_conversation_request.from.id` is declared `format: uuid`
+/// although contact ids are 24 hex digits, so a correct request would be refused.
+fn patched_intercom_spec() -> tempfile::TempDir {
+    let original = std::fs::read_to_string(spec(Path::new("intercom/api.intercom.io.yaml")))
+        .expect("the Intercom spec is in tests/fixtures/specs");
+    let defect = "              description: The identifier for the contact which is given by Intercom.\n              format: uuid\n";
+    assert!(
+        original.contains(defect),
+        "the spec changed: recheck its defects"
+    );
+    let patched = original.replacen(
+        defect,
+        "              description: The identifier for the contact which is given by Intercom.\n",
+        1,
+    );
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("api.intercom.io.yaml"), patched).unwrap();
+    dir
+}
+
+/// The Intercom stand-in behind Prism with the patched spec; Prism's URL is the base URL.
+async fn intercom_behind_prism() -> Option<(FakeVendor<Desk>, Prism, tempfile::TempDir)> {
+    let executable = prism_executable()?;
+    let intercom = fake_desks::start(Brand::Intercom, INTERCOM_TOKEN).await;
+    let dir = patched_intercom_spec();
+    let prism = start_prism(
+        &executable,
+        dir.path().join("api.intercom.io.yaml"),
+        &intercom.uri(),
+    )
+    .await;
+    Some((intercom, prism, dir))
+}
+
+async fn intercom_app(base_url: &str, top: &str) -> TestApp {
+    spawn_app_with(Options {
+        helpdesk: false,
+        top: top.to_owned(),
+        extra: format!(
+            "[connectors.messenger]\ntype = \"intercom\"\n[connectors.messenger.settings]\n\
+             access_token = \"{INTERCOM_TOKEN}\"\nadmin_id = \"991\"\nbase_url = \"{base_url}\"\n"
+        ),
+        ..Options::default()
+    })
+    .await
+}
+
+#[tokio::test]
+async fn intercom_requests_for_a_chat_and_its_later_version_satisfy_intercoms_spec() {
+    let Some((intercom, prism, _spec)) = intercom_behind_prism().await else {
+        return;
+    };
+    let app = intercom_app(&prism.address, "").await;
+
+    app.post_smartsupp(crate::helpers::seed_unrated()).await;
+    app.wait_for_deliveries(DeliveryState::Delivered, 1).await;
+    app.post_smartsupp(fixture("smartsupp/seed-example.json"))
+        .await;
+    let delivered = app.wait_for_deliveries(DeliveryState::Delivered, 2).await;
+
+    // One attempt each: no step met a 422 from Prism.
+    assert!(delivered.iter().all(|d| d.attempts == 1), "{delivered:?}");
+    intercom.with(|d| {
+        assert_eq!(
+            (d.count("contact"), d.count("conversation"), d.count("note")),
+            (1, 1, 1)
+        );
+    });
+}
+
+#[tokio::test]
+async fn a_template_that_breaks_the_intercom_spec_is_refused_before_intercom() {
+    let Some((intercom, prism, _spec)) = intercom_behind_prism().await else {
+        return;
+    };
+    // A user's override that sends the e-mail as a list.
+    let templates = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(templates.path().join("intercom")).unwrap();
+    std::fs::write(
+        templates.path().join("intercom/contact.json.tera"),
+        r#"{"role": "lead", "email": ["{{ conversation.visitor.email }}"]}"#,
+    )
+    .unwrap();
+    let app = intercom_app(
+        &prism.address,
+        &format!("templates_dir = \"{}\"\n", templates.path().display()),
+    )
+    .await;
+
+    app.post_smartsupp(fixture("smartsupp/seed-example.json"))
+        .await;
+    let dead = app.wait_for_deliveries(DeliveryState::Dead, 1).await;
+
+    let reason = dead[0].last_error.clone().unwrap_or_default();
+    assert!(
+        reason.contains("HTTP 422") && reason.contains("email must be string"),
+        "{reason}"
+    );
+    intercom.with(|d| assert_eq!(d.count("contact"), 0, "nothing reached Intercom"));
     eprintln!("refused as expected: {reason}");
 }

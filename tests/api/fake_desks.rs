@@ -763,7 +763,8 @@ impl Desk {
                 self.add("conversation", json!(id), Some(json!(from)), b.clone());
                 json_answer(
                     200,
-                    json!({"type": "user_message", "id": format!("40{id}"), "conversation_id": id, "body": b["body"]}),
+                    json!({"type": "user_message", "id": format!("40{id}"), "conversation_id": id,
+                           "created_at": 1_427_470_439, "body": b["body"], "message_type": "inapp"}),
                 )
             }
             ("POST", ["conversations", conversation, "reply"]) => {
