@@ -581,6 +581,55 @@ mod tests {
     }
 
     #[test]
+    fn transcripts_follow_the_configured_time_zone_and_system_event_setting() {
+        let parsed = crate::sources::Source::Smartsupp
+            .parse(include_bytes!(
+                "../tests/fixtures/smartsupp/seed-example.json"
+            ))
+            .unwrap();
+        let settings = TranscriptConfig {
+            time_zone: "Europe/Prague".into(),
+            system_events: false,
+        };
+        let mut r = Renderer::build(None, &[], &settings).unwrap();
+        for part in ["text", "html", "markdown"] {
+            let source = format!("{{{{ transcript.{part} | safe }}}}");
+            r.documents.add_raw_template(part, &source).unwrap();
+        }
+        let delivery = DeliveryInfo {
+            id: 0,
+            key: "k".into(),
+            version: 1,
+            attempt: 1,
+        };
+        let context = r
+            .context(&RenderContext {
+                conversation: &parsed.conversation,
+                raw: &parsed.raw,
+                delivery: &delivery,
+                connector: ConnectorInfo {
+                    name: "n",
+                    kind: "t",
+                },
+                settings: &BTreeMap::new(),
+                base_url: "",
+            })
+            .unwrap();
+        let [text, html, markdown] =
+            ["text", "html", "markdown"].map(|part| r.document(part, &context).unwrap());
+        // 15:33:59 UTC on 2015-03-27 is 16:33:59 in Prague (CET, before summer time).
+        assert!(text.starts_with("[16:33:59] Dusan Kmet: Hello\n"), "{text}");
+        assert!(
+            markdown.starts_with("**Dusan Kmet** · 16:33\n> Hello\n"),
+            "{markdown}"
+        );
+        for text in [&text, &html, &markdown] {
+            assert!(!text.contains("joined the chat"), "{text}");
+            assert!(text.contains("tanks."), "{text}");
+        }
+    }
+
+    #[test]
     fn datetime_formats_rfc3339_instants() {
         let r = renderer_with(
             "d.txt.tera",

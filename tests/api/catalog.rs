@@ -12,7 +12,7 @@ use serde_json::json;
 
 use crate::fake_desks::{self, Brand, Desk, HELPSCOUT_APP, SLACK_PATH};
 use crate::fake_vendor::{FakeVendor, Scripted};
-use crate::helpers::{Options, TestApp, fixture, seed_unrated, spawn_app_with, wait_until};
+use crate::helpers::{Options, TestApp, fixture, seed_unrated, spawn_app_with};
 
 /// What a later version of a chat makes upstream.
 #[derive(Debug, Clone, Copy)]
@@ -370,15 +370,7 @@ async fn refused(case: &Case) {
     let desk = fake_desks::start(case.brand, case.secret).await;
     let app = app_for(case, &desk, "revoked-credential").await;
 
-    app.post_smartsupp(fixture("smartsupp/seed-example.json"))
-        .await;
-    let row = wait_until(|| async {
-        app.deliveries(None)
-            .await
-            .into_iter()
-            .find(|d| d.attempts >= 1)
-    })
-    .await;
+    let row = app.first_attempt_of_the_seed().await;
 
     assert_eq!(row.state, DeliveryState::Pending);
     assert_eq!(app.worker.paused_connectors(), ["target"]);

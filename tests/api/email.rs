@@ -5,7 +5,7 @@
 use chatbridge::store::DeliveryState;
 
 use crate::fake_smtp::{FakeSmtp, Reply};
-use crate::helpers::{Options, TestApp, fixture, seed_unrated, spawn_app_with, wait_until};
+use crate::helpers::{Options, TestApp, fixture, seed_unrated, spawn_app_with};
 
 const USER: &str = "bridge";
 const PASSWORD: &str = "smtp-password-4d5e-s3cr3t";
@@ -157,15 +157,7 @@ async fn a_refused_password_pauses_the_connector() {
     let smtp = FakeSmtp::start(USER, PASSWORD).await;
     let app = app_with(&smtp, "wrong-password").await;
 
-    app.post_smartsupp(fixture("smartsupp/seed-example.json"))
-        .await;
-    let row = wait_until(|| async {
-        app.deliveries(None)
-            .await
-            .into_iter()
-            .find(|d| d.attempts >= 1)
-    })
-    .await;
+    let row = app.first_attempt_of_the_seed().await;
 
     assert_eq!(row.state, DeliveryState::Pending);
     assert_eq!(app.worker.paused_connectors(), ["mail"]);

@@ -242,6 +242,20 @@ impl TestApp {
             .unwrap()
     }
 
+    /// Posts the seed chat and waits until its delivery has had an attempt (for tests of
+    /// refused credentials, where it stays pending).
+    pub async fn first_attempt_of_the_seed(&self) -> DeliveryRow {
+        self.post_smartsupp(fixture("smartsupp/seed-example.json"))
+            .await;
+        wait_until(|| async {
+            self.deliveries(None)
+                .await
+                .into_iter()
+                .find(|d| d.attempts >= 1)
+        })
+        .await
+    }
+
     /// Waits until `count` deliveries are in `state`.
     pub async fn wait_for_deliveries(
         &self,

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use crate::fake_hubspot::{self, HubSpot, NOTE_KEY_PROPERTY};
 use crate::fake_vendor::{FakeVendor, Scripted};
-use crate::helpers::{Options, TestApp, fixture, seed_unrated, spawn_app_with, wait_until};
+use crate::helpers::{Options, TestApp, fixture, seed_unrated, spawn_app_with};
 
 const TOKEN: &str = "pat-na1-hubspot-test-token";
 
@@ -145,15 +145,7 @@ async fn a_rejected_token_pauses_the_connector_and_creates_nothing() {
     let hubspot = fake_hubspot::start(TOKEN).await;
     let app = app_with(&hubspot, "pat-na1-revoked").await;
 
-    app.post_smartsupp(fixture("smartsupp/seed-example.json"))
-        .await;
-    let row = wait_until(|| async {
-        app.deliveries(None)
-            .await
-            .into_iter()
-            .find(|d| d.attempts >= 1)
-    })
-    .await;
+    let row = app.first_attempt_of_the_seed().await;
 
     assert_eq!(row.state, DeliveryState::Pending);
     assert_eq!(app.worker.paused_connectors(), ["crm"]);
