@@ -312,7 +312,8 @@ fn syntax(e: tera::Error) -> RenderError {
     RenderError::Syntax(error_chain(&e))
 }
 
-fn error_chain(e: &dyn std::error::Error) -> String {
+/// An error and its sources, joined with `: `.
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut message = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {

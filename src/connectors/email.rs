@@ -222,7 +222,7 @@ fn classify(error: &lettre::transport::smtp::Error) -> DeliveryError {
         None if error.is_permanent() => Failure::Invalid,
         None => Failure::Transient,
     };
-    let message = describe(error);
+    let message = crate::render::error_chain(error);
     match code {
         Some(status) => DeliveryError::Status {
             step: STEP.into(),
@@ -240,17 +240,6 @@ fn classify(error: &lettre::transport::smtp::Error) -> DeliveryError {
             message,
         },
     }
-}
-
-fn describe(error: &dyn std::error::Error) -> String {
-    let mut message = error.to_string();
-    let mut source = error.source();
-    while let Some(s) = source {
-        message.push_str(": ");
-        message.push_str(&s.to_string());
-        source = s.source();
-    }
-    message
 }
 
 #[async_trait]
