@@ -256,16 +256,8 @@ const SLACK: Case = Case {
 };
 
 async fn app_for(case: &Case, desk: &FakeVendor<Desk>, secret: &str) -> TestApp {
-    spawn_app_with(Options {
-        helpdesk: false,
-        extra: format!(
-            "[connectors.target]\ntype = \"{}\"\n[connectors.target.settings]\n{}\n",
-            case.kind,
-            (case.settings)(&desk.uri(), secret)
-        ),
-        ..Options::default()
-    })
-    .await
+    let settings = (case.settings)(&desk.uri(), secret);
+    spawn_app_with(Options::only("target", case.kind, &settings)).await
 }
 
 async fn start(case: &Case) -> (FakeVendor<Desk>, TestApp) {

@@ -159,14 +159,10 @@ async fn hubspot_behind_prism() -> Option<(FakeVendor<HubSpot>, String, Arc<Fron
 }
 
 async fn app_via(base_url: &str, top: &str) -> TestApp {
+    let settings = format!("access_token = \"{TOKEN}\"\nbase_url = \"{base_url}\"");
     spawn_app_with(Options {
-        helpdesk: false,
         top: top.to_owned(),
-        extra: format!(
-            "[connectors.crm]\ntype = \"hubspot\"\n[connectors.crm.settings]\n\
-             access_token = \"{TOKEN}\"\nbase_url = \"{base_url}\"\n"
-        ),
-        ..Options::default()
+        ..Options::only("crm", "hubspot", &settings)
     })
     .await
 }
@@ -262,14 +258,12 @@ async fn intercom_behind_prism() -> Option<(FakeVendor<Desk>, Prism, tempfile::T
 }
 
 async fn intercom_app(base_url: &str, top: &str) -> TestApp {
+    let settings = format!(
+        "access_token = \"{INTERCOM_TOKEN}\"\nadmin_id = \"991\"\nbase_url = \"{base_url}\""
+    );
     spawn_app_with(Options {
-        helpdesk: false,
         top: top.to_owned(),
-        extra: format!(
-            "[connectors.messenger]\ntype = \"intercom\"\n[connectors.messenger.settings]\n\
-             access_token = \"{INTERCOM_TOKEN}\"\nadmin_id = \"991\"\nbase_url = \"{base_url}\"\n"
-        ),
-        ..Options::default()
+        ..Options::only("messenger", "intercom", &settings)
     })
     .await
 }

@@ -21,17 +21,12 @@ async fn a_type_from_connectors_dir_with_a_template_from_templates_dir_delivers(
         .mount(&osticket)
         .await;
     let examples = concat!(env!("CARGO_MANIFEST_DIR"), "/examples");
+    let settings = format!("url = \"{}\"\napi_key = \"{KEY}\"", osticket.uri());
     let app = spawn_app_with(Options {
-        helpdesk: false,
         top: format!(
             "connectors_dir = \"{examples}/connectors\"\ntemplates_dir = \"{examples}/templates\"\n"
         ),
-        extra: format!(
-            "[connectors.tickets]\ntype = \"osticket\"\n[connectors.tickets.settings]\n\
-             url = \"{}\"\napi_key = \"{KEY}\"\n",
-            osticket.uri()
-        ),
-        ..Options::default()
+        ..Options::only("tickets", "osticket", &settings)
     })
     .await;
 

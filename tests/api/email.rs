@@ -12,18 +12,13 @@ const PASSWORD: &str = "smtp-password-4d5e-s3cr3t";
 const FIRST_ID: &str = "<cb.mail.smartsupp.208.55039.v1@acme.example>";
 
 async fn app_with(smtp: &FakeSmtp, password: &str) -> TestApp {
-    spawn_app_with(Options {
-        helpdesk: false,
-        extra: format!(
-            "[connectors.mail]\ntype = \"email\"\n[connectors.mail.settings]\n\
-             smtp_host = \"127.0.0.1\"\nsmtp_port = \"{}\"\ntls = \"none\"\n\
+    let settings = format!(
+        "smtp_host = \"127.0.0.1\"\nsmtp_port = \"{}\"\ntls = \"none\"\n\
              username = \"{USER}\"\npassword = \"{password}\"\n\
              from = \"Chat bridge <chats@acme.example>\"\nto = \"support@acme.zendesk.example\"\n",
-            smtp.port
-        ),
-        ..Options::default()
-    })
-    .await
+        smtp.port
+    );
+    spawn_app_with(Options::only("mail", "email", &settings)).await
 }
 
 /// A raw message with quoted-printable soft line breaks joined and `=3D` decoded, enough

@@ -116,6 +116,20 @@ impl Default for Options {
     }
 }
 
+impl Options {
+    /// One connector instance `name` of type `kind` with these settings (TOML lines), and
+    /// not the default Zendesk `helpdesk`.
+    pub fn only(name: &str, kind: &str, settings: &str) -> Self {
+        Self {
+            helpdesk: false,
+            extra: format!(
+                "[connectors.{name}]\ntype = \"{kind}\"\n[connectors.{name}.settings]\n{settings}\n"
+            ),
+            ..Self::default()
+        }
+    }
+}
+
 /// A running chatbridge and its fake upstream.
 pub struct TestApp {
     pub address: String,

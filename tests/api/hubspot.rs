@@ -14,16 +14,11 @@ use crate::helpers::{Options, TestApp, fixture, seed_unrated, spawn_app_with};
 const TOKEN: &str = "pat-na1-hubspot-test-token";
 
 async fn app_with(hubspot: &FakeVendor<HubSpot>, token: &str) -> TestApp {
-    spawn_app_with(Options {
-        helpdesk: false,
-        extra: format!(
-            "[connectors.crm]\ntype = \"hubspot\"\n[connectors.crm.settings]\n\
-             access_token = \"{token}\"\nbase_url = \"{}\"\n",
-            hubspot.uri()
-        ),
-        ..Options::default()
-    })
-    .await
+    let settings = format!(
+        "access_token = \"{token}\"\nbase_url = \"{}\"",
+        hubspot.uri()
+    );
+    spawn_app_with(Options::only("crm", "hubspot", &settings)).await
 }
 
 fn one_of_each(hubspot: &FakeVendor<HubSpot>) -> (fake_hubspot::Object, fake_hubspot::Object) {

@@ -36,19 +36,10 @@ fn fresh_seed() -> (u64, Vec<u8>) {
     (channel, serde_json::to_vec(&doc).unwrap())
 }
 
-async fn app_with(extra: String) -> TestApp {
-    spawn_app_with(Options {
-        helpdesk: false,
-        extra,
-        ..Options::default()
-    })
-    .await
-}
-
-fn rt_app_config(url: &str, token: &str) -> String {
-    format!(
-        "[connectors.rt]\ntype = \"rt\"\n[connectors.rt.settings]\nurl = \"{url}\"\ntoken = \"{token}\"\n"
-    )
+/// A bridge whose one connector is the real RT.
+async fn rt_app(url: &str, token: &str) -> TestApp {
+    let settings = format!("url = \"{url}\"\ntoken = \"{token}\"");
+    spawn_app_with(Options::only("rt", "rt", &settings)).await
 }
 
 async fn rt_get(url: &str, token: &str, path: &str) -> Value {
@@ -97,7 +88,7 @@ async fn request_tracker_5_gets_one_ticket_with_requestor_subject_and_transcript
         return;
     };
     let (channel, seed) = fresh_seed();
-    let app = app_with(rt_app_config(&url, &token)).await;
+    let app = rt_app(&url, &token).await;
 
     app.post_smartsupp(seed.clone()).await;
     let delivered = app.wait_for_deliveries(DeliveryState::Delivered, 1).await;
@@ -124,7 +115,7 @@ async fn request_tracker_5_gets_one_ticket_with_requestor_subject_and_transcript
 
     // A second bridge with no record of the first (its store lost) finds the ticket by the
     // key custom field instead of opening another.
-    let amnesiac = app_with(rt_app_config(&url, &token)).await;
+    let amnesiac = rt_app(&url, &token).await;
     amnesiac.post_smartsupp(seed).await;
     let again = amnesiac
         .wait_for_deliveries(DeliveryState::Delivered, 1)
@@ -160,12 +151,11 @@ async fn maildev_receives_the_message_with_both_parts_and_the_stable_message_id(
     let (host, port) = smtp.rsplit_once(':').expect("HOST:PORT");
     let (channel, seed) = fresh_seed();
     let to = format!("support+{channel}@acme.zendesk.example");
-    let app = app_with(format!(
-        "[connectors.mail]\ntype = \"email\"\n[connectors.mail.settings]\n\
-         smtp_host = \"{host}\"\nsmtp_port = \"{port}\"\ntls = \"none\"\n\
-         from = \"Chat bridge <chats@acme.example>\"\nto = \"{to}\"\n"
-    ))
-    .await;
+    let settings = format!(
+        "smtp_host = \"{host}\"\nsmtp_port = \"{port}\"\ntls = \"none\"\n\
+         from = \"Chat bridge <chats@acme.example>\"\nto = \"{to}\""
+    );
+    let app = spawn_app_with(Options::only("mail", "email", &settings)).await;
 
     app.post_smartsupp(seed).await;
     app.wait_for_deliveries(DeliveryState::Delivered, 1).await;
