@@ -176,6 +176,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                             state,
                             connector,
                             conversation_id: None,
+                            before: None,
                             limit,
                         })
                         .await?;

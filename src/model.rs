@@ -91,6 +91,14 @@ impl Timestamp {
                 .saturating_add(time::Duration::try_from(by).unwrap_or(time::Duration::MAX)),
         )
     }
+
+    /// This instant moved back by `by` (saturating at the representable range).
+    pub fn minus(self, by: std::time::Duration) -> Self {
+        Self(
+            self.0
+                .saturating_sub(time::Duration::try_from(by).unwrap_or(time::Duration::MAX)),
+        )
+    }
 }
 
 impl fmt::Display for Timestamp {

@@ -338,8 +338,175 @@ pub struct DeliveryFilter {
     pub connector: Option<String>,
     /// Only this conversation.
     pub conversation_id: Option<String>,
+    /// Only ids below this one (the next page of a newest-first listing).
+    pub before: Option<i64>,
     /// At most this many, newest first (0: no limit).
     pub limit: usize,
+}
+
+/// Where a newest-first listing of conversations continues: the last row's first-received
+/// time and id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConversationCursor {
+    /// First received.
+    pub received_at: Timestamp,
+    /// Conversation id (breaks ties).
+    pub id: String,
+}
+
+impl ConversationCursor {
+    /// The opaque text form used in the API (`next` of one page, `cursor` of the next).
+    pub fn encode(&self) -> String {
+        format!("{}.{}", self.received_at.unix_millis(), self.id)
+    }
+
+    /// Reads [`ConversationCursor::encode`]'s form.
+    ///
+    /// # Errors
+    /// When the text is not a cursor this service gave out.
+    pub fn decode(text: &str) -> Result<Self, String> {
+        let bad = || format!("`{text}` is not a cursor from a previous page");
+        let (millis, id) = text.split_once('.').ok_or_else(bad)?;
+        let received_at = millis
+            .parse()
+            .ok()
+            .and_then(Timestamp::from_unix_millis)
+            .ok_or_else(bad)?;
+        Ok(Self {
+            received_at,
+            id: id.to_owned(),
+        })
+    }
+}
+
+/// Which conversations to list; every field narrows the search.
+#[derive(Debug, Clone, Default)]
+pub struct ConversationFilter {
+    /// First received at or after.
+    pub since: Option<Timestamp>,
+    /// First received before.
+    pub until: Option<Timestamp>,
+    /// Conversation status (`completed`, `missed`, `offline`, `dropped`).
+    pub status: Option<String>,
+    /// The visitor's e-mail, compared without regard to case.
+    pub email: Option<String>,
+    /// The source (`smartsupp`).
+    pub source: Option<String>,
+    /// Only conversations with a delivery in this state.
+    pub delivery_state: Option<DeliveryState>,
+    /// Continue after this row.
+    pub after: Option<ConversationCursor>,
+    /// At most this many, newest first (0: no limit).
+    pub limit: usize,
+}
+
+/// Deliveries of one conversation, by state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StateCounts {
+    /// Waiting or being attempted.
+    pub pending: u64,
+    /// Accepted by the target.
+    pub delivered: u64,
+    /// Given up.
+    pub dead: u64,
+}
+
+/// A conversation as listed.
+#[derive(Debug, Clone)]
+pub struct ConversationRow {
+    /// Conversation id.
+    pub id: String,
+    /// Chat product.
+    pub source: String,
+    /// The product's account.
+    pub account_id: String,
+    /// Status of the latest version.
+    pub status: String,
+    /// The visitor's e-mail, when known.
+    pub visitor_email: Option<String>,
+    /// When the chat began.
+    pub started_at: Option<Timestamp>,
+    /// When it ended.
+    pub ended_at: Option<Timestamp>,
+    /// Versions received.
+    pub latest_version: i64,
+    /// First received.
+    pub received_at: Timestamp,
+    /// Last version received.
+    pub updated_at: Timestamp,
+    /// Its deliveries by state.
+    pub deliveries: StateCounts,
+}
+
+/// One stored version of a conversation.
+#[derive(Debug, Clone)]
+pub struct VersionRow {
+    /// Version number, from 1.
+    pub version: i64,
+    /// When it arrived.
+    pub received_at: Timestamp,
+    /// Hex SHA-256 of the body.
+    pub body_sha256: String,
+    /// The normalized conversation, as JSON.
+    pub normalized: String,
+    /// Body size in bytes.
+    pub size: usize,
+}
+
+/// Per connector: what its queue holds now and what it did since a given time.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConnectorStats {
+    /// Connector instance.
+    pub connector: String,
+    /// Pending deliveries (queue depth).
+    pub pending: u64,
+    /// Pending deliveries that failed at least once.
+    pub retrying: u64,
+    /// When the oldest pending delivery was queued.
+    pub oldest_pending: Option<Timestamp>,
+    /// Delivered since.
+    pub delivered: u64,
+    /// Died since.
+    pub dead: u64,
+    /// Dead now, whenever they died.
+    pub dead_total: u64,
+}
+
+/// What [`Store::replay`] queued.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReplayReport {
+    /// New deliveries, by id.
+    pub queued: Vec<i64>,
+    /// Pairs skipped because a delivery of them is still pending.
+    pub already_pending: u64,
+}
+
+/// What [`Store::purge`] removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PurgeReport {
+    /// Conversations, with their versions, deliveries and attempts.
+    pub conversations: u64,
+    /// Quarantined bodies.
+    pub quarantined: u64,
+}
+
+/// What [`Store::forget`] erased.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ForgetReport {
+    /// Conversations of that visitor.
+    pub conversations: u64,
+    /// Their stored versions (raw bodies and normalized forms).
+    pub versions: u64,
+    /// Their deliveries.
+    pub deliveries: u64,
+    /// Their recorded attempts, with answer excerpts.
+    pub attempts: u64,
+    /// Ledger entries (remote ids) of those conversations.
+    pub ledger_entries: u64,
+    /// Quarantined bodies that mention the address.
+    pub quarantined: u64,
+    /// Answer excerpts and errors of other conversations that mentioned the address, blanked.
+    pub excerpts_blanked: u64,
 }
 
 /// Durable storage for conversations, deliveries and their attempts.
@@ -436,6 +603,72 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// # Errors
     /// When the database fails.
     async fn retry_dead(&self, connector: Option<&str>) -> Result<u64, StoreError>;
+
+    /// Conversations, newest first.
+    ///
+    /// # Errors
+    /// When the database fails.
+    async fn conversations(
+        &self,
+        filter: ConversationFilter,
+    ) -> Result<Vec<ConversationRow>, StoreError>;
+
+    /// One conversation with every stored version, oldest first.
+    ///
+    /// # Errors
+    /// When the database fails.
+    async fn conversation(
+        &self,
+        id: &str,
+    ) -> Result<Option<(ConversationRow, Vec<VersionRow>)>, StoreError>;
+
+    /// Queues the latest version of these conversations again, as a first delivery, for each
+    /// connector in `connectors` that received them before. Forgets what the connector made
+    /// (the ledger) so the definition's own dedupe decides: one that looks its object up
+    /// finds it instead of creating another. Pairs with a pending delivery are skipped.
+    ///
+    /// # Errors
+    /// When the database fails.
+    async fn replay(
+        &self,
+        conversation_ids: &[String],
+        connectors: &[String],
+    ) -> Result<ReplayReport, StoreError>;
+
+    /// Queue depth per connector, and what each delivered and lost since `since`.
+    ///
+    /// # Errors
+    /// When the database fails.
+    async fn connector_stats(&self, since: Timestamp) -> Result<Vec<ConnectorStats>, StoreError>;
+
+    /// Conversation versions received since `since`.
+    ///
+    /// # Errors
+    /// When the database fails.
+    async fn received_since(&self, since: Timestamp) -> Result<u64, StoreError>;
+
+    /// Removes settled conversations (no pending delivery) whose last activity is older than
+    /// `delivered_before`, or `dead_before` when one of their deliveries is dead; and
+    /// quarantined bodies older than `dead_before`. Removes at most `limit` conversations per
+    /// call, so a large purge does not hold up ingest: call again until it removes nothing.
+    ///
+    /// # Errors
+    /// When the database fails.
+    async fn purge(
+        &self,
+        delivered_before: Timestamp,
+        dead_before: Timestamp,
+        limit: usize,
+    ) -> Result<PurgeReport, StoreError>;
+
+    /// Erases every trace of the visitor with this e-mail: their conversations (matched by
+    /// the visitor's address or the address anywhere in a stored body) with versions,
+    /// deliveries, attempts and ledger entries; quarantined bodies that mention it; and
+    /// blanks excerpts of other conversations' answers that mention it.
+    ///
+    /// # Errors
+    /// When the database fails.
+    async fn forget(&self, email: &str) -> Result<ForgetReport, StoreError>;
 
     /// Checks that the store answers.
     ///

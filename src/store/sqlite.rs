@@ -29,8 +29,10 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    AttemptRecord, AttemptRow, DeliveryFilter, DeliveryRow, DeliveryState, IngestOutcome,
-    LeasedDelivery, NewVersion, NextState, QuarantineRow, Quarantined, Store, StoreError,
+    AttemptRecord, AttemptRow, ConnectorStats, ConversationFilter, ConversationRow, DeliveryFilter,
+    DeliveryRow, DeliveryState, ForgetReport, IngestOutcome, LeasedDelivery, NewVersion, NextState,
+    PurgeReport, QuarantineRow, Quarantined, ReplayReport, StateCounts, Store, StoreError,
+    VersionRow,
 };
 use crate::config::Synchronous;
 use crate::connectors::StepOutputs;
@@ -50,6 +52,7 @@ const CHECKPOINT_PAGES: std::ffi::c_int = 1000;
 const MIGRATIONS: &[&str] = &[
     include_str!("migrations/sqlite/0001_init.sql"),
     include_str!("migrations/sqlite/0002_ledger.sql"),
+    include_str!("migrations/sqlite/0003_admin.sql"),
 ];
 
 /// A unit of work for the writer.
@@ -166,10 +169,12 @@ fn connect(path: &Path, synchronous: Synchronous) -> Result<Connection, StoreErr
         Synchronous::Full => "FULL",
         Synchronous::Normal => "NORMAL",
     };
-    // temp_store = MEMORY: statement journals and sorts stay off the disk.
+    // temp_store = MEMORY: statement journals and sorts stay off the disk. secure_delete:
+    // what retention and `forget` erase is overwritten, not left in free pages; deletes are
+    // rare, so the cost is too.
     conn.execute_batch(&format!(
         "PRAGMA page_size = 16384; PRAGMA journal_mode = WAL; PRAGMA synchronous = {sync}; PRAGMA foreign_keys = ON; \
-         PRAGMA busy_timeout = 5000; PRAGMA temp_store = MEMORY;"
+         PRAGMA busy_timeout = 5000; PRAGMA temp_store = MEMORY; PRAGMA secure_delete = ON;"
     ))
     .map_err(|e| StoreError::Open(e.to_string()))?;
     conn.set_prepared_statement_cache_capacity(64);
@@ -544,6 +549,230 @@ fn delivery_row(
     ))
 }
 
+/// The columns [`conversation_row`] reads, from `conversations c`.
+const CONVERSATION_COLUMNS: &str = "c.id, c.source, c.account_id, c.status, c.visitor_email, c.started_at, c.ended_at,
+        c.latest_version, c.created_at, c.updated_at,
+        (SELECT count(*) FROM deliveries d WHERE d.conversation_id = c.id AND d.state = 'pending'),
+        (SELECT count(*) FROM deliveries d WHERE d.conversation_id = c.id AND d.state = 'delivered'),
+        (SELECT count(*) FROM deliveries d WHERE d.conversation_id = c.id AND d.state = 'dead')";
+
+fn conversation_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ConversationRow> {
+    let time = |i: usize| -> rusqlite::Result<Option<Timestamp>> {
+        Ok(r.get::<_, Option<i64>>(i)?
+            .and_then(Timestamp::from_unix_millis))
+    };
+    let required = |i: usize| -> rusqlite::Result<Timestamp> {
+        time(i)?.ok_or(rusqlite::Error::IntegralValueOutOfRange(i, 0))
+    };
+    Ok(ConversationRow {
+        id: r.get(0)?,
+        source: r.get(1)?,
+        account_id: r.get(2)?,
+        status: r.get(3)?,
+        visitor_email: r.get(4)?,
+        started_at: time(5)?,
+        ended_at: time(6)?,
+        latest_version: r.get(7)?,
+        received_at: required(8)?,
+        updated_at: required(9)?,
+        deliveries: StateCounts {
+            pending: r.get(10)?,
+            delivered: r.get(11)?,
+            dead: r.get(12)?,
+        },
+    })
+}
+
+fn conversations(
+    conn: &Connection,
+    f: &ConversationFilter,
+) -> Result<Vec<ConversationRow>, StoreError> {
+    let limit = if f.limit == 0 { -1 } else { f.limit as i64 };
+    let (after_at, after_id) = f
+        .after
+        .as_ref()
+        .map(|c| (Some(ms(c.received_at)), Some(c.id.as_str())))
+        .unwrap_or_default();
+    conn.prepare_cached(&format!(
+        "SELECT {CONVERSATION_COLUMNS} FROM conversations c
+         WHERE (?1 IS NULL OR c.created_at >= ?1) AND (?2 IS NULL OR c.created_at < ?2)
+           AND (?3 IS NULL OR c.status = ?3) AND (?4 IS NULL OR c.visitor_email = ?4 COLLATE NOCASE)
+           AND (?5 IS NULL OR c.source = ?5)
+           AND (?6 IS NULL OR EXISTS (SELECT 1 FROM deliveries d WHERE d.conversation_id = c.id AND d.state = ?6))
+           AND (?7 IS NULL OR c.created_at < ?7 OR (c.created_at = ?7 AND c.id < ?8))
+         ORDER BY c.created_at DESC, c.id DESC LIMIT ?9"
+    ))
+    .and_then(|mut s| {
+        s.query_map(
+            params![
+                f.since.map(ms),
+                f.until.map(ms),
+                f.status,
+                f.email,
+                f.source,
+                f.delivery_state.map(DeliveryState::as_str),
+                after_at,
+                after_id,
+                limit
+            ],
+            conversation_row,
+        )?
+        .collect()
+    })
+    .map_err(db)
+}
+
+fn replay(
+    conn: &Connection,
+    ids: &[String],
+    connectors: &[String],
+) -> Result<ReplayReport, StoreError> {
+    let now = ms(Timestamp::now());
+    let mut report = ReplayReport::default();
+    for id in ids {
+        let pairs: Vec<(String, bool)> = conn
+            .prepare_cached(
+                "SELECT connector, max(state = 'pending') FROM deliveries
+                 WHERE conversation_id = ?1 AND connector IN (SELECT value FROM json_each(?2))
+                 GROUP BY connector",
+            )
+            .and_then(|mut s| {
+                s.query_map(
+                    params![id, serde_json::to_string(connectors).unwrap_or_default()],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )?
+                .collect()
+            })
+            .map_err(db)?;
+        for (connector, pending) in pairs {
+            if pending {
+                report.already_pending += 1;
+                continue;
+            }
+            conn.prepare_cached("DELETE FROM ledger WHERE conversation_id = ?1 AND connector = ?2")
+                .and_then(|mut s| s.execute(params![id, connector]))
+                .map_err(db)?;
+            let delivery = conn
+                .prepare_cached(
+                    "INSERT INTO deliveries (conversation_id, version, connector, key, state, next_attempt_at,
+                                             created_at, updated_at)
+                     SELECT id, latest_version, ?2, ?3, 'pending', ?4, ?4, ?4 FROM conversations WHERE id = ?1
+                     RETURNING id",
+                )
+                .and_then(|mut s| s.query_row(params![id, connector, format!("cb:{connector}:{id}"), now], |r| r.get(0)))
+                .map_err(db)?;
+            report.queued.push(delivery);
+        }
+    }
+    Ok(report)
+}
+
+fn purge(
+    conn: &Connection,
+    delivered_before: i64,
+    dead_before: i64,
+    limit: usize,
+) -> Result<PurgeReport, StoreError> {
+    let conversations = conn
+        .prepare_cached(
+            "DELETE FROM conversations WHERE id IN (
+                SELECT c.id FROM conversations c LEFT JOIN deliveries d ON d.conversation_id = c.id
+                WHERE c.updated_at < ?1
+                GROUP BY c.id
+                HAVING coalesce(sum(d.state = 'pending'), 0) = 0
+                   AND max(c.updated_at, coalesce(max(d.updated_at), 0))
+                       < CASE WHEN coalesce(sum(d.state = 'dead'), 0) > 0 THEN ?2 ELSE ?3 END
+                LIMIT ?4)",
+        )
+        .and_then(|mut s| {
+            s.execute(params![
+                delivered_before.max(dead_before),
+                dead_before,
+                delivered_before,
+                limit as i64
+            ])
+        })
+        .map_err(db)?;
+    let quarantined = conn
+        .prepare_cached("DELETE FROM quarantine WHERE received_at < ?1")
+        .and_then(|mut s| s.execute([dead_before]))
+        .map_err(db)?;
+    Ok(PurgeReport {
+        conversations: conversations as u64,
+        quarantined: quarantined as u64,
+    })
+}
+
+fn forget(conn: &Connection, email: &str) -> Result<ForgetReport, StoreError> {
+    let needle = email.trim().to_lowercase();
+    let count = |sql: &str| -> Result<u64, StoreError> {
+        conn.query_row(sql, [&needle], |r| r.get(0)).map_err(db)
+    };
+    conn.execute(
+        "CREATE TEMP TABLE IF NOT EXISTS forgotten (id TEXT PRIMARY KEY) WITHOUT ROWID",
+        [],
+    )
+    .map_err(db)?;
+    conn.execute("DELETE FROM temp.forgotten", []).map_err(db)?;
+    conn.execute(
+        "INSERT OR IGNORE INTO temp.forgotten
+         SELECT id FROM conversations WHERE lower(visitor_email) = ?1
+         UNION SELECT conversation_id FROM conversation_versions
+               WHERE instr(lower(CAST(raw AS TEXT)), ?1) > 0 OR instr(lower(normalized), ?1) > 0",
+        [&needle],
+    )
+    .map_err(db)?;
+    let in_set = "IN (SELECT id FROM temp.forgotten)";
+    let report = ForgetReport {
+        conversations: count("SELECT count(*) FROM temp.forgotten WHERE ?1 IS NOT NULL")?,
+        versions: count(&format!(
+            "SELECT count(*) FROM conversation_versions WHERE ?1 IS NOT NULL AND conversation_id {in_set}"
+        ))?,
+        deliveries: count(&format!(
+            "SELECT count(*) FROM deliveries WHERE ?1 IS NOT NULL AND conversation_id {in_set}"
+        ))?,
+        attempts: count(&format!(
+            "SELECT count(*) FROM attempts WHERE ?1 IS NOT NULL AND delivery_id IN
+             (SELECT id FROM deliveries WHERE conversation_id {in_set})"
+        ))?,
+        ledger_entries: count(&format!(
+            "SELECT count(*) FROM ledger WHERE ?1 IS NOT NULL AND conversation_id {in_set}"
+        ))?,
+        quarantined: 0,
+        excerpts_blanked: 0,
+    };
+    conn.execute(&format!("DELETE FROM conversations WHERE id {in_set}"), [])
+        .map_err(db)?;
+    conn.execute("DELETE FROM temp.forgotten", []).map_err(db)?;
+    let quarantined = conn
+        .execute(
+            "DELETE FROM quarantine WHERE instr(lower(CAST(body AS TEXT)), ?1) > 0",
+            [&needle],
+        )
+        .map_err(db)?;
+    let blanked = conn
+        .execute(
+            "UPDATE attempts SET
+                excerpt = CASE WHEN instr(lower(excerpt), ?1) > 0 THEN NULL ELSE excerpt END,
+                error = CASE WHEN instr(lower(error), ?1) > 0 THEN '(erased: mentioned a forgotten visitor)' ELSE error END
+             WHERE instr(lower(excerpt), ?1) > 0 OR instr(lower(error), ?1) > 0",
+            [&needle],
+        )
+        .map_err(db)?
+        + conn
+            .execute(
+                "UPDATE deliveries SET last_error = '(erased: mentioned a forgotten visitor)'
+                 WHERE instr(lower(last_error), ?1) > 0",
+                [&needle],
+            )
+            .map_err(db)?;
+    Ok(ForgetReport {
+        quarantined: quarantined as u64,
+        excerpts_blanked: blanked as u64,
+        ..report
+    })
+}
+
 #[async_trait]
 impl Store for SqliteStore {
     async fn ingest(&self, version: NewVersion) -> Result<IngestOutcome, StoreError> {
@@ -668,12 +897,18 @@ impl Store for SqliteStore {
                             remote, created_at, updated_at
                      FROM deliveries
                      WHERE (?1 IS NULL OR state = ?1) AND (?2 IS NULL OR connector = ?2)
-                       AND (?3 IS NULL OR conversation_id = ?3)
+                       AND (?3 IS NULL OR conversation_id = ?3) AND (?5 IS NULL OR id < ?5)
                      ORDER BY id DESC LIMIT ?4",
                 )
                 .and_then(|mut s| {
                     s.query_map(
-                        params![filter.state.map(DeliveryState::as_str), filter.connector, filter.conversation_id, limit],
+                        params![
+                            filter.state.map(DeliveryState::as_str),
+                            filter.connector,
+                            filter.conversation_id,
+                            limit,
+                            filter.before
+                        ],
                         delivery_row,
                     )?
                     .collect::<Result<Vec<_>, _>>()
@@ -766,6 +1001,113 @@ impl Store for SqliteStore {
             Ok(n as u64)
         })
         .await
+    }
+
+    async fn conversations(
+        &self,
+        filter: ConversationFilter,
+    ) -> Result<Vec<ConversationRow>, StoreError> {
+        self.call(move |conn| conversations(conn, &filter)).await
+    }
+
+    async fn conversation(
+        &self,
+        id: &str,
+    ) -> Result<Option<(ConversationRow, Vec<VersionRow>)>, StoreError> {
+        let id = id.to_owned();
+        self.call(move |conn| {
+            let Some(row) = conn
+                .prepare_cached(&format!("SELECT {CONVERSATION_COLUMNS} FROM conversations c WHERE c.id = ?1"))
+                .and_then(|mut s| s.query_row([&id], conversation_row).optional())
+                .map_err(db)?
+            else {
+                return Ok(None);
+            };
+            let versions = conn
+                .prepare_cached(
+                    "SELECT version, received_at, body_sha256, normalized, length(raw) FROM conversation_versions
+                     WHERE conversation_id = ?1 ORDER BY version",
+                )
+                .and_then(|mut s| {
+                    s.query_map([&id], |r| {
+                        Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get(2)?, r.get(3)?, r.get::<_, i64>(4)?))
+                    })?
+                    .collect::<Result<Vec<_>, _>>()
+                })
+                .map_err(db)?
+                .into_iter()
+                .map(|(version, at, body_sha256, normalized, size)| {
+                    Ok(VersionRow { version, received_at: from_ms(at)?, body_sha256, normalized, size: size as usize })
+                })
+                .collect::<Result<_, StoreError>>()?;
+            Ok(Some((row, versions)))
+        })
+        .await
+    }
+
+    async fn replay(
+        &self,
+        conversation_ids: &[String],
+        connectors: &[String],
+    ) -> Result<ReplayReport, StoreError> {
+        let ids = conversation_ids.to_vec();
+        let connectors = connectors.to_vec();
+        self.call(move |conn| replay(conn, &ids, &connectors)).await
+    }
+
+    async fn connector_stats(&self, since: Timestamp) -> Result<Vec<ConnectorStats>, StoreError> {
+        self.call(move |conn| {
+            conn.prepare_cached(
+                "SELECT connector, sum(state = 'pending'), sum(state = 'pending' AND attempts > 0),
+                        min(CASE WHEN state = 'pending' THEN created_at END),
+                        sum(state = 'delivered' AND updated_at >= ?1), sum(state = 'dead' AND updated_at >= ?1),
+                        sum(state = 'dead')
+                 FROM deliveries GROUP BY connector ORDER BY connector",
+            )
+            .and_then(|mut s| {
+                s.query_map([ms(since)], |r| {
+                    Ok(ConnectorStats {
+                        connector: r.get(0)?,
+                        pending: r.get(1)?,
+                        retrying: r.get(2)?,
+                        oldest_pending: r.get::<_, Option<i64>>(3)?.and_then(Timestamp::from_unix_millis),
+                        delivered: r.get(4)?,
+                        dead: r.get(5)?,
+                        dead_total: r.get(6)?,
+                    })
+                })?
+                .collect()
+            })
+            .map_err(db)
+        })
+        .await
+    }
+
+    async fn received_since(&self, since: Timestamp) -> Result<u64, StoreError> {
+        self.call(move |conn| {
+            conn.prepare_cached(
+                "SELECT count(*) FROM conversation_versions WHERE received_at >= ?1",
+            )
+            .and_then(|mut s| s.query_row([ms(since)], |r| r.get(0)))
+            .map_err(db)
+        })
+        .await
+    }
+
+    async fn purge(
+        &self,
+        delivered_before: Timestamp,
+        dead_before: Timestamp,
+        limit: usize,
+    ) -> Result<PurgeReport, StoreError> {
+        let (delivered, dead) = (ms(delivered_before), ms(dead_before));
+        self.call(move |conn| purge(conn, delivered, dead, limit.max(1)))
+            .await
+    }
+
+    async fn forget(&self, email: &str) -> Result<ForgetReport, StoreError> {
+        let email = email.to_owned();
+        self.call(move |conn| forget(conn, &email)).await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

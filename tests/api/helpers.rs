@@ -248,9 +248,7 @@ impl TestApp {
         self.store
             .deliveries(DeliveryFilter {
                 state,
-                connector: None,
-                conversation_id: None,
-                limit: 0,
+                ..DeliveryFilter::default()
             })
             .await
             .unwrap()

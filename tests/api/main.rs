@@ -21,3 +21,4 @@ mod ingest;
 mod logs;
 mod real_counterparts;
 mod snapshots;
+mod store;

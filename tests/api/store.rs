@@ -1,0 +1,194 @@
+//! The store's listing, replay, retention and erasure queries, driven through a running app
+//! so the rows are the ones real ingest and delivery leave behind.
+
+use chatbridge::model::Timestamp;
+use chatbridge::store::{ConversationCursor, ConversationFilter, DeliveryState};
+
+use crate::helpers::{Options, fixture, seed_with_channel, spawn_app, spawn_app_with};
+
+#[tokio::test]
+async fn conversations_are_listed_newest_first_in_pages_and_filtered() {
+    let app = spawn_app().await;
+    for channel in [1, 2, 3] {
+        assert!(
+            app.post_smartsupp(seed_with_channel(channel))
+                .await
+                .status()
+                .is_success()
+        );
+    }
+    app.post_smartsupp(fixture("smartsupp/missed-chat.json"))
+        .await;
+    app.wait_for_deliveries(DeliveryState::Delivered, 4).await;
+
+    let all = app
+        .store
+        .conversations(ConversationFilter::default())
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 4);
+    assert!(all.windows(2).all(|w| w[0].received_at >= w[1].received_at));
+    assert!(all.iter().all(|c| c.deliveries.delivered == 1));
+
+    let first = app
+        .store
+        .conversations(ConversationFilter {
+            limit: 3,
+            ..ConversationFilter::default()
+        })
+        .await
+        .unwrap();
+    let last = first.last().unwrap();
+    let cursor = ConversationCursor {
+        received_at: last.received_at,
+        id: last.id.clone(),
+    };
+    assert_eq!(
+        ConversationCursor::decode(&cursor.encode()).unwrap(),
+        cursor
+    );
+    let second = app
+        .store
+        .conversations(ConversationFilter {
+            after: Some(cursor),
+            limit: 3,
+            ..ConversationFilter::default()
+        })
+        .await
+        .unwrap();
+    let mut paged: Vec<_> = first.iter().chain(&second).map(|c| c.id.clone()).collect();
+    assert_eq!(paged, all.iter().map(|c| c.id.clone()).collect::<Vec<_>>());
+    paged.dedup();
+    assert_eq!(paged.len(), 4);
+
+    let by_email = app
+        .store
+        .conversations(ConversationFilter {
+            email: Some("DUSAN@domain.com".into()),
+            ..ConversationFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(by_email.len(), 3);
+    let missed = app
+        .store
+        .conversations(ConversationFilter {
+            status: Some("missed".into()),
+            ..ConversationFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(missed.len(), 1);
+
+    let (row, versions) = app.store.conversation(&all[0].id).await.unwrap().unwrap();
+    assert_eq!(row.id, all[0].id);
+    assert_eq!(versions.len(), 1);
+    assert!(
+        app.store
+            .conversation("smartsupp:nope")
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+#[tokio::test]
+async fn replay_queues_settled_pairs_and_skips_pending_ones() {
+    let app = spawn_app_with(Options {
+        workers: false,
+        ..Options::default()
+    })
+    .await;
+    app.post_smartsupp(fixture("smartsupp/seed-example.json"))
+        .await;
+    let id = app.deliveries(None).await[0].conversation_id.clone();
+    let connectors = vec!["helpdesk".to_owned()];
+
+    let report = app
+        .store
+        .replay(std::slice::from_ref(&id), &connectors)
+        .await
+        .unwrap();
+    assert!(report.queued.is_empty());
+    assert_eq!(report.already_pending, 1);
+
+    while app.worker.try_run_once().await.unwrap() > 0 {}
+    let report = app
+        .store
+        .replay(std::slice::from_ref(&id), &connectors)
+        .await
+        .unwrap();
+    assert_eq!(report.queued.len(), 1);
+    let pending = app.deliveries(Some(DeliveryState::Pending)).await;
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0].id, report.queued[0]);
+    assert_eq!(pending[0].attempts, 0);
+}
+
+#[tokio::test]
+async fn purge_removes_settled_conversations_and_keeps_pending_ones() {
+    let app = spawn_app_with(Options {
+        workers: false,
+        ..Options::default()
+    })
+    .await;
+    app.post_smartsupp(seed_with_channel(1)).await;
+    while app.worker.try_run_once().await.unwrap() > 0 {}
+    app.post_smartsupp(seed_with_channel(2)).await;
+
+    let later = Timestamp::now().plus(std::time::Duration::from_secs(1));
+    let report = app.store.purge(later, later, 100).await.unwrap();
+    assert_eq!(report.conversations, 1);
+    let left = app
+        .store
+        .conversations(ConversationFilter::default())
+        .await
+        .unwrap();
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].deliveries.pending, 1);
+    assert!(
+        app.deliveries(Some(DeliveryState::Delivered))
+            .await
+            .is_empty()
+    );
+
+    while app.worker.try_run_once().await.unwrap() > 0 {}
+    let yesterday = Timestamp::now().minus(std::time::Duration::from_secs(86_400));
+    let report = app.store.purge(yesterday, yesterday, 100).await.unwrap();
+    assert_eq!(report.conversations, 0, "recent conversations stay");
+}
+
+#[tokio::test]
+async fn forget_erases_the_visitor_and_reports_what_went() {
+    let app = spawn_app_with(Options {
+        workers: false,
+        ..Options::default()
+    })
+    .await;
+    app.post_smartsupp(fixture("smartsupp/seed-example.json"))
+        .await;
+    app.post_smartsupp(fixture("smartsupp/missed-chat.json"))
+        .await;
+    while app.worker.try_run_once().await.unwrap() > 0 {}
+
+    let report = app.store.forget("Dusan@Domain.com").await.unwrap();
+    assert_eq!(report.conversations, 1);
+    assert_eq!(report.versions, 1);
+    assert_eq!(report.deliveries, 1);
+    assert_eq!(report.attempts, 1);
+    let left = app
+        .store
+        .conversations(ConversationFilter::default())
+        .await
+        .unwrap();
+    assert_eq!(left.len(), 1);
+    assert_ne!(left[0].visitor_email.as_deref(), Some("dusan@domain.com"));
+    assert_eq!(
+        app.store
+            .forget("dusan@domain.com")
+            .await
+            .unwrap()
+            .conversations,
+        0
+    );
+}
