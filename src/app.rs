@@ -1,17 +1,21 @@
 //! [`Application`]: wires config into a running service (listener, store, connectors,
 //! worker) so that `main` and the tests start it the same way.
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use tokio::net::TcpListener;
 
 use crate::config::{Config, ConfigError, Problem};
-use crate::connectors::Registry;
+use crate::connectors::{LiveRegistry, Registry, Shared};
 use crate::delivery::{RetryPolicy, Worker};
 use crate::http::{self, AppState, SourceAuth, SourceTokens};
+use crate::maintenance::Retention;
+use crate::privacy::Redactor;
 use crate::store::sqlite::SqliteStore;
 use crate::store::{Store, StoreError};
 
@@ -46,6 +50,7 @@ pub struct Application {
     worker: Arc<Worker>,
     workers: usize,
     grace: Duration,
+    retention: Retention,
 }
 
 /// Makes ring the process's TLS crypto provider, unless one is already chosen. reqwest is
@@ -73,8 +78,86 @@ pub fn http_client(config: &Config) -> Result<reqwest::Client, StartupError> {
 /// # Errors
 /// Every problem with definitions, templates or instances.
 pub fn registry(config: &Config) -> Result<Registry, StartupError> {
-    Registry::build(config, http_client(config)?)
+    Registry::build(config, &Shared::new(http_client(config)?))
         .map_err(|problems| StartupError::Config(problems.into()))
+}
+
+/// Re-reads the config file and rebuilds connectors and templates (SIGHUP, `POST
+/// /api/reload`). Everything is validated first: a broken edit is refused with its problems
+/// and the running set stays. Settings outside connectors and templates need a restart.
+#[derive(Debug, Clone)]
+pub struct Reloader {
+    path: Option<PathBuf>,
+    shared: Shared,
+    live: Arc<LiveRegistry>,
+    /// The config the running set was built from.
+    config: Arc<RwLock<Arc<Config>>>,
+}
+
+impl Reloader {
+    /// Loads and swaps in the new set; returns the connector instances now configured.
+    ///
+    /// # Errors
+    /// Every problem with the edited files; nothing changed then.
+    pub async fn reload(&self) -> Result<Vec<String>, ConfigError> {
+        let this = self.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            let path = this.path.as_deref().ok_or_else(|| {
+                ConfigError::from(vec![Problem {
+                    key: "config".into(),
+                    message: "this service was not started from a config file".into(),
+                }])
+            })?;
+            let config = Config::load(path)?;
+            let registry = Registry::build(&config, &this.shared).map_err(ConfigError::from)?;
+            let names = registry.connectors().map(|c| c.name().to_owned()).collect();
+            this.live.replace(registry);
+            *this.config.write().expect("never poisoned") = Arc::new(config);
+            Ok(names)
+        })
+        .await
+        .unwrap_or_else(|e| {
+            Err(ConfigError::from(vec![Problem {
+                key: "reload".into(),
+                message: e.to_string(),
+            }]))
+        });
+        match &result {
+            Ok(names) => tracing::info!(connectors = ?names, "reloaded connectors and templates"),
+            Err(e) => {
+                tracing::error!(error = %e, "reload refused; the running connectors and templates stay")
+            }
+        }
+        result
+    }
+
+    /// The running set rebuilt with `templates` (name → text) over the template files, for
+    /// previews of edits that are not saved. Nothing running changes.
+    ///
+    /// # Errors
+    /// When an edited template does not parse.
+    pub async fn with_templates(
+        &self,
+        templates: BTreeMap<String, String>,
+    ) -> Result<Arc<Registry>, ConfigError> {
+        if templates.is_empty() {
+            return Ok(self.live.current());
+        }
+        let config = self.config.read().expect("never poisoned").clone();
+        let shared = self.shared.clone();
+        tokio::task::spawn_blocking(move || {
+            Registry::build_with(&config, &shared, &templates)
+                .map(Arc::new)
+                .map_err(ConfigError::from)
+        })
+        .await
+        .unwrap_or_else(|e| {
+            Err(ConfigError::from(vec![Problem {
+                key: "templates".into(),
+                message: e.to_string(),
+            }]))
+        })
+    }
 }
 
 /// Opens the store named by `config`.
@@ -103,7 +186,10 @@ impl Application {
     /// # Errors
     /// See [`StartupError`].
     pub async fn build(config: Config) -> Result<Self, StartupError> {
-        let registry = Arc::new(registry(&config)?);
+        let shared = Shared::new(http_client(&config)?);
+        let registry = Arc::new(LiveRegistry::new(
+            Registry::build(&config, &shared).map_err(|p| StartupError::Config(p.into()))?,
+        ));
         let store = open_store(&config)?;
         // One process owns a SQLite store: any lease in it was left by a process that died.
         let released = store.release_leases().await?;
@@ -119,6 +205,7 @@ impl Application {
         let worker = Arc::new(Worker::new(
             store.clone(),
             registry.clone(),
+            shared.metrics.clone(),
             policy,
             config.delivery.workers,
             lease_for,
@@ -132,20 +219,37 @@ impl Application {
         let listener = TcpListener::bind(&address)
             .await
             .map_err(|source| StartupError::Bind { address, source })?;
+        let admin = config.admin.token.as_ref().map(|t| SourceTokens::new([t]));
+        if admin.is_none() {
+            tracing::info!("admin.token is not set: the admin API and dashboard are off");
+        }
+        let workers = config.delivery.workers;
+        let grace = config.delivery.request_timeout;
+        let retention = Retention::new(store.clone(), &config.retention);
         let state = AppState {
             store,
-            registry,
+            registry: registry.clone(),
             sources,
             wake: worker.waker(),
-            worker: (config.delivery.workers > 0).then(|| worker.clone()),
+            worker: (workers > 0).then(|| worker.clone()),
             max_body_bytes: config.server.max_body_bytes,
+            metrics: shared.metrics.clone(),
+            redactor: Arc::new(Redactor::new(&config.privacy.redact)),
+            admin,
+            reloader: Reloader {
+                path: config.path.clone(),
+                shared,
+                live: registry,
+                config: Arc::new(RwLock::new(Arc::new(config))),
+            },
         };
         Ok(Self {
             listener,
             state,
             worker,
-            workers: config.delivery.workers,
-            grace: config.delivery.request_timeout,
+            workers,
+            grace,
+            retention,
         })
     }
 
@@ -205,6 +309,18 @@ impl Application {
         if worker.is_none() {
             tracing::info!("delivery.workers = 0: this process only receives");
         }
+        let mut stopped_retention = stopped.clone();
+        tokio::spawn(self.retention.clone().run_until(async move {
+            let _ = stopped_retention.wait_for(|s| *s).await;
+        }));
+        let reloader = self.state.reloader.clone();
+        let mut stopped_reload = stopped.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                () = reload_on_hangup(reloader) => {}
+                _ = stopped_reload.wait_for(|s| *s) => {}
+            }
+        });
         tracing::info!(address = %self.local_addr(), "listening");
         let mut stopped_http = stopped;
         let server = axum::serve(self.listener, http::router(self.state)).with_graceful_shutdown(
@@ -223,6 +339,24 @@ impl Application {
         }
         Ok(())
     }
+}
+
+/// Reloads connectors and templates on every SIGHUP.
+async fn reload_on_hangup(reloader: Reloader) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut hangups) = signal(SignalKind::hangup()) else {
+            tracing::warn!("cannot listen for SIGHUP; reload through the admin API instead");
+            return;
+        };
+        while hangups.recv().await.is_some() {
+            // Refusals are logged by `reload`; the running set stays.
+            let _ = reloader.reload().await;
+        }
+    }
+    #[cfg(not(unix))]
+    std::future::pending::<()>().await;
 }
 
 async fn shutdown_signal() {

@@ -1,9 +1,10 @@
-//! The command line: `serve`, `check`, `render`, `send`, `deliveries list|retry`.
+//! The command line: `serve`, `check`, `render`, `send`, `deliveries list|retry`, `replay`,
+//! `forget`.
 //!
 //! Each command is a thin use of the library; what it prints is for people (one line per
 //! item, problems with the key to fix and what to do next).
 
-use std::collections::BTreeMap;
+use std::io::IsTerminal as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -16,7 +17,8 @@ use crate::connectors::{
     Checkpoint, Connector, DeliveryError, DeliveryJob, NoCheckpoint, PlannedRequest, Registry,
     StepOutputs,
 };
-use crate::render::DeliveryInfo;
+use crate::maintenance::{self, Progress, ReplayRange};
+use crate::model::Timestamp;
 use crate::sources::{Parsed, Source};
 use crate::store::{DeliveryFilter, DeliveryState};
 use crate::telemetry;
@@ -43,8 +45,15 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the HTTP server and the delivery workers.
+    ///
+    /// SIGHUP reloads connector definitions and templates (a broken edit is refused and the
+    /// running set stays); SIGTERM stops after in-flight attempts finish.
+    ///
+    /// Example: chatbridge serve --config /etc/chatbridge/config.toml
     Serve,
     /// Validate config, connector definitions, templates and secrets; list every problem.
+    ///
+    /// Example: chatbridge check --config config.toml
     Check,
     /// Dry run: print the requests CONNECTOR would send for a payload; sends nothing.
     ///
@@ -67,9 +76,36 @@ enum Command {
         file: PathBuf,
     },
     /// Inspect and retry deliveries.
+    ///
+    /// Example: chatbridge deliveries list --state dead
     Deliveries {
         #[command(subcommand)]
         action: DeliveriesCommand,
+    },
+    /// Deliver stored conversations again, to the connectors that received them before.
+    /// Connectors that dedupe at the target (Zendesk external_id, search before create) find
+    /// what they made instead of creating it twice.
+    ///
+    /// Example: chatbridge replay --since 2026-11-01T00:00:00Z --connector helpdesk
+    Replay {
+        /// First received at or after this time (RFC 3339).
+        #[arg(long, value_name = "TIME")]
+        since: String,
+        /// First received before this time (RFC 3339; default now).
+        #[arg(long, value_name = "TIME")]
+        until: Option<String>,
+        /// Only through this connector instance (default: every configured one).
+        #[arg(long)]
+        connector: Option<String>,
+    },
+    /// Erase every stored trace of a visitor: conversations, versions, attempt excerpts and
+    /// quarantined bodies; prints what was removed. Cannot be undone.
+    ///
+    /// Example: chatbridge forget --email jane@example.com
+    Forget {
+        /// The visitor's e-mail address.
+        #[arg(long)]
+        email: String,
     },
 }
 
@@ -214,7 +250,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     connector,
                 } => {
                     let count = if dead {
-                        store.retry_dead(connector.as_deref()).await?
+                        let mut progress = Reporter::new("retrying dead deliveries");
+                        let count = maintenance::retry_dead(
+                            store.as_ref(),
+                            connector.as_deref(),
+                            &mut progress,
+                        )
+                        .await?;
+                        progress.finish();
+                        count
                     } else if ids.is_empty() {
                         anyhow::bail!(
                             "name delivery ids, or use --dead (see `chatbridge deliveries list --state dead`)"
@@ -227,6 +271,53 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     );
                 }
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Replay {
+            since,
+            until,
+            connector,
+        } => {
+            quiet_logs();
+            let time = |text: &str, flag: &str| {
+                Timestamp::parse(text).with_context(|| {
+                    format!("--{flag} `{text}` is not an RFC 3339 time like 2026-11-24T09:00:00Z")
+                })
+            };
+            let registry = app::registry(&config)?;
+            let connectors = match connector {
+                Some(name) => vec![find(&registry, &name)?.name().to_owned()],
+                None => registry.connectors().map(|c| c.name().to_owned()).collect(),
+            };
+            let range = ReplayRange {
+                since: time(&since, "since")?,
+                until: until.as_deref().map(|u| time(u, "until")).transpose()?,
+                connectors,
+            };
+            let store = app::open_store(&config)?;
+            let mut progress = Reporter::new("replaying conversations");
+            let totals = maintenance::replay(store.as_ref(), &range, &mut progress).await?;
+            progress.finish();
+            println!(
+                "{} conversations: {} deliveries queued, {} skipped (a delivery of them is still pending); a running `chatbridge serve` picks them up",
+                totals.conversations, totals.queued, totals.already_pending
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Forget { email } => {
+            quiet_logs();
+            let store = app::open_store(&config)?;
+            let report = maintenance::forget(store.as_ref(), &email).await?;
+            println!(
+                "erased {} conversations ({} versions, {} deliveries, {} attempts, {} remembered remote ids), {} quarantined bodies; blanked {} answer excerpts of other conversations",
+                report.conversations,
+                report.versions,
+                report.deliveries,
+                report.attempts,
+                report.ledger_entries,
+                report.quarantined,
+                report.excerpts_blanked
+            );
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -313,22 +404,9 @@ fn read_payload(file: &Path) -> anyhow::Result<Parsed> {
         .with_context(|| format!("{} is not a payload chatbridge understands", file.display()))
 }
 
-/// A first delivery of `parsed`: nothing completed, nothing made at the target before.
+/// A first delivery of `parsed` through `connector`.
 fn dry_job<'a>(connector: &str, parsed: &'a Parsed) -> DeliveryJob<'a> {
-    static NOTHING_COMPLETED: BTreeMap<String, StepOutputs> = BTreeMap::new();
-    static NOTHING_MADE: StepOutputs = BTreeMap::new();
-    DeliveryJob {
-        conversation: &parsed.conversation,
-        raw: &parsed.raw,
-        delivery: DeliveryInfo {
-            id: 0,
-            key: format!("cb:{connector}:{}", parsed.conversation.id),
-            version: 1,
-            attempt: 1,
-        },
-        completed: &NOTHING_COMPLETED,
-        ledger: &NOTHING_MADE,
-    }
+    DeliveryJob::first(connector, &parsed.conversation, &parsed.raw)
 }
 
 fn print_plan(plan: &[PlannedRequest]) {
@@ -353,6 +431,63 @@ fn print_plan(plan: &[PlannedRequest]) {
             println!("\n{}", body.trim_end());
         }
         println!();
+    }
+}
+
+/// Progress of a bulk command: a bar on a terminal, a line per step otherwise (logs, CI).
+enum Reporter {
+    Bar(indicatif::ProgressBar),
+    Lines {
+        what: &'static str,
+        total: u64,
+        done: u64,
+    },
+}
+
+impl Reporter {
+    fn new(what: &'static str) -> Self {
+        if std::io::stderr().is_terminal() {
+            let bar = indicatif::ProgressBar::new(0).with_message(what);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} ({eta})")
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
+            Self::Bar(bar)
+        } else {
+            Self::Lines {
+                what,
+                total: 0,
+                done: 0,
+            }
+        }
+    }
+
+    fn finish(&self) {
+        if let Self::Bar(bar) = self {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+impl Progress for Reporter {
+    fn total(&mut self, n: u64) {
+        match self {
+            Self::Bar(bar) => bar.set_length(n),
+            Self::Lines { what, total, .. } => {
+                *total = n;
+                eprintln!("{what}: {n} to do");
+            }
+        }
+    }
+
+    fn advance(&mut self, n: u64) {
+        match self {
+            Self::Bar(bar) => bar.inc(n),
+            Self::Lines { what, total, done } => {
+                *done += n;
+                eprintln!("{what}: {done}/{total}");
+            }
+        }
     }
 }
 

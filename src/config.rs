@@ -53,9 +53,18 @@ pub struct Config {
     /// How transcripts read in every connector's templates.
     #[serde(default)]
     pub transcript: TranscriptConfig,
+    /// How long conversations are kept.
+    #[serde(default)]
+    pub retention: RetentionConfig,
+    /// What is removed from message text before it is stored or sent.
+    #[serde(default)]
+    pub privacy: PrivacyConfig,
     /// Connector instances by name (snake_case).
     #[serde(default)]
     pub connectors: BTreeMap<String, ConnectorConfig>,
+    /// The file this was loaded from, for reloads (none for text configs).
+    #[serde(skip)]
+    pub path: Option<PathBuf>,
 }
 
 /// `[server]`
@@ -154,6 +163,56 @@ pub struct AdminConfig {
     pub token: Option<SecretString>,
 }
 
+/// `[retention]`: transcripts are personal data, kept only as long as they are useful.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetentionConfig {
+    /// Days a conversation is kept after its last delivery succeeded (0 keeps it forever).
+    pub delivered_days: u32,
+    /// Days a conversation with a dead delivery, or a quarantined body, is kept (0: forever).
+    /// Longer than `delivered_days` by default: dead letters wait for someone to look.
+    pub dead_days: u32,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        Self {
+            delivered_days: 30,
+            dead_days: 90,
+        }
+    }
+}
+
+/// `[privacy]`
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrivacyConfig {
+    /// Rules applied, in order, to message text before it is stored or sent.
+    #[serde(default)]
+    pub redact: Vec<RedactRule>,
+}
+
+/// One redaction rule: every match of `pattern` in a message becomes `replacement`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedactRule {
+    /// A regular expression (Rust `regex` syntax), compiled as the config loads.
+    #[serde(deserialize_with = "regex")]
+    pub pattern: regex::Regex,
+    /// What a match becomes (`$1` refers to a group).
+    #[serde(default = "redacted")]
+    pub replacement: String,
+}
+
+fn redacted() -> String {
+    "[redacted]".into()
+}
+
+fn regex<'de, D: Deserializer<'de>>(deserializer: D) -> Result<regex::Regex, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    regex::Regex::new(&text).map_err(serde::de::Error::custom)
+}
+
 /// `[delivery]`: the retry policy and the workers.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -238,6 +297,52 @@ pub struct ConnectorConfig {
     /// Values for the type's settings; which are secret is said by the definition.
     #[serde(default)]
     pub settings: BTreeMap<String, SettingValue>,
+    /// Requests per second this instance may send, with a burst allowance. Targets publish
+    /// per-minute limits; staying under them avoids 429s that cost everyone time.
+    pub rate_limit: Option<RateLimit>,
+    /// Deliveries of this instance attempted at the same time (default: no limit beyond
+    /// `delivery.workers`).
+    pub concurrency: Option<usize>,
+    /// When to stop calling a failing target.
+    #[serde(default)]
+    pub circuit: CircuitConfig,
+}
+
+/// `rate_limit = { per_second = 5, burst = 5 }`
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimit {
+    /// Sustained requests per second (fractions allowed: 0.5 is one every 2 s).
+    pub per_second: f64,
+    /// Requests that may go at once after a quiet spell (default 1).
+    #[serde(default = "one")]
+    pub burst: u32,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// `circuit = { failures = 5, cool_down = "30s" }`: after `failures` consecutive transient
+/// failures (timeouts, 5xx) the target is not called for `cool_down`; then one delivery
+/// probes it, and success closes the circuit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CircuitConfig {
+    /// Consecutive failures that open the circuit (0: never).
+    pub failures: u32,
+    /// How long it stays open before a probe.
+    #[serde(deserialize_with = "duration")]
+    pub cool_down: Duration,
+}
+
+impl Default for CircuitConfig {
+    fn default() -> Self {
+        Self {
+            failures: 5,
+            cool_down: Duration::from_secs(30),
+        }
+    }
 }
 
 /// A connector setting's value. Numbers and booleans (as environment variables produce)
@@ -347,6 +452,8 @@ const SECTIONS: &[&str] = &[
     "delivery",
     "log",
     "transcript",
+    "retention",
+    "privacy",
     "connectors",
 ];
 
@@ -364,7 +471,10 @@ impl Config {
             }]
             .into());
         }
-        Self::from_figment(Figment::new().merge(Toml::file_exact(path)).merge(env()))
+        let mut config =
+            Self::from_figment(Figment::new().merge(Toml::file_exact(path)).merge(env()))?;
+        config.path = Some(path.to_owned());
+        Ok(config)
     }
 
     /// Parses TOML text with environment overrides (tests, embedded examples).
@@ -482,6 +592,26 @@ impl Config {
                 problem(
                     &format!("connectors.{name}"),
                     "instance names use lower-case letters, digits and `_` (they become environment variable names)".into(),
+                );
+            }
+            if let Some(limit) = instance.rate_limit
+                && !(limit.per_second > 0.0 && limit.per_second.is_finite() && limit.burst >= 1)
+            {
+                problem(
+                    &format!("connectors.{name}.rate_limit"),
+                    "per_second must be more than 0 and burst at least 1".into(),
+                );
+            }
+            if instance.concurrency == Some(0) {
+                problem(
+                    &format!("connectors.{name}.concurrency"),
+                    "must be at least 1 (leave it out for no limit)".into(),
+                );
+            }
+            if instance.circuit.failures > 0 && instance.circuit.cool_down.is_zero() {
+                problem(
+                    &format!("connectors.{name}.circuit.cool_down"),
+                    "must be more than 0".into(),
                 );
             }
             if instance.kind.trim().is_empty() {

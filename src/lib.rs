@@ -17,8 +17,10 @@
 //!    (exponential backoff, `Retry-After`), and the store records every attempt. Deliveries
 //!    that cannot succeed are kept dead, with their reason, until retried.
 //!
-//! Supporting modules: [`config`] (figment layers and validation), [`app`] (wiring and
-//! shutdown), [`cli`] (the commands), [`telemetry`] (logs).
+//! Supporting modules: [`config`] (figment layers and validation), [`app`] (wiring,
+//! reload and shutdown), [`cli`] (the commands), [`telemetry`] (logs), [`metrics`]
+//! (Prometheus), [`privacy`] (redaction at ingest), [`maintenance`] (replay, retry, erasure
+//! and retention, shared by the CLI and the admin API).
 
 #![forbid(unsafe_code)]
 
@@ -28,7 +30,10 @@ pub mod config;
 pub mod connectors;
 pub mod delivery;
 pub mod http;
+pub mod maintenance;
+pub mod metrics;
 pub mod model;
+pub mod privacy;
 pub mod render;
 pub mod sources;
 pub mod store;

@@ -155,11 +155,26 @@ impl Renderer {
         snippets: &[(String, String)],
         transcript: &TranscriptConfig,
     ) -> Result<Self, RenderError> {
+        Self::build_with(templates_dir, &BTreeMap::new(), snippets, transcript)
+    }
+
+    /// As [`Renderer::build`], with `overrides` (name → text) over every file: the template
+    /// playground renders edits without saving them.
+    ///
+    /// # Errors
+    /// As [`Renderer::build`].
+    pub fn build_with(
+        templates_dir: Option<&Path>,
+        overrides: &BTreeMap<String, String>,
+        snippets: &[(String, String)],
+        transcript: &TranscriptConfig,
+    ) -> Result<Self, RenderError> {
         let mut files: BTreeMap<String, String> = BTreeMap::new();
         collect_builtin(&BUILTIN_TEMPLATES, &mut files);
         if let Some(dir) = templates_dir {
             collect_dir(dir, dir, &mut files)?;
         }
+        files.extend(overrides.iter().map(|(k, v)| (k.clone(), v.clone())));
         let zone = jiff::tz::TimeZone::get(&transcript.time_zone).map_err(|e| {
             RenderError::Syntax(format!("time zone `{}`: {e}", transcript.time_zone))
         })?;
@@ -185,6 +200,11 @@ impl Renderer {
     /// to mark steps whose bodies read earlier answers.
     pub fn template_mentions(&self, name: &str, text: &str) -> bool {
         self.sources.get(name).is_some_and(|s| s.contains(text))
+    }
+
+    /// The text of template `name`, as loaded.
+    pub fn source(&self, name: &str) -> Option<&str> {
+        self.sources.get(name).map(String::as_str)
     }
 
     /// Whether a body or partial template of this name exists.

@@ -258,8 +258,13 @@ impl Connector for EmailConnector {
         _: &dyn Checkpoint,
     ) -> Result<Receipt, DeliveryError> {
         let rendered = self.render(job)?;
+        self.cx.throttle().await;
         let started = Instant::now();
         let result = self.transport.send(rendered.message).await;
+        self.cx
+            .shared
+            .metrics
+            .upstream(&self.name, STEP, started.elapsed());
         tracing::debug!(
             step = STEP,
             elapsed_ms = started.elapsed().as_millis() as u64,

@@ -237,6 +237,7 @@ impl HttpConnector {
             .exchange(
                 &step,
                 self.cx
+                    .shared
                     .client
                     .post(&url)
                     .header("content-type", "application/x-www-form-urlencoded")
@@ -367,6 +368,7 @@ impl HttpConnector {
     ) -> Result<(u16, StepOutputs), DeliveryError> {
         let mut request = self
             .cx
+            .shared
             .client
             .request(prepared.method, &prepared.url)
             .headers(prepared.headers);
@@ -388,7 +390,14 @@ impl HttpConnector {
             // without_url: a URL can carry a secret (Slack webhooks, tokens in queries).
             message: describe_transport_error(&e.without_url()),
         };
-        let mut response = request.send().await.map_err(transport)?;
+        self.cx.throttle().await;
+        let started = Instant::now();
+        let sent = request.send().await;
+        self.cx
+            .shared
+            .metrics
+            .upstream(&self.name, &step.name, started.elapsed());
+        let mut response = sent.map_err(transport)?;
         let status = response.status().as_u16();
         let headers = response.headers().clone();
         let mut answer = Vec::new();

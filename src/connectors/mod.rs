@@ -21,12 +21,14 @@ pub mod file;
 pub mod http;
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
 
-use crate::config::{Config, ConnectorConfig, Problem};
+use crate::config::{CircuitConfig, Config, ConnectorConfig, Problem};
+use crate::delivery::limits::{Buckets, TokenBucket};
+use crate::metrics::Metrics;
 use crate::model::Conversation;
 use crate::render::{
     ConnectorInfo, DeliveryInfo, RenderContext, RenderError, Renderer, conversation_context,
@@ -51,7 +53,30 @@ pub struct DeliveryJob<'a> {
     pub ledger: &'a StepOutputs,
 }
 
-impl DeliveryJob<'_> {
+impl<'a> DeliveryJob<'a> {
+    /// A first delivery of this conversation through `connector`: nothing completed, nothing
+    /// made at the target before. What `render`, `check` and previews show.
+    pub fn first(
+        connector: &str,
+        conversation: &'a Conversation,
+        raw: &'a serde_json::Value,
+    ) -> Self {
+        static NOTHING_COMPLETED: BTreeMap<String, StepOutputs> = BTreeMap::new();
+        static NOTHING_MADE: StepOutputs = BTreeMap::new();
+        DeliveryJob {
+            conversation,
+            raw,
+            delivery: DeliveryInfo {
+                id: 0,
+                key: format!("cb:{connector}:{}", conversation.id),
+                version: 1,
+                attempt: 1,
+            },
+            completed: &NOTHING_COMPLETED,
+            ledger: &NOTHING_MADE,
+        }
+    }
+
     /// The Tera context for rendering this job through connector instance `name` of type `kind`.
     ///
     /// # Errors
@@ -298,22 +323,95 @@ pub trait Connector: Send + Sync + std::fmt::Debug {
     fn plan(&self, job: &DeliveryJob<'_>) -> Result<Vec<PlannedRequest>, DeliveryError>;
 }
 
-/// What building connectors needs besides config.
+/// What every build of the registry shares, so that a reload keeps them: the HTTP client
+/// (one connection pool), the metrics, and the rate-limit buckets (a reload must not hand a
+/// throttled connector a fresh burst).
+#[derive(Debug, Clone)]
+pub struct Shared {
+    /// The HTTP client.
+    pub client: reqwest::Client,
+    /// Where upstream latencies are counted.
+    pub metrics: Arc<Metrics>,
+    /// Rate-limit buckets by instance name.
+    pub buckets: Arc<Buckets>,
+}
+
+impl Shared {
+    /// A fresh set around `client`.
+    pub fn new(client: reqwest::Client) -> Self {
+        Self {
+            client,
+            metrics: Arc::new(Metrics::new()),
+            buckets: Arc::new(Buckets::default()),
+        }
+    }
+}
+
+/// What building one connector instance needs besides its config.
 #[derive(Debug, Clone)]
 pub struct BuildContext {
-    /// The shared HTTP client (one connection pool for all connectors).
-    pub client: reqwest::Client,
+    /// Client, metrics and buckets.
+    pub shared: Shared,
     /// The loaded templates.
     pub renderer: Arc<Renderer>,
     /// How long one exchange with a target may take (`delivery.request_timeout`).
     pub timeout: Duration,
+    /// This instance's rate limit: every request to the target takes a token first.
+    pub throttle: Option<Arc<TokenBucket>>,
 }
 
-/// A configured connector and its filter.
+impl BuildContext {
+    /// Waits for this instance's rate limit, if it has one.
+    pub async fn throttle(&self) {
+        if let Some(bucket) = &self.throttle {
+            bucket.acquire().await;
+        }
+    }
+}
+
+/// How far one instance may go at once: its concurrency, rate limit and circuit breaker.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Attempts at the same time.
+    pub concurrency: Option<usize>,
+    /// The rate-limit bucket.
+    pub bucket: Option<Arc<TokenBucket>>,
+    /// When to stop calling a failing target.
+    pub circuit: CircuitConfig,
+}
+
+/// A configured connector, its filter and its limits.
 #[derive(Debug, Clone)]
 struct Instance {
     connector: Arc<dyn Connector>,
     filtered: bool,
+    limits: Limits,
+}
+
+/// The registry in use, replaced whole by a reload; a delivery keeps the registry it started
+/// with until it ends.
+#[derive(Debug)]
+pub struct LiveRegistry {
+    current: RwLock<Arc<Registry>>,
+}
+
+impl LiveRegistry {
+    /// Starts with `registry`.
+    pub fn new(registry: Registry) -> Self {
+        Self {
+            current: RwLock::new(Arc::new(registry)),
+        }
+    }
+
+    /// The registry now.
+    pub fn current(&self) -> Arc<Registry> {
+        self.current.read().expect("never poisoned").clone()
+    }
+
+    /// Puts `registry` in use for everything that starts from now on.
+    pub fn replace(&self, registry: Registry) {
+        *self.current.write().expect("never poisoned") = Arc::new(registry);
+    }
 }
 
 /// Every configured connector instance, with the definitions and templates behind them.
@@ -332,7 +430,20 @@ impl Registry {
     ///
     /// # Errors
     /// Every problem found, by key.
-    pub fn build(config: &Config, client: reqwest::Client) -> Result<Self, Vec<Problem>> {
+    pub fn build(config: &Config, shared: &Shared) -> Result<Self, Vec<Problem>> {
+        Self::build_with(config, shared, &BTreeMap::new())
+    }
+
+    /// As [`Registry::build`], with template texts (name → text) over the files, for
+    /// previews of unsaved edits.
+    ///
+    /// # Errors
+    /// As [`Registry::build`].
+    pub fn build_with(
+        config: &Config,
+        shared: &Shared,
+        templates: &BTreeMap<String, String>,
+    ) -> Result<Self, Vec<Problem>> {
         let definitions = Definitions::load(config.connectors_dir.as_deref())?;
         let mut snippets = definitions.snippets();
         let mut filtered = std::collections::BTreeSet::new();
@@ -354,8 +465,9 @@ impl Registry {
                 ));
             }
         }
-        let renderer = Renderer::build(
+        let renderer = Renderer::build_with(
             config.templates_dir.as_deref(),
+            templates,
             &snippets,
             &config.transcript,
         )
@@ -367,9 +479,10 @@ impl Registry {
             }]
         })?;
         let cx = BuildContext {
-            client,
+            shared: shared.clone(),
             renderer: renderer.clone(),
             timeout: config.delivery.request_timeout,
+            throttle: None,
         };
 
         let mut problems = Vec::new();
@@ -385,10 +498,22 @@ impl Registry {
         }
         let mut instances = Vec::new();
         for (name, instance) in &config.connectors {
+            let bucket = instance
+                .rate_limit
+                .map(|limit| shared.buckets.get(name, limit));
+            let cx = BuildContext {
+                throttle: bucket.clone(),
+                ..cx.clone()
+            };
             match build(name, instance, &definitions, &cx) {
                 Ok(connector) => instances.push(Instance {
                     connector,
                     filtered: filtered.contains(name.as_str()),
+                    limits: Limits {
+                        concurrency: instance.concurrency,
+                        bucket,
+                        circuit: instance.circuit,
+                    },
                 }),
                 Err(mut found) => problems.append(&mut found),
             }
@@ -445,6 +570,18 @@ impl Registry {
     /// Every configured instance.
     pub fn connectors(&self) -> impl Iterator<Item = &Arc<dyn Connector>> {
         self.instances.iter().map(|i| &i.connector)
+    }
+
+    /// Every instance's name and limits.
+    pub fn limits(&self) -> impl Iterator<Item = (&str, &Limits)> {
+        self.instances
+            .iter()
+            .map(|i| (i.connector.name(), &i.limits))
+    }
+
+    /// The templates, for rendering previews.
+    pub fn renderer(&self) -> &Arc<Renderer> {
+        &self.renderer
     }
 
     /// The loaded definitions (for listing types).

@@ -6,11 +6,14 @@
 //! wakes when ingest stores something ([`Worker::waker`]), when an attempt finishes, or
 //! when the next delivery falls due.
 //!
-//! A connector whose credentials are rejected (401/403) is paused: its deliveries are not
-//! leased until the pause ends, then one round probes it. They wait without using up their
-//! attempt budget, since the conversation is not at fault.
+//! Each connector has a [`Gate`]: its circuit breaker, concurrency and rate limit decide how
+//! many of its deliveries are leased, so a failing or throttled target holds back only its
+//! own deliveries, in the store, never a worker slot another connector needs. A connector
+//! whose credentials are rejected (401/403) has its circuit opened at once: its deliveries
+//! wait without using up their attempt budget, since the conversation is not at fault, and
+//! one delivery probes the target when the pause ends.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -19,10 +22,12 @@ use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
+use super::limits::{CircuitState, Gate, GateView, Health};
 use super::retry::RetryPolicy;
 use crate::connectors::{
-    Checkpoint, DeliveryError, DeliveryJob, Failure, Receipt, Registry, StepOutputs,
+    Checkpoint, DeliveryError, DeliveryJob, Failure, LiveRegistry, Receipt, StepOutputs,
 };
+use crate::metrics::Metrics;
 use crate::model::{Conversation, Timestamp};
 use crate::render::DeliveryInfo;
 use crate::store::{AttemptOutcome, AttemptRecord, LeasedDelivery, NextState, Store, StoreError};
@@ -37,19 +42,15 @@ const STORE_RETRY: Duration = Duration::from_secs(1);
 #[derive(Debug)]
 pub struct Worker {
     store: Arc<dyn Store>,
-    registry: Arc<Registry>,
+    registry: Arc<LiveRegistry>,
+    metrics: Arc<Metrics>,
     policy: RetryPolicy,
     concurrency: usize,
     lease_for: Duration,
     wake: Arc<Notify>,
-    paused: Mutex<HashMap<String, Pause>>,
-}
-
-/// A connector whose credentials were rejected.
-#[derive(Debug, Clone, Copy)]
-struct Pause {
-    until: Timestamp,
-    consecutive: u32,
+    gates: Mutex<HashMap<String, Gate>>,
+    /// Deliveries leased by this worker and not yet finished.
+    in_flight: Mutex<HashSet<i64>>,
 }
 
 impl Worker {
@@ -57,7 +58,8 @@ impl Worker {
     /// `lease_for` (it must exceed the longest attempt).
     pub fn new(
         store: Arc<dyn Store>,
-        registry: Arc<Registry>,
+        registry: Arc<LiveRegistry>,
+        metrics: Arc<Metrics>,
         policy: RetryPolicy,
         concurrency: usize,
         lease_for: Duration,
@@ -65,11 +67,13 @@ impl Worker {
         Self {
             store,
             registry,
+            metrics,
             policy,
             concurrency: concurrency.max(1),
             lease_for,
             wake: Arc::new(Notify::new()),
-            paused: Mutex::new(HashMap::new()),
+            gates: Mutex::new(HashMap::new()),
+            in_flight: Mutex::new(HashSet::new()),
         }
     }
 
@@ -78,16 +82,85 @@ impl Worker {
         self.wake.clone()
     }
 
-    /// Connectors currently paused, by name.
-    pub fn paused_connectors(&self) -> Vec<String> {
-        let now = Timestamp::now();
-        self.paused
-            .lock()
-            .expect("pause map is never poisoned: no panics while held")
-            .iter()
-            .filter(|(_, p)| p.until > now)
-            .map(|(name, _)| name.clone())
+    /// Connectors whose circuit is open now, by name.
+    pub fn open_circuits(&self) -> Vec<String> {
+        self.gates()
+            .into_iter()
+            .filter(|g| g.circuit == CircuitState::Open)
+            .map(|g| g.connector)
             .collect()
+    }
+
+    /// Every configured connector's gate, for `/readyz`, metrics and the dashboard.
+    pub fn gates(&self) -> Vec<GateView> {
+        let now = Timestamp::now();
+        let gates = self.sync_gates();
+        let mut views: Vec<GateView> = gates.iter().map(|(name, g)| g.view(name, now)).collect();
+        views.sort_by(|a, b| a.connector.cmp(&b.connector));
+        views
+    }
+
+    /// The gates, brought in line with the connectors configured now (a reload may have
+    /// added, removed or re-limited some; circuit states carry over).
+    fn sync_gates(&self) -> std::sync::MutexGuard<'_, HashMap<String, Gate>> {
+        let registry = self.registry.current();
+        let mut gates = self.gates.lock().expect("never poisoned");
+        gates.retain(|name, gate| {
+            registry.get(name).is_some() || gate.view(name, Timestamp::now()).running > 0
+        });
+        for (name, limits) in registry.limits() {
+            match gates.get_mut(name) {
+                Some(gate) => {
+                    gate.reconfigure(limits.circuit, limits.concurrency, limits.bucket.clone())
+                }
+                None => {
+                    gates.insert(
+                        name.to_owned(),
+                        Gate::new(limits.circuit, limits.concurrency, limits.bucket.clone()),
+                    );
+                }
+            }
+        }
+        gates
+    }
+
+    /// Leases up to `free` due deliveries within every connector's limits, and marks them
+    /// started. Also returns when a connector held back by time (cool-down, rate limit) may
+    /// take work again, and the connectors held back entirely.
+    async fn lease(
+        &self,
+        free: usize,
+    ) -> Result<(Vec<LeasedDelivery>, Option<Timestamp>, Vec<String>), StoreError> {
+        let now = Timestamp::now();
+        let mut caps = BTreeMap::new();
+        let mut changes = None::<Timestamp>;
+        for (name, gate) in self.sync_gates().iter() {
+            let (cap, change) = gate.capacity(now, free);
+            if cap < free {
+                caps.insert(name.clone(), cap);
+            }
+            changes = [changes, change].into_iter().flatten().min();
+        }
+        let batch = self
+            .store
+            .lease_due(now, free, self.lease_for, &caps)
+            .await?;
+        {
+            let mut gates = self.gates.lock().expect("never poisoned");
+            let mut in_flight = self.in_flight.lock().expect("never poisoned");
+            for delivery in &batch {
+                if let Some(gate) = gates.get_mut(&delivery.connector) {
+                    gate.started(now);
+                }
+                in_flight.insert(delivery.id);
+            }
+        }
+        let blocked = caps
+            .into_iter()
+            .filter(|(_, cap)| *cap == 0)
+            .map(|(name, _)| name)
+            .collect();
+        Ok((batch, changes, blocked))
     }
 
     /// Runs until `shutdown` completes; then lets running attempts finish for up to `grace`.
@@ -103,13 +176,8 @@ impl Worker {
             let mut wait = MAX_IDLE;
             let free = self.concurrency.saturating_sub(running.len());
             if free > 0 {
-                let paused = self.paused_connectors();
-                match self
-                    .store
-                    .lease_due(Timestamp::now(), free, self.lease_for, &paused)
-                    .await
-                {
-                    Ok(batch) => {
+                match self.lease(free).await {
+                    Ok((batch, changes, blocked)) => {
                         let leased = batch.len();
                         for delivery in batch {
                             running.spawn(self.clone().attempt(delivery));
@@ -117,7 +185,7 @@ impl Worker {
                         if leased == free {
                             // There may be more due: loop as soon as a slot frees.
                             wait = Duration::ZERO;
-                        } else if let Some(at) = self.next_wake(&paused).await {
+                        } else if let Some(at) = self.next_wake(&blocked, changes).await {
                             wait = at;
                         }
                     }
@@ -141,31 +209,34 @@ impl Worker {
         if finished.is_err() {
             tracing::warn!(
                 unfinished = running.len(),
-                "attempts still running at shutdown; they resume on next start"
+                "attempts still running at shutdown; they start again on the next run"
             );
             running.abort_all();
+            while running.join_next().await.is_some() {}
+            let cut: Vec<i64> = self
+                .in_flight
+                .lock()
+                .expect("never poisoned")
+                .drain()
+                .collect();
+            if let Err(e) = self.store.release(&cut).await {
+                tracing::error!(error = %e, "cannot release the leases of cut attempts; they wait for the lease to end");
+            }
         }
     }
 
-    /// Time until the next due delivery or the end of a pause, whichever is first.
-    async fn next_wake(&self, paused: &[String]) -> Option<Duration> {
+    /// Time until the next due delivery of a connector not held back, or until a held-back
+    /// one may take work again, whichever is first.
+    async fn next_wake(&self, blocked: &[String], changes: Option<Timestamp>) -> Option<Duration> {
         let now = Timestamp::now();
-        let due = match self.store.next_due(paused).await {
+        let due = match self.store.next_due(blocked).await {
             Ok(due) => due,
             Err(e) => {
                 tracing::error!(error = %e, "cannot read the queue");
                 return Some(STORE_RETRY);
             }
         };
-        let pause_end = self
-            .paused
-            .lock()
-            .expect("never poisoned")
-            .values()
-            .map(|p| p.until)
-            .filter(|t| *t > now)
-            .min();
-        let next = [due, pause_end].into_iter().flatten().min()?;
+        let next = [due, changes].into_iter().flatten().min()?;
         let wait = (next.as_datetime() - now.as_datetime())
             .try_into()
             .unwrap_or(Duration::ZERO);
@@ -179,11 +250,7 @@ impl Worker {
     /// # Errors
     /// When the store fails.
     pub async fn try_run_once(self: &Arc<Self>) -> Result<usize, StoreError> {
-        let paused = self.paused_connectors();
-        let batch = self
-            .store
-            .lease_due(Timestamp::now(), self.concurrency, self.lease_for, &paused)
-            .await?;
+        let (batch, _, _) = self.lease(self.concurrency).await?;
         let count = batch.len();
         let mut running = JoinSet::new();
         for delivery in batch {
@@ -196,8 +263,8 @@ impl Worker {
     /// One attempt of one delivery, recorded in the store whatever happens.
     async fn attempt(self: Arc<Self>, leased: LeasedDelivery) {
         let attempt = leased.attempts + 1;
-        let kind = self
-            .registry
+        let registry = self.registry.current();
+        let kind = registry
             .get(&leased.connector)
             .map(|c| c.kind().to_owned())
             .unwrap_or_default();
@@ -212,34 +279,97 @@ impl Worker {
         async move {
             let started_at = Timestamp::now();
             let clock = Instant::now();
-            let result = self.run(&leased, attempt).await;
-            let (record, next) = self.decide(&leased, attempt, result, started_at, clock.elapsed());
+            let result = self.run(&registry, &leased, attempt).await;
+            let reopens = self.gate_finished(&leased.connector, &result);
+            let (record, next) = self.decide(
+                &leased,
+                attempt,
+                result,
+                started_at,
+                clock.elapsed(),
+                reopens,
+            );
             match &next {
                 NextState::Delivered { .. } => {
+                    let latency = (Timestamp::now().as_datetime() - leased.queued_at.as_datetime())
+                        .try_into()
+                        .unwrap_or(Duration::ZERO);
+                    self.metrics.delivered(&leased.connector, latency);
                     tracing::info!(elapsed_ms = clock.elapsed().as_millis() as u64, "delivered")
                 }
                 NextState::RetryAt { at, reason, .. } => {
+                    self.metrics.retried(&leased.connector);
                     tracing::warn!(error = %reason, retry_at = %at, "delivery failed, will retry")
                 }
-                NextState::Dead { reason } => tracing::error!(error = %reason, "delivery dead"),
+                NextState::Dead { reason } => {
+                    self.metrics.dead(&leased.connector);
+                    tracing::error!(error = %reason, "delivery dead")
+                }
             }
             if let Err(e) = self.store.finish_attempt(leased.id, record, next).await {
                 // The lease expires and the delivery is attempted again: at-least-once.
                 tracing::error!(error = %e, "cannot record the attempt");
             }
+            self.in_flight
+                .lock()
+                .expect("never poisoned")
+                .remove(&leased.id);
+            // A slot, and perhaps a connector's capacity, is free again.
+            self.wake.notify_one();
         }
         .instrument(span)
         .await;
     }
 
-    async fn run(&self, leased: &LeasedDelivery, attempt: u32) -> Result<Receipt, DeliveryError> {
-        let connector =
-            self.registry
-                .get(&leased.connector)
-                .ok_or_else(|| DeliveryError::Invalid {
-                    step: "-".into(),
-                    message: format!("connector `{}` is no longer configured", leased.connector),
-                })?;
+    /// Tells the connector's gate how the attempt went; returns when a target that refused
+    /// the credentials is next called.
+    fn gate_finished(
+        &self,
+        connector: &str,
+        result: &Result<Receipt, DeliveryError>,
+    ) -> Option<Timestamp> {
+        let now = Timestamp::now();
+        let mut gates = self.gates.lock().expect("never poisoned");
+        let gate = gates.get_mut(connector)?;
+        let (health, reason) = match result {
+            Ok(_) => (Health::Up, String::new()),
+            Err(e) => (
+                match e.class() {
+                    Failure::Transient => Health::Failing,
+                    Failure::Unhealthy => Health::Refused {
+                        pause: self.policy.pause(gate.opened() + 1),
+                    },
+                    Failure::Invalid | Failure::RateLimited => Health::Neutral,
+                },
+                e.to_string(),
+            ),
+        };
+        match gate.finished(now, health, &reason) {
+            Some(CircuitState::Open) => tracing::error!(
+                error = %reason,
+                retry_at = ?gate.open_until().map(|t| t.to_string()),
+                "circuit open: not calling the target until the cool-down ends"
+            ),
+            Some(CircuitState::Closed) => tracing::info!("circuit closed: target healthy again"),
+            _ => {}
+        }
+        matches!(health, Health::Refused { .. })
+            .then(|| gate.open_until())
+            .flatten()
+    }
+
+    async fn run(
+        &self,
+        registry: &crate::connectors::Registry,
+        leased: &LeasedDelivery,
+        attempt: u32,
+    ) -> Result<Receipt, DeliveryError> {
+        let connector = registry
+            .get(&leased.connector)
+            .ok_or_else(|| DeliveryError::Invalid {
+                step: "-".into(),
+                message: format!("connector `{}` is no longer configured", leased.connector),
+            })?;
         let conversation: Conversation = serde_json::from_str(&leased.normalized)
             .map_err(|e| DeliveryError::Io(format!("stored conversation unreadable: {e}")))?;
         let raw: serde_json::Value =
@@ -264,6 +394,7 @@ impl Worker {
     }
 
     /// Turns an attempt's result into the record and the delivery's next state.
+    /// `refused_until`: the target refused the credentials; call it again then.
     fn decide(
         &self,
         leased: &LeasedDelivery,
@@ -271,6 +402,7 @@ impl Worker {
         result: Result<Receipt, DeliveryError>,
         started_at: Timestamp,
         duration: Duration,
+        refused_until: Option<Timestamp>,
     ) -> (AttemptRecord, NextState) {
         let mut record = AttemptRecord {
             attempt,
@@ -284,7 +416,6 @@ impl Worker {
         };
         let error = match result {
             Ok(receipt) => {
-                self.resume(&leased.connector);
                 return (
                     record,
                     NextState::Delivered {
@@ -343,7 +474,8 @@ impl Worker {
                 },
             },
             Failure::Unhealthy => {
-                let until = self.pause(&leased.connector);
+                let until =
+                    refused_until.unwrap_or_else(|| Timestamp::now().plus(self.policy.pause(1)));
                 tracing::error!(
                     error = %reason,
                     paused_until = %until,
@@ -365,33 +497,6 @@ impl Worker {
             NextState::Dead { .. } => AttemptOutcome::Dead,
         };
         (record, next)
-    }
-
-    fn pause(&self, connector: &str) -> Timestamp {
-        let mut paused = self.paused.lock().expect("never poisoned");
-        let now = Timestamp::now();
-        let entry = paused.entry(connector.to_owned()).or_insert(Pause {
-            until: now,
-            consecutive: 0,
-        });
-        // Several deliveries may fail in the same round; count the round once.
-        if entry.until <= now {
-            entry.consecutive += 1;
-            entry.until = now.plus(self.policy.pause(entry.consecutive));
-        }
-        entry.until
-    }
-
-    fn resume(&self, connector: &str) {
-        if self
-            .paused
-            .lock()
-            .expect("never poisoned")
-            .remove(connector)
-            .is_some()
-        {
-            tracing::info!(connector, "connector healthy again");
-        }
     }
 }
 

@@ -35,6 +35,18 @@ pub enum ApiError {
     /// 400: the body could not be read.
     #[error("cannot read body: {0}")]
     BadBody(String),
+    /// 400: a request the admin API cannot act on, with what to change.
+    #[error("{0}")]
+    Invalid(String),
+    /// 404: no such conversation or delivery.
+    #[error("{0}")]
+    NotFound(String),
+    /// 409: the request does not fit the object's state.
+    #[error("{0}")]
+    Conflict(String),
+    /// 422: a template or definition does not parse or render.
+    #[error("{0}")]
+    Unrenderable(String),
     /// 503: the store could not commit; the sender should send again.
     #[error("storage unavailable")]
     Unavailable(#[from] StoreError),
@@ -45,7 +57,12 @@ impl IntoResponse for ApiError {
         let status = match &self {
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::UnknownSource(_) => StatusCode::NOT_FOUND,
-            Self::Unparseable { .. } | Self::BadBody(_) => StatusCode::BAD_REQUEST,
+            Self::Unparseable { .. } | Self::BadBody(_) | Self::Invalid(_) => {
+                StatusCode::BAD_REQUEST
+            }
+            Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::Unrenderable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Unavailable(cause) => {
                 tracing::error!(error = %cause, "store failed; answering 503 so the sender retries");

@@ -1,29 +1,28 @@
-//! Liveness and readiness probes.
+//! Liveness and readiness probes, and metrics.
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
 use serde_json::{Value, json};
 
 use super::AppState;
+use super::error::ApiError;
+use crate::model::Timestamp;
 
 /// `GET /healthz`: 200 while the process serves HTTP.
 pub async fn healthz() -> Json<Value> {
     Json(json!({ "status": "ok" }))
 }
 
-/// `GET /readyz`: 200 when the store answers, 503 otherwise; paused connectors are listed
-/// (they do not make the service unready: ingest still works).
+/// `GET /readyz`: 200 when the store answers, 503 otherwise; each connector's circuit is
+/// shown (an open one does not make the service unready: ingest still works).
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
-    let paused = state
-        .worker
-        .as_ref()
-        .map(|w| w.paused_connectors())
-        .unwrap_or_default();
+    let gates = state.worker.as_ref().map(|w| w.gates()).unwrap_or_default();
     match state.store.ping().await {
         Ok(()) => (
             StatusCode::OK,
-            Json(json!({ "status": "ready", "paused_connectors": paused })),
+            Json(json!({ "status": "ready", "connectors": gates })),
         ),
         Err(e) => {
             tracing::error!(error = %e, "readiness check: store unavailable");
@@ -33,4 +32,17 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) 
             )
         }
     }
+}
+
+/// `GET /metrics`: Prometheus / OpenMetrics text; queue gauges are read from the store now.
+///
+/// # Errors
+/// 503 when the store does not answer.
+pub async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+    let stats = state.store.connector_stats(Timestamp::now()).await?;
+    let gates = state.worker.as_ref().map(|w| w.gates()).unwrap_or_default();
+    Ok((
+        [(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)],
+        state.metrics.render(&stats, &gates),
+    ))
 }

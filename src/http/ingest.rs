@@ -124,7 +124,8 @@ async fn receive(
         other => ApiError::BadBody(other.body_text()),
     })?;
     let received_at = Timestamp::now();
-    let parsed = match source.parse(&body) {
+    let clock = std::time::Instant::now();
+    let mut parsed = match source.parse(&body) {
         Ok(parsed) => parsed,
         Err(error) => {
             let reason = error.to_string();
@@ -137,11 +138,13 @@ async fn receive(
                 .quarantine(Quarantined {
                     source: source.name().to_owned(),
                     reason: reason.clone(),
-                    body: body.to_vec(),
+                    body: state.redactor.body(&body).unwrap_or_else(|| body.to_vec()),
                     content_type,
                     received_at,
                 })
                 .await?;
+            state.metrics.quarantined(source.name());
+            state.metrics.ack(source.name(), clock.elapsed());
             tracing::warn!(source = source.name(), quarantine_id, error = %reason, "payload refused and quarantined");
             return Err(ApiError::Unparseable {
                 reason,
@@ -149,19 +152,29 @@ async fn receive(
             });
         }
     };
+    let redacted = state
+        .redactor
+        .conversation(&mut parsed.conversation, &mut parsed.raw);
     let conversation_id = parsed.conversation.id.to_string();
-    let connectors = state.registry.matching(&parsed.conversation, &parsed.raw).unwrap_or_else(|e| {
+    let status = parsed.conversation.status.as_str();
+    let connectors = state.registry.current().matching(&parsed.conversation, &parsed.raw).unwrap_or_else(|e| {
         // The conversation is still stored; fixing the filter and replaying delivers it.
         tracing::error!(conversation_id, error = %e, "a connector filter failed; no deliveries created");
         Vec::new()
     });
-    let version = NewVersion::new(parsed.conversation, body.to_vec(), connectors, received_at)?;
+    let mut version = NewVersion::new(parsed.conversation, body.to_vec(), connectors, received_at)?;
+    // The digest stays that of the body as sent, so a resend is still a duplicate.
+    if let Some(redacted) = redacted {
+        version.raw = redacted;
+    }
     let outcome = state.store.ingest(version).await?;
+    state.metrics.ack(source.name(), clock.elapsed());
     match outcome {
         IngestOutcome::Stored {
             version,
             deliveries,
         } => {
+            state.metrics.received(source.name(), status);
             state.wake.notify_one();
             // Debug, not info: each delivery's outcome is logged at info with the same
             // conversation id, and at thousands of acks per second a line per ack is a

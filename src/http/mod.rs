@@ -2,11 +2,13 @@
 //!
 //! Routes:
 //! - `POST /hooks/smartsupp/{token}` and `POST /hooks/smartsupp?token=` ([`ingest`])
-//! - `GET /healthz`, `GET /readyz` ([`health`])
+//! - `GET /healthz`, `GET /readyz` ([`health`]), `GET /metrics`
+//! - `/api/*` ([`api`]), with the admin token
 //!
 //! Every request gets a span with method, matched route (never the URI: the hook token is
 //! in the path) and a request id, echoed in `x-request-id`.
 
+pub mod api;
 pub mod error;
 pub mod health;
 pub mod ingest;
@@ -25,8 +27,11 @@ use tower_http::request_id::{
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
-use crate::connectors::Registry;
+use crate::app::Reloader;
+use crate::connectors::LiveRegistry;
 use crate::delivery::Worker;
+use crate::metrics::Metrics;
+use crate::privacy::Redactor;
 use crate::sources::Source;
 use crate::store::Store;
 pub use ingest::SourceTokens;
@@ -55,8 +60,8 @@ impl SourceAuth {
 pub struct AppState {
     /// Where conversations are kept.
     pub store: Arc<dyn Store>,
-    /// Connector instances (for `when` filters at ingest).
-    pub registry: Arc<Registry>,
+    /// Connector instances (for `when` filters at ingest, previews).
+    pub registry: Arc<LiveRegistry>,
     /// Source credentials.
     pub sources: SourceAuth,
     /// Wakes the delivery worker after a commit.
@@ -65,6 +70,14 @@ pub struct AppState {
     pub worker: Option<Arc<Worker>>,
     /// `server.max_body_bytes`, for the 413 message.
     pub max_body_bytes: usize,
+    /// Counters and histograms.
+    pub metrics: Arc<Metrics>,
+    /// `[privacy] redact` rules, applied at ingest.
+    pub redactor: Arc<Redactor>,
+    /// The admin token; `None` turns `/api` off.
+    pub admin: Option<SourceTokens>,
+    /// Reloads connectors and templates.
+    pub reloader: Reloader,
 }
 
 /// The application's routes and middleware.
@@ -75,6 +88,8 @@ pub fn router(state: AppState) -> Router {
         .route("/hooks/smartsupp", post(ingest::smartsupp_query))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .route("/metrics", get(health::metrics))
+        .nest("/api", api::router(state.clone()))
         .with_state(state)
         .layer(DefaultBodyLimit::max(max_body))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))

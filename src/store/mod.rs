@@ -196,6 +196,8 @@ pub struct LeasedDelivery {
     pub failures: u32,
     /// When the first attempt started.
     pub first_attempt_at: Option<Timestamp>,
+    /// When the delivery was queued (for the delivery latency).
+    pub queued_at: Timestamp,
     /// The version's raw body.
     pub raw: Vec<u8>,
     /// The version's normalized conversation, as JSON.
@@ -531,8 +533,9 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// When the database fails.
     async fn quarantined(&self, limit: usize) -> Result<Vec<QuarantineRow>, StoreError>;
 
-    /// Leases up to `limit` due deliveries for `lease_for`, skipping paused connectors. Only
-    /// the oldest pending delivery of each (conversation, connector) pair is due.
+    /// Leases up to `limit` due deliveries for `lease_for`, oldest first; at most `caps[name]`
+    /// of a connector named in `caps` (0 skips it: circuit open, rate limit spent). Only the
+    /// oldest pending delivery of each (conversation, connector) pair is due.
     ///
     /// # Errors
     /// When the database fails.
@@ -541,10 +544,17 @@ pub trait Store: Send + Sync + fmt::Debug {
         now: Timestamp,
         limit: usize,
         lease_for: Duration,
-        paused: &[String],
+        caps: &BTreeMap<String, usize>,
     ) -> Result<Vec<LeasedDelivery>, StoreError>;
 
-    /// When the next pending delivery (of connectors not paused) becomes due, if any.
+    /// Gives these leased deliveries back unattempted (a shutdown cut their attempt short),
+    /// so the next process starts them at once instead of after the lease.
+    ///
+    /// # Errors
+    /// When the database fails.
+    async fn release(&self, ids: &[i64]) -> Result<u64, StoreError>;
+
+    /// When the next pending delivery (of connectors not in `paused`) becomes due, if any.
     ///
     /// # Errors
     /// When the database fails.
@@ -598,12 +608,6 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// When the database fails.
     async fn retry(&self, ids: &[i64]) -> Result<u64, StoreError>;
 
-    /// Puts every dead delivery (of one connector, if given) back in the queue.
-    ///
-    /// # Errors
-    /// When the database fails.
-    async fn retry_dead(&self, connector: Option<&str>) -> Result<u64, StoreError>;
-
     /// Conversations, newest first.
     ///
     /// # Errors
@@ -612,6 +616,12 @@ pub trait Store: Send + Sync + fmt::Debug {
         &self,
         filter: ConversationFilter,
     ) -> Result<Vec<ConversationRow>, StoreError>;
+
+    /// How many conversations the filter matches (its cursor and limit aside).
+    ///
+    /// # Errors
+    /// When the database fails.
+    async fn conversation_count(&self, filter: &ConversationFilter) -> Result<u64, StoreError>;
 
     /// One conversation with every stored version, oldest first.
     ///

@@ -374,26 +374,32 @@ fn lease(
     now: i64,
     limit: usize,
     lease_until: i64,
-    paused: &str,
+    caps: &str,
 ) -> Result<Vec<LeasedDelivery>, StoreError> {
     let mut leased = conn
         .prepare_cached(
+            // Due rows are numbered per connector, so a connector capped at n gives at most
+            // its n oldest; the rest of the batch goes to the others.
             "UPDATE deliveries SET lease_until = ?1
              WHERE id IN (
-                SELECT d.id FROM deliveries d
-                WHERE d.state = 'pending' AND d.next_attempt_at <= ?2
-                  AND (d.lease_until IS NULL OR d.lease_until < ?2)
-                  AND d.connector NOT IN (SELECT value FROM json_each(?3))
-                  AND NOT EXISTS (
-                      SELECT 1 FROM deliveries e
-                      WHERE e.conversation_id = d.conversation_id AND e.connector = d.connector
-                        AND e.state = 'pending' AND e.id < d.id)
-                ORDER BY d.next_attempt_at, d.id
+                SELECT id FROM (
+                    SELECT d.id, d.next_attempt_at,
+                           row_number() OVER (PARTITION BY d.connector ORDER BY d.next_attempt_at, d.id) AS n,
+                           (SELECT value FROM json_each(?3) WHERE key = d.connector) AS cap
+                    FROM deliveries d
+                    WHERE d.state = 'pending' AND d.next_attempt_at <= ?2
+                      AND (d.lease_until IS NULL OR d.lease_until < ?2)
+                      AND NOT EXISTS (
+                          SELECT 1 FROM deliveries e
+                          WHERE e.conversation_id = d.conversation_id AND e.connector = d.connector
+                            AND e.state = 'pending' AND e.id < d.id))
+                WHERE cap IS NULL OR n <= cap
+                ORDER BY next_attempt_at, id
                 LIMIT ?4)
-             RETURNING id, conversation_id, version, connector, key, attempts, failures, first_attempt_at",
+             RETURNING id, conversation_id, version, connector, key, attempts, failures, first_attempt_at, created_at",
         )
         .and_then(|mut s| {
-            s.query_map(params![lease_until, now, paused, limit as i64], |r| {
+            s.query_map(params![lease_until, now, caps, limit as i64], |r| {
                 Ok(LeasedDelivery {
                     id: r.get(0)?,
                     conversation_id: r.get(1)?,
@@ -403,6 +409,8 @@ fn lease(
                     attempts: r.get(5)?,
                     failures: r.get(6)?,
                     first_attempt_at: r.get::<_, Option<i64>>(7)?.and_then(Timestamp::from_unix_millis),
+                    queued_at: Timestamp::from_unix_millis(r.get(8)?)
+                        .ok_or(rusqlite::Error::IntegralValueOutOfRange(8, 0))?,
                     raw: Vec::new(),
                     normalized: String::new(),
                     completed: BTreeMap::new(),
@@ -583,38 +591,42 @@ fn conversation_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ConversationRow> 
     })
 }
 
+/// The conditions of a [`ConversationFilter`], over `conversations c`, numbered ?1 to ?8.
+const CONVERSATION_FILTER: &str = "(?1 IS NULL OR c.created_at >= ?1) AND (?2 IS NULL OR c.created_at < ?2)
+    AND (?3 IS NULL OR c.status = ?3) AND (?4 IS NULL OR c.visitor_email = ?4 COLLATE NOCASE)
+    AND (?5 IS NULL OR c.source = ?5)
+    AND (?6 IS NULL OR EXISTS (SELECT 1 FROM deliveries d WHERE d.conversation_id = c.id AND d.state = ?6))
+    AND (?7 IS NULL OR c.created_at < ?7 OR (c.created_at = ?7 AND c.id < ?8))";
+
+fn filter_params(f: &ConversationFilter) -> [rusqlite::types::Value; 8] {
+    use rusqlite::types::Value;
+    let text = |v: Option<&str>| v.map_or(Value::Null, |s| Value::Text(s.to_owned()));
+    let time = |v: Option<Timestamp>| v.map_or(Value::Null, |t| Value::Integer(ms(t)));
+    [
+        time(f.since),
+        time(f.until),
+        text(f.status.as_deref()),
+        text(f.email.as_deref()),
+        text(f.source.as_deref()),
+        text(f.delivery_state.map(DeliveryState::as_str)),
+        time(f.after.as_ref().map(|c| c.received_at)),
+        text(f.after.as_ref().map(|c| c.id.as_str())),
+    ]
+}
+
 fn conversations(
     conn: &Connection,
     f: &ConversationFilter,
 ) -> Result<Vec<ConversationRow>, StoreError> {
     let limit = if f.limit == 0 { -1 } else { f.limit as i64 };
-    let (after_at, after_id) = f
-        .after
-        .as_ref()
-        .map(|c| (Some(ms(c.received_at)), Some(c.id.as_str())))
-        .unwrap_or_default();
+    let [p1, p2, p3, p4, p5, p6, p7, p8] = filter_params(f);
     conn.prepare_cached(&format!(
-        "SELECT {CONVERSATION_COLUMNS} FROM conversations c
-         WHERE (?1 IS NULL OR c.created_at >= ?1) AND (?2 IS NULL OR c.created_at < ?2)
-           AND (?3 IS NULL OR c.status = ?3) AND (?4 IS NULL OR c.visitor_email = ?4 COLLATE NOCASE)
-           AND (?5 IS NULL OR c.source = ?5)
-           AND (?6 IS NULL OR EXISTS (SELECT 1 FROM deliveries d WHERE d.conversation_id = c.id AND d.state = ?6))
-           AND (?7 IS NULL OR c.created_at < ?7 OR (c.created_at = ?7 AND c.id < ?8))
+        "SELECT {CONVERSATION_COLUMNS} FROM conversations c WHERE {CONVERSATION_FILTER}
          ORDER BY c.created_at DESC, c.id DESC LIMIT ?9"
     ))
     .and_then(|mut s| {
         s.query_map(
-            params![
-                f.since.map(ms),
-                f.until.map(ms),
-                f.status,
-                f.email,
-                f.source,
-                f.delivery_state.map(DeliveryState::as_str),
-                after_at,
-                after_id,
-                limit
-            ],
+            params![p1, p2, p3, p4, p5, p6, p7, p8, limit],
             conversation_row,
         )?
         .collect()
@@ -816,11 +828,11 @@ impl Store for SqliteStore {
         now: Timestamp,
         limit: usize,
         lease_for: Duration,
-        paused: &[String],
+        caps: &BTreeMap<String, usize>,
     ) -> Result<Vec<LeasedDelivery>, StoreError> {
-        let paused = serde_json::to_string(paused).map_err(corrupt)?;
+        let caps = serde_json::to_string(caps).map_err(corrupt)?;
         let until = ms(now.plus(lease_for));
-        self.call(move |conn| lease(conn, ms(now), limit, until, &paused))
+        self.call(move |conn| lease(conn, ms(now), limit, until, &caps))
             .await
     }
 
@@ -876,6 +888,20 @@ impl Store for SqliteStore {
     ) -> Result<(), StoreError> {
         self.call(move |conn| finish(conn, delivery_id, &record, &next))
             .await
+    }
+
+    async fn release(&self, ids: &[i64]) -> Result<u64, StoreError> {
+        let ids = serde_json::to_string(ids).map_err(corrupt)?;
+        self.call(move |conn| {
+            conn.prepare_cached(
+                "UPDATE deliveries SET lease_until = NULL
+                 WHERE id IN (SELECT value FROM json_each(?1)) AND state = 'pending'",
+            )
+            .and_then(|mut s| s.execute([&ids]))
+            .map(|n| n as u64)
+            .map_err(db)
+        })
+        .await
     }
 
     async fn release_leases(&self) -> Result<u64, StoreError> {
@@ -987,27 +1013,23 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn retry_dead(&self, connector: Option<&str>) -> Result<u64, StoreError> {
-        let connector = connector.map(str::to_owned);
-        self.call(move |conn| {
-            let n = conn
-                .prepare_cached(
-                    "UPDATE deliveries SET state = 'pending', failures = 0, first_attempt_at = NULL,
-                            next_attempt_at = ?2, updated_at = ?2
-                     WHERE state = 'dead' AND (?1 IS NULL OR connector = ?1)",
-                )
-                .and_then(|mut s| s.execute(params![connector, ms(Timestamp::now())]))
-                .map_err(db)?;
-            Ok(n as u64)
-        })
-        .await
-    }
-
     async fn conversations(
         &self,
         filter: ConversationFilter,
     ) -> Result<Vec<ConversationRow>, StoreError> {
         self.call(move |conn| conversations(conn, &filter)).await
+    }
+
+    async fn conversation_count(&self, filter: &ConversationFilter) -> Result<u64, StoreError> {
+        let params = filter_params(filter);
+        self.call(move |conn| {
+            conn.prepare_cached(&format!(
+                "SELECT count(*) FROM conversations c WHERE {CONVERSATION_FILTER}"
+            ))
+            .and_then(|mut s| s.query_row(rusqlite::params_from_iter(params.iter()), |r| r.get(0)))
+            .map_err(db)
+        })
+        .await
     }
 
     async fn conversation(

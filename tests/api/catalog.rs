@@ -365,7 +365,7 @@ async fn refused(case: &Case) {
     let row = app.first_attempt_of_the_seed().await;
 
     assert_eq!(row.state, DeliveryState::Pending);
-    assert_eq!(app.worker.paused_connectors(), ["target"]);
+    assert_eq!(app.worker.open_circuits(), ["target"]);
     desk.with(|d| assert_eq!(d.count(case.main), 0));
 }
 
@@ -426,7 +426,7 @@ async fn helpscout_renews_a_revoked_token_once_and_goes_on() {
     let delivered = app.wait_for_deliveries(DeliveryState::Delivered, 2).await;
 
     assert!(delivered.iter().all(|d| d.attempts == 1));
-    assert!(app.worker.paused_connectors().is_empty());
+    assert!(app.worker.open_circuits().is_empty());
     let token_fetches = desk
         .requests_with("POST")
         .iter()

@@ -290,7 +290,7 @@ async fn rejected_credentials_pause_the_connector_and_its_deliveries_wait() {
         (attempts[0].outcome.as_str(), attempts[0].status),
         ("waiting", Some(401))
     );
-    assert_eq!(app.worker.paused_connectors(), ["badauth"]);
+    assert_eq!(app.worker.open_circuits(), ["badauth"]);
     let ready: Value = app
         .client
         .get(format!("{}/readyz", app.address))
@@ -300,7 +300,17 @@ async fn rejected_credentials_pause_the_connector_and_its_deliveries_wait() {
         .json()
         .await
         .unwrap();
-    assert_eq!(ready["paused_connectors"], json!(["badauth"]));
+    let badauth = ready["connectors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["connector"] == "badauth")
+        .unwrap();
+    assert_eq!(badauth["circuit"], "open");
+    assert!(
+        badauth["reason"].as_str().unwrap().contains("401"),
+        "{badauth}"
+    );
     // The healthy connector is not held up.
     app.wait_for_deliveries(DeliveryState::Delivered, 1).await;
     assert_eq!(app.zendesk.tickets().len(), 1);

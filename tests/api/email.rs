@@ -155,6 +155,6 @@ async fn a_refused_password_pauses_the_connector() {
     let row = app.first_attempt_of_the_seed().await;
 
     assert_eq!(row.state, DeliveryState::Pending);
-    assert_eq!(app.worker.paused_connectors(), ["mail"]);
+    assert_eq!(app.worker.open_circuits(), ["mail"]);
     assert!(smtp.messages().is_empty());
 }

@@ -143,7 +143,7 @@ async fn a_rejected_token_pauses_the_connector_and_creates_nothing() {
     let row = app.first_attempt_of_the_seed().await;
 
     assert_eq!(row.state, DeliveryState::Pending);
-    assert_eq!(app.worker.paused_connectors(), ["crm"]);
+    assert_eq!(app.worker.open_circuits(), ["crm"]);
     hubspot.with(|h| assert!(h.contacts.is_empty() && h.notes.is_empty()));
 }
 

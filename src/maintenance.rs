@@ -1,0 +1,245 @@
+//! Operations on many stored conversations at once: replay, retrying dead letters, erasing a
+//! visitor, and the retention purge. The CLI and the admin API both call these, so a command
+//! and its endpoint do exactly the same thing.
+//!
+//! Bulk work goes in pages, each its own transaction, so a replay of a month does not hold
+//! the store's writer for long and reports progress as it goes.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::config::RetentionConfig;
+use crate::model::Timestamp;
+use crate::store::{
+    ConversationFilter, DeliveryFilter, DeliveryState, ForgetReport, PurgeReport, Store, StoreError,
+};
+
+/// Rows handled per transaction.
+const PAGE: usize = 500;
+/// How often retention runs (also once at start).
+const RETENTION_EVERY: Duration = Duration::from_secs(3600);
+
+/// Told how a bulk operation advances: the CLI draws a bar, the API ignores it.
+pub trait Progress: Send {
+    /// The total, once known.
+    fn total(&mut self, total: u64);
+    /// `done` more items handled.
+    fn advance(&mut self, done: u64);
+}
+
+/// Progress nobody watches.
+#[derive(Debug, Default)]
+pub struct Silent;
+
+impl Progress for Silent {
+    fn total(&mut self, _: u64) {}
+    fn advance(&mut self, _: u64) {}
+}
+
+/// Which conversations to deliver again, and through which connectors.
+#[derive(Debug, Clone)]
+pub struct ReplayRange {
+    /// First received at or after.
+    pub since: Timestamp,
+    /// First received before (default: now).
+    pub until: Option<Timestamp>,
+    /// Connector instances; each conversation goes again to those that received it before.
+    pub connectors: Vec<String>,
+}
+
+/// What a replay did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct ReplayTotals {
+    /// Conversations in the range.
+    pub conversations: u64,
+    /// Deliveries queued.
+    pub queued: u64,
+    /// (conversation, connector) pairs skipped because a delivery of them is still pending.
+    pub already_pending: u64,
+}
+
+/// Queues every conversation of the range again. Connectors that dedupe at the target (an
+/// `external_id` lookup, search before create) find what they made before instead of
+/// creating it twice.
+///
+/// # Errors
+/// When the store fails; pages already queued stay queued.
+pub async fn replay(
+    store: &dyn Store,
+    range: &ReplayRange,
+    progress: &mut dyn Progress,
+) -> Result<ReplayTotals, StoreError> {
+    let filter = ConversationFilter {
+        since: Some(range.since),
+        until: range.until,
+        ..ConversationFilter::default()
+    };
+    progress.total(store.conversation_count(&filter).await?);
+    let mut totals = ReplayTotals::default();
+    let mut after = None;
+    loop {
+        let page = store
+            .conversations(ConversationFilter {
+                after,
+                limit: PAGE,
+                ..filter.clone()
+            })
+            .await?;
+        let Some(last) = page.last() else { break };
+        after = Some(crate::store::ConversationCursor {
+            received_at: last.received_at,
+            id: last.id.clone(),
+        });
+        let ids: Vec<String> = page.iter().map(|c| c.id.clone()).collect();
+        let report = store.replay(&ids, &range.connectors).await?;
+        totals.conversations += ids.len() as u64;
+        totals.queued += report.queued.len() as u64;
+        totals.already_pending += report.already_pending;
+        progress.advance(ids.len() as u64);
+    }
+    Ok(totals)
+}
+
+/// Puts every dead delivery (of one connector, if given) back in the queue with a fresh
+/// attempt budget; returns how many.
+///
+/// # Errors
+/// When the store fails; pages already retried stay retried.
+pub async fn retry_dead(
+    store: &dyn Store,
+    connector: Option<&str>,
+    progress: &mut dyn Progress,
+) -> Result<u64, StoreError> {
+    let dead: u64 = store
+        .connector_stats(Timestamp::now())
+        .await?
+        .iter()
+        .filter(|s| connector.is_none_or(|c| c == s.connector))
+        .map(|s| s.dead_total)
+        .sum();
+    progress.total(dead);
+    let mut retried = 0;
+    let mut before = None;
+    loop {
+        // Newest first, below the last page: a delivery that dies again meanwhile is not
+        // retried twice by one call.
+        let page = store
+            .deliveries(DeliveryFilter {
+                state: Some(DeliveryState::Dead),
+                connector: connector.map(str::to_owned),
+                before,
+                limit: PAGE,
+                ..DeliveryFilter::default()
+            })
+            .await?;
+        let Some(last) = page.last() else { break };
+        before = Some(last.id);
+        let ids: Vec<i64> = page.iter().map(|d| d.id).collect();
+        let n = store.retry(&ids).await?;
+        retried += n;
+        progress.advance(n);
+    }
+    Ok(retried)
+}
+
+/// Erases every stored trace of the visitor with this e-mail address.
+///
+/// # Errors
+/// When the address is blank, or the store fails.
+pub async fn forget(store: &dyn Store, email: &str) -> Result<ForgetReport, ForgetError> {
+    let email = email.trim();
+    if email.is_empty() || !email.contains('@') {
+        return Err(ForgetError::NotAnAddress(email.to_owned()));
+    }
+    let report = store.forget(email).await?;
+    // The address itself is not logged: that would be a trace of the visitor.
+    tracing::info!(
+        conversations = report.conversations,
+        versions = report.versions,
+        attempts = report.attempts,
+        quarantined = report.quarantined,
+        "erased a visitor's conversations"
+    );
+    Ok(report)
+}
+
+/// Why [`forget`] refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ForgetError {
+    /// Not an e-mail address.
+    #[error("`{0}` is not an e-mail address")]
+    NotAnAddress(String),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The retention purge: conversations settled longer ago than `[retention]` allows are
+/// removed with everything about them.
+#[derive(Debug, Clone)]
+pub struct Retention {
+    store: Arc<dyn Store>,
+    delivered: Option<Duration>,
+    dead: Option<Duration>,
+}
+
+impl Retention {
+    /// Retention of `store` by `config` (0 days: keep forever).
+    pub fn new(store: Arc<dyn Store>, config: &RetentionConfig) -> Self {
+        let days = |n: u32| (n > 0).then(|| Duration::from_secs(u64::from(n) * 86_400));
+        Self {
+            store,
+            delivered: days(config.delivered_days),
+            dead: days(config.dead_days),
+        }
+    }
+
+    /// Purges everything past its time, a page per transaction.
+    ///
+    /// # Errors
+    /// When the store fails.
+    pub async fn purge(&self, now: Timestamp) -> Result<PurgeReport, StoreError> {
+        // "Forever" is the start of time as a cut-off: nothing is older.
+        let cutoff = |keep: Option<Duration>| {
+            keep.map_or(Timestamp::from_unix_millis(0).expect("the epoch"), |d| {
+                now.minus(d)
+            })
+        };
+        let (delivered, dead) = (cutoff(self.delivered), cutoff(self.dead));
+        let mut total = PurgeReport::default();
+        loop {
+            let report = self.store.purge(delivered, dead, PAGE).await?;
+            total.conversations += report.conversations;
+            total.quarantined += report.quarantined;
+            if report.conversations < PAGE as u64 {
+                break;
+            }
+        }
+        Ok(total)
+    }
+
+    /// Purges at start and every hour until `shutdown`.
+    pub async fn run_until(self, shutdown: impl std::future::Future<Output = ()>) {
+        if self.delivered.is_none() && self.dead.is_none() {
+            return;
+        }
+        tokio::pin!(shutdown);
+        loop {
+            match self.purge(Timestamp::now()).await {
+                Ok(r) if r.conversations + r.quarantined > 0 => tracing::info!(
+                    conversations = r.conversations,
+                    quarantined = r.quarantined,
+                    "retention: purged"
+                ),
+                Ok(_) => {}
+                Err(e) => tracing::error!(error = %e, "retention purge failed; trying again later"),
+            }
+            tokio::select! {
+                () = &mut shutdown => return,
+                () = tokio::time::sleep(RETENTION_EVERY) => {}
+            }
+        }
+    }
+}

@@ -1,0 +1,119 @@
+//! Redaction of message text (`[privacy] redact`), applied at ingest before anything is
+//! stored, so neither the store, the templates nor the targets ever see what it removes.
+//!
+//! A rule rewrites the normalized messages, and the same texts wherever they occur as string
+//! values in the raw document (templates may read `raw`). The body's digest is taken before
+//! redaction, so an identical resend is still recognised as a duplicate.
+
+use regex::Regex;
+use serde_json::Value;
+
+use crate::config::RedactRule;
+use crate::model::Conversation;
+
+/// The compiled `[privacy] redact` rules.
+#[derive(Debug, Clone, Default)]
+pub struct Redactor {
+    rules: Vec<(Regex, String)>,
+}
+
+impl Redactor {
+    /// The configured rules, in order.
+    pub fn new(rules: &[RedactRule]) -> Self {
+        Self {
+            rules: rules
+                .iter()
+                .map(|r| (r.pattern.clone(), r.replacement.clone()))
+                .collect(),
+        }
+    }
+
+    /// Whether any rule is configured.
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty()
+    }
+
+    /// `text` with every rule applied, or `None` when no rule matched.
+    pub fn text(&self, text: &str) -> Option<String> {
+        let mut changed = None::<String>;
+        for (regex, replacement) in &self.rules {
+            let current = changed.as_deref().unwrap_or(text);
+            if let std::borrow::Cow::Owned(next) = regex.replace_all(current, replacement.as_str())
+            {
+                changed = Some(next);
+            }
+        }
+        changed
+    }
+
+    /// Redacts the conversation's messages and, when any changed, returns the raw document
+    /// with the same texts redacted. `None`: nothing matched, keep the body as received.
+    pub fn conversation(
+        &self,
+        conversation: &mut Conversation,
+        raw: &mut Value,
+    ) -> Option<Vec<u8>> {
+        if self.is_empty() {
+            return None;
+        }
+        let mut any = false;
+        for message in &mut conversation.messages {
+            if let Some(redacted) = self.text(&message.text) {
+                message.text = redacted;
+                any = true;
+            }
+        }
+        if !any {
+            return None;
+        }
+        self.strings(raw);
+        serde_json::to_vec(raw).ok()
+    }
+
+    /// Applies the rules to every string in `value`.
+    fn strings(&self, value: &mut Value) {
+        match value {
+            Value::String(text) => {
+                if let Some(redacted) = self.text(text) {
+                    *text = redacted;
+                }
+            }
+            Value::Array(items) => items.iter_mut().for_each(|v| self.strings(v)),
+            Value::Object(map) => map.values_mut().for_each(|v| self.strings(v)),
+            _ => {}
+        }
+    }
+
+    /// A body that did not parse, redacted as text where it is text.
+    pub fn body(&self, body: &[u8]) -> Option<Vec<u8>> {
+        let text = std::str::from_utf8(body).ok()?;
+        self.text(text).map(String::into_bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn matching_text_is_replaced_and_other_text_left_alone() {
+        let redactor = Redactor::new(&[RedactRule {
+            pattern: regex::Regex::new(r"\b(?:\d[ -]?){13,16}\b").unwrap(),
+            replacement: "[card]".into(),
+        }]);
+        assert_eq!(
+            redactor
+                .text("my card is 4111 1111 1111 1111, thanks")
+                .as_deref(),
+            Some("my card is [card], thanks")
+        );
+        assert_eq!(redactor.text("order 1234"), None);
+    }
+
+    #[test]
+    fn a_bad_pattern_is_a_config_error_naming_the_rule() {
+        let err =
+            crate::config::Config::from_toml("[[privacy.redact]]\npattern = \"(\"\n").unwrap_err();
+        assert!(err.to_string().contains("privacy.redact"), "{err}");
+    }
+}
