@@ -20,6 +20,7 @@ pub const HOOK_TOKEN: &str = "hook-token-7f3a9c-s3cr3t";
 pub const ZENDESK_EMAIL: &str = "agent@acme.example";
 pub const ZENDESK_TOKEN: &str = "zd-api-token-1b2c3d-s3cr3t";
 pub const WEBHOOK_SECRET: &str = "webhook-secret-9e8d7c-s3cr3t";
+pub const ADMIN_TOKEN: &str = "admin-token-5a6b7c-s3cr3t";
 
 /// How long a test waits for a condition before failing.
 pub const PATIENCE: Duration = Duration::from_secs(20);
@@ -165,6 +166,9 @@ url = "sqlite://{db}"
 [sources.smartsupp]
 token = "{HOOK_TOKEN}"
 
+[admin]
+token = "{ADMIN_TOKEN}"
+
 [delivery]
 {delivery}
 {helpdesk}
@@ -242,6 +246,36 @@ impl TestApp {
             .send()
             .await
             .expect("request sent")
+    }
+
+    /// A request to the admin API with the admin token.
+    pub fn api(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.client
+            .request(method, format!("{}{path}", self.address))
+            .bearer_auth(ADMIN_TOKEN)
+    }
+
+    /// `GET path` with the admin token, as JSON (the status must be 200).
+    pub async fn api_get(&self, path: &str) -> serde_json::Value {
+        let response = self.api(reqwest::Method::GET, path).send().await.unwrap();
+        assert_eq!(response.status(), 200, "GET {path}");
+        response.json().await.unwrap()
+    }
+
+    /// `POST path` with the admin token and a JSON body; the status and the answer.
+    pub async fn api_post(
+        &self,
+        path: &str,
+        body: serde_json::Value,
+    ) -> (reqwest::StatusCode, serde_json::Value) {
+        let response = self
+            .api(reqwest::Method::POST, path)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        (status, response.json().await.unwrap_or_default())
     }
 
     pub async fn deliveries(&self, state: Option<DeliveryState>) -> Vec<DeliveryRow> {

@@ -5,8 +5,8 @@ use chatbridge::store::DeliveryState;
 
 use crate::fake_vendor::Scripted;
 use crate::helpers::{
-    HOOK_TOKEN, Options, WEBHOOK_SECRET, ZENDESK_EMAIL, ZENDESK_TOKEN, captured_logs, fixture,
-    spawn_app_with,
+    ADMIN_TOKEN, HOOK_TOKEN, Options, WEBHOOK_SECRET, ZENDESK_EMAIL, ZENDESK_TOKEN, captured_logs,
+    fixture, spawn_app_with,
 };
 
 #[tokio::test]
@@ -37,6 +37,7 @@ async fn secrets_and_chat_content_never_appear_in_logs() {
         HOOK_TOKEN,
         ZENDESK_TOKEN,
         WEBHOOK_SECRET,
+        ADMIN_TOKEN,
         basic.as_str(),
         "not-the-token",
     ] {

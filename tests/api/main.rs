@@ -1,6 +1,7 @@
 //! End-to-end tests: chatbridge started on a random port with a temporary store, talking to
 //! local servers that behave like the real targets. One binary, so linking happens once.
 
+mod admin;
 mod catalog;
 mod cli;
 mod connectors;
@@ -18,6 +19,7 @@ mod fixtures;
 mod helpers;
 mod hubspot;
 mod ingest;
+mod limits;
 mod logs;
 mod real_counterparts;
 mod snapshots;
