@@ -113,7 +113,7 @@ async fn a_dead_delivery_retried_through_the_api_is_delivered_once_the_target_re
     app.post_smartsupp(fixture("smartsupp/seed-example.json"))
         .await;
     let dead = app.wait_for_deliveries(DeliveryState::Dead, 1).await;
-    let failed = app.api_get(&format!("/api/deliveries?state=dead")).await;
+    let failed = app.api_get("/api/deliveries?state=dead").await;
     let attempt = &failed["items"][0]["attempt_log"][0];
     assert_eq!(attempt["status"], 422);
     assert!(
