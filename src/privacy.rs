@@ -57,9 +57,22 @@ impl Redactor {
             return None;
         }
         let mut any = false;
-        for message in &mut conversation.messages {
-            if let Some(redacted) = self.text(&message.text) {
-                message.text = redacted;
+        // The subject is made from the first message, and the rating comment is the
+        // visitor's own words: both are message text.
+        let texts = conversation
+            .messages
+            .iter_mut()
+            .map(|m| &mut m.text)
+            .chain(std::iter::once(&mut conversation.subject))
+            .chain(
+                conversation
+                    .rating
+                    .as_mut()
+                    .and_then(|r| r.comment.as_mut()),
+            );
+        for text in texts {
+            if let Some(redacted) = self.text(text) {
+                *text = redacted;
                 any = true;
             }
         }

@@ -282,6 +282,18 @@ impl DeliveryError {
         }
     }
 
+    /// The error without the target's answer, for logs: an answer may echo the visitor's
+    /// data (an e-mail address in "contact already exists"), and logs cannot be erased by
+    /// `forget`. The full text, excerpt included, is in the attempt log in the store.
+    pub fn summary(&self) -> String {
+        match self {
+            Self::Status { step, status, .. } => {
+                format!("step `{step}`: HTTP {status} (answer in the attempt log)")
+            }
+            other => other.to_string(),
+        }
+    }
+
     /// The step that failed, if any.
     pub fn step(&self) -> Option<&str> {
         match self {

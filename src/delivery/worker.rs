@@ -280,7 +280,12 @@ impl Worker {
             let started_at = Timestamp::now();
             let clock = Instant::now();
             let result = self.run(&registry, &leased, attempt).await;
-            let reopens = self.gate_finished(&leased.connector, &result);
+            let summary = result
+                .as_ref()
+                .err()
+                .map(DeliveryError::summary)
+                .unwrap_or_default();
+            let reopens = self.gate_finished(&leased.connector, &result, &summary);
             let (record, next) = self.decide(
                 &leased,
                 attempt,
@@ -297,13 +302,13 @@ impl Worker {
                     self.metrics.delivered(&leased.connector, latency);
                     tracing::info!(elapsed_ms = clock.elapsed().as_millis() as u64, "delivered")
                 }
-                NextState::RetryAt { at, reason, .. } => {
+                NextState::RetryAt { at, .. } => {
                     self.metrics.retried(&leased.connector);
-                    tracing::warn!(error = %reason, retry_at = %at, "delivery failed, will retry")
+                    tracing::warn!(error = %summary, retry_at = %at, "delivery failed, will retry")
                 }
-                NextState::Dead { reason } => {
+                NextState::Dead { .. } => {
                     self.metrics.dead(&leased.connector);
-                    tracing::error!(error = %reason, "delivery dead")
+                    tracing::error!(error = %summary, "delivery dead")
                 }
             }
             if let Err(e) = self.store.finish_attempt(leased.id, record, next).await {
@@ -327,26 +332,22 @@ impl Worker {
         &self,
         connector: &str,
         result: &Result<Receipt, DeliveryError>,
+        summary: &str,
     ) -> Option<Timestamp> {
         let now = Timestamp::now();
         let mut gates = self.gates.lock().expect("never poisoned");
         let gate = gates.get_mut(connector)?;
-        let (health, reason) = match result {
-            Ok(_) => (Health::Up, String::new()),
-            Err(e) => (
-                match e.class() {
-                    Failure::Transient => Health::Failing,
-                    Failure::Unhealthy => Health::Refused {
-                        pause: self.policy.pause(gate.opened() + 1),
-                    },
-                    Failure::Invalid | Failure::RateLimited => Health::Neutral,
-                },
-                e.to_string(),
-            ),
+        let health = match result.as_ref().map_err(DeliveryError::class) {
+            Ok(_) => Health::Up,
+            Err(Failure::Transient) => Health::Failing,
+            Err(Failure::Unhealthy) => Health::Refused {
+                pause: self.policy.pause(gate.opened() + 1),
+            },
+            Err(Failure::Invalid | Failure::RateLimited) => Health::Neutral,
         };
-        match gate.finished(now, health, &reason) {
+        match gate.finished(now, health, summary) {
             Some(CircuitState::Open) => tracing::error!(
-                error = %reason,
+                error = %summary,
                 retry_at = ?gate.open_until().map(|t| t.to_string()),
                 "circuit open: not calling the target until the cool-down ends"
             ),
@@ -477,7 +478,7 @@ impl Worker {
                 let until =
                     refused_until.unwrap_or_else(|| Timestamp::now().plus(self.policy.pause(1)));
                 tracing::error!(
-                    error = %reason,
+                    error = %error.summary(),
                     paused_until = %until,
                     "target rejected the connector's credentials or endpoint; deliveries wait until it is fixed"
                 );

@@ -145,7 +145,13 @@ async fn receive(
                 .await?;
             state.metrics.quarantined(source.name());
             state.metrics.ack(source.name(), clock.elapsed());
-            tracing::warn!(source = source.name(), quarantine_id, error = %reason, "payload refused and quarantined");
+            // The reason is not logged: a parser's message can quote the body, and a log line
+            // cannot be erased by `forget`. It is in the answer and the quarantine.
+            tracing::warn!(
+                source = source.name(),
+                quarantine_id,
+                "payload refused and quarantined; the reason went back to the sender and is kept with the body"
+            );
             return Err(ApiError::Unparseable {
                 reason,
                 quarantine_id,

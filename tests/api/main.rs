@@ -21,6 +21,7 @@ mod hubspot;
 mod ingest;
 mod limits;
 mod logs;
+mod privacy;
 mod real_counterparts;
 mod snapshots;
 mod store;

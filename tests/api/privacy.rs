@@ -1,0 +1,191 @@
+//! Chat transcripts are personal data: `forget` and the retention purge leave no trace of a
+//! visitor in the store or the logs, and redaction rules rewrite message text before it is
+//! stored or sent.
+
+use chatbridge::config::RetentionConfig;
+use chatbridge::maintenance::Retention;
+use chatbridge::model::Timestamp;
+use chatbridge::store::DeliveryState;
+use serde_json::{Value, json};
+
+use crate::fake_vendor::Scripted;
+use crate::helpers::{
+    HOOK_TOKEN, Options, TestApp, captured_logs, fixture, spawn_app, spawn_app_with,
+};
+
+/// The seed chat of a visitor with this address, in conversation `channel`.
+fn chat_of(email: &str, channel: u64) -> Vec<u8> {
+    let mut doc: Value = serde_json::from_slice(&fixture("smartsupp/seed-example.json")).unwrap();
+    doc["channel"]["id"] = channel.into();
+    doc["visitor"]["email"] = email.into();
+    doc["messages"][0]["content"] = format!("Hello, write to me at {email}").into();
+    serde_json::to_vec(&doc).unwrap()
+}
+
+/// Every stored value that contains `needle`, as `table: value`, read straight from the
+/// database file: what an attacker with the disk would see.
+fn traces_in_store(app: &TestApp, needle: &str) -> Vec<String> {
+    let db = app.config_path.with_file_name("chatbridge.db");
+    let conn = rusqlite::Connection::open(db).unwrap();
+    let tables: Vec<String> = conn
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let mut found = Vec::new();
+    for table in tables {
+        let mut statement = conn.prepare(&format!("SELECT * FROM \"{table}\"")).unwrap();
+        let columns = statement.column_count();
+        let mut rows = statement.query([]).unwrap();
+        while let Some(row) = rows.next().unwrap() {
+            for i in 0..columns {
+                let text = match row.get_ref(i).unwrap() {
+                    rusqlite::types::ValueRef::Text(t) | rusqlite::types::ValueRef::Blob(t) => {
+                        String::from_utf8_lossy(t).to_lowercase()
+                    }
+                    _ => continue,
+                };
+                if text.contains(&needle.to_lowercase()) {
+                    found.push(format!("{table}: {text}"));
+                }
+            }
+        }
+    }
+    found
+}
+
+#[tokio::test]
+async fn forget_erases_conversations_excerpts_and_quarantined_bodies_and_reports_them() {
+    let app = spawn_app().await;
+    let email = "Erase.Me.4711@example.net";
+    // The target's refusal echoes the address, so the attempt log holds it too.
+    app.zendesk.script([Scripted::status(
+        422,
+        json!({ "error": "RecordInvalid", "description": format!("Requester {email} is suspended") }),
+    )]);
+    app.post_smartsupp(chat_of(email, 4711)).await;
+    app.post_smartsupp(chat_of("someone.else@example.net", 4712))
+        .await;
+    app.post_raw(
+        &format!("/hooks/smartsupp/{HOOK_TOKEN}"),
+        format!("{{\"visitor\": {{\"email\": \"{email}\"").into_bytes(),
+    )
+    .await;
+    app.wait_for_deliveries(DeliveryState::Dead, 1).await;
+    app.wait_for_deliveries(DeliveryState::Delivered, 1).await;
+    assert!(!traces_in_store(&app, email).is_empty());
+
+    let (status, report) = app
+        .api_post(
+            "/api/forget",
+            json!({ "email": "erase.me.4711@EXAMPLE.net" }),
+        )
+        .await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(
+        report,
+        json!({ "conversations": 1, "versions": 1, "deliveries": 1, "attempts": 1,
+                "ledger_entries": 0, "quarantined": 1, "excerpts_blanked": 0 })
+    );
+    assert_eq!(traces_in_store(&app, email), Vec::<String>::new());
+    assert!(
+        !captured_logs()
+            .to_lowercase()
+            .contains(&email.to_lowercase()),
+        "a log line holds the address"
+    );
+    let others = app.api_get("/api/conversations").await;
+    assert_eq!(
+        others["items"].as_array().unwrap().len(),
+        1,
+        "other visitors stay"
+    );
+
+    let (bad, answer) = app.api_post("/api/forget", json!({ "email": "  " })).await;
+    assert_eq!(bad, 400, "{answer}");
+}
+
+#[tokio::test]
+async fn forget_from_the_command_line_reports_what_it_removed() {
+    let app = spawn_app().await;
+    app.post_smartsupp(chat_of("cli.forget@example.net", 4801))
+        .await;
+    app.wait_for_deliveries(DeliveryState::Delivered, 1).await;
+    let config = app.config_path.to_str().unwrap();
+    let (code, out, err) = crate::helpers::run_cli(&[
+        "--config",
+        config,
+        "forget",
+        "--email",
+        "cli.forget@example.net",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("erased 1 conversations (1 versions, 1 deliveries, 1 attempts"),
+        "{out}"
+    );
+    assert!(traces_in_store(&app, "cli.forget@example.net").is_empty());
+}
+
+#[tokio::test]
+async fn the_retention_purge_removes_settled_conversations_past_their_time() {
+    let app = spawn_app().await;
+    let email = "retention.4900@example.net";
+    app.post_smartsupp(chat_of(email, 4900)).await;
+    app.wait_for_deliveries(DeliveryState::Delivered, 1).await;
+    let retention = Retention::new(
+        app.store.clone(),
+        &RetentionConfig {
+            delivered_days: 30,
+            dead_days: 90,
+        },
+    );
+    let day = std::time::Duration::from_secs(86_400);
+    let report = retention
+        .purge(Timestamp::now().plus(day * 29))
+        .await
+        .unwrap();
+    assert_eq!(report.conversations, 0, "kept for 30 days");
+    assert!(!traces_in_store(&app, email).is_empty());
+    let report = retention
+        .purge(Timestamp::now().plus(day * 31))
+        .await
+        .unwrap();
+    assert_eq!(report.conversations, 1);
+    assert_eq!(traces_in_store(&app, email), Vec::<String>::new());
+    assert!(!captured_logs().to_lowercase().contains(email));
+}
+
+#[tokio::test]
+async fn redaction_rules_rewrite_message_text_before_it_is_stored_or_sent() {
+    let app = spawn_app_with(Options {
+        extra: "[[privacy.redact]]\npattern = '\\b(?:\\d[ -]?){13,16}\\b'\nreplacement = '[card number]'\n"
+            .into(),
+        ..Options::default()
+    })
+    .await;
+    let mut doc: Value = serde_json::from_slice(&fixture("smartsupp/seed-example.json")).unwrap();
+    doc["messages"][0]["content"] = "my card is 4111 1111 1111 1111, can you refund?".into();
+    let body = serde_json::to_vec(&doc).unwrap();
+    app.post_smartsupp(body.clone()).await;
+    app.wait_for_deliveries(DeliveryState::Delivered, 1).await;
+
+    let sent = app.zendesk.tickets()[0].to_string();
+    assert!(
+        sent.contains("my card is [card number], can you refund?"),
+        "{sent}"
+    );
+    assert_eq!(
+        traces_in_store(&app, "4111 1111"),
+        Vec::<String>::new(),
+        "stored redacted"
+    );
+    let resend = app.post_smartsupp(body).await;
+    assert_eq!(
+        resend.status(),
+        200,
+        "an identical resend is still a duplicate"
+    );
+}
