@@ -1,5 +1,7 @@
-//! `kill -9` at any moment loses nothing: acknowledged conversations are delivered after a
-//! restart, exactly once at the target.
+//! The process's life: `kill -9` at any moment loses nothing (acknowledged conversations
+//! are delivered after a restart, exactly once at the target); SIGTERM under load lets
+//! attempts in flight finish and leaves the rest for the next start; SIGHUP reloads
+//! templates only when they are valid.
 
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
@@ -97,4 +99,149 @@ async fn five_acknowledged_conversations_survive_kill_9_and_make_five_tickets() 
         .collect();
     assert_eq!(tickets.len(), 5, "{listed}");
     assert_eq!(keys.len(), 5);
+}
+
+/// Sends `signal` (`TERM`, `HUP`) to a running chatbridge.
+fn signal(child: &Child, signal: &str) {
+    let status = Command::new("kill")
+        .args([&format!("-{signal}"), &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(status.success());
+}
+
+/// Waits for a log line with this message.
+fn wait_for_log(logged: &mpsc::Receiver<String>, message: &str) -> serde_json::Value {
+    loop {
+        let line = logged
+            .recv_timeout(PATIENCE)
+            .unwrap_or_else(|_| panic!("no `{message}` in the log"));
+        let entry: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+        if entry["message"] == message {
+            return entry;
+        }
+    }
+}
+
+#[tokio::test]
+async fn sigterm_under_load_loses_and_doubles_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let zendesk = FakeZendesk::start(ZENDESK_EMAIL, ZENDESK_TOKEN).await;
+    // Slow answers, so SIGTERM lands while attempts are in flight.
+    zendesk.delay(Duration::from_millis(200));
+    let options = Options {
+        extra: "[log]\nformat = \"json\"\nfilter = \"info\"\n".into(),
+        ..Options::default()
+    };
+    let config_path = dir.path().join("config.toml");
+    std::fs::write(&config_path, config_text(dir.path(), &zendesk, &options)).unwrap();
+    let config = config_path.to_str().unwrap();
+    let client = reqwest::Client::new();
+
+    let (mut first, address, logs) = serve(config);
+    for channel in 0..40 {
+        let response = client
+            .post(format!("{address}/hooks/smartsupp/{HOOK_TOKEN}"))
+            .body(seed_with_channel(9100 + channel))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 202);
+    }
+    wait_until(|| async { (zendesk.tickets().len() >= 3).then_some(()) }).await;
+    signal(&first, "TERM");
+    wait_for_log(&logs, "shutting down");
+    let status = first.wait().unwrap();
+    assert!(status.success(), "a clean exit: {status}");
+    let before_restart = zendesk.tickets().len();
+    assert!(before_restart < 40, "SIGTERM came while work was left");
+
+    zendesk.delay(Duration::ZERO);
+    let (mut second, _, _logs) = serve(config);
+    wait_until(|| async {
+        let (_, out, _) = run_cli(&[
+            "--config",
+            config,
+            "deliveries",
+            "list",
+            "--state",
+            "delivered",
+            "--limit",
+            "100",
+        ]);
+        out.contains("40 deliveries").then_some(())
+    })
+    .await;
+    signal(&second, "TERM");
+    second.wait().unwrap();
+
+    let tickets = zendesk.tickets();
+    let keys: BTreeSet<&str> = tickets
+        .iter()
+        .map(|t| t["external_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        (tickets.len(), keys.len()),
+        (40, 40),
+        "one ticket per conversation"
+    );
+    let creates = zendesk
+        .posts()
+        .iter()
+        .filter(|(_, body)| body["ticket"].is_object())
+        .count();
+    assert_eq!(creates, 40, "no attempt was repeated after SIGTERM");
+}
+
+#[tokio::test]
+async fn sighup_with_a_broken_template_is_refused_and_the_old_templates_stay() {
+    let dir = tempfile::tempdir().unwrap();
+    let zendesk = FakeZendesk::start(ZENDESK_EMAIL, ZENDESK_TOKEN).await;
+    let templates = dir.path().join("templates");
+    let ticket = templates.join("zendesk/ticket.json.tera");
+    std::fs::create_dir_all(ticket.parent().unwrap()).unwrap();
+    let good = r#"{ "ticket": { "subject": "v1 {{ conversation.visitor.name }}", "comment": { "body": "hello" }, "external_id": "{{ delivery.key }}" } }"#;
+    std::fs::write(&ticket, good).unwrap();
+    let options = Options {
+        top: format!("templates_dir = \"{}\"", templates.display()),
+        extra: "[log]\nformat = \"json\"\nfilter = \"info\"\n".into(),
+        ..Options::default()
+    };
+    let config_path = dir.path().join("config.toml");
+    std::fs::write(&config_path, config_text(dir.path(), &zendesk, &options)).unwrap();
+    let (mut child, address, logs) = serve(config_path.to_str().unwrap());
+    let client = reqwest::Client::new();
+
+    std::fs::write(&ticket, good.replace("name }}", "name ")).unwrap();
+    signal(&child, "HUP");
+    let refused = wait_for_log(
+        &logs,
+        "reload refused; the running connectors and templates stay",
+    );
+    assert!(
+        refused["error"].as_str().unwrap().contains("templates"),
+        "{refused}"
+    );
+    client
+        .post(format!("{address}/hooks/smartsupp/{HOOK_TOKEN}"))
+        .body(seed_with_channel(9201))
+        .send()
+        .await
+        .unwrap();
+    wait_until(|| async { (zendesk.tickets().len() == 1).then_some(()) }).await;
+    assert_eq!(zendesk.tickets()[0]["subject"], "v1 Dusan Kmet");
+
+    std::fs::write(&ticket, good.replace("v1", "v2")).unwrap();
+    signal(&child, "HUP");
+    wait_for_log(&logs, "reloaded connectors and templates");
+    client
+        .post(format!("{address}/hooks/smartsupp/{HOOK_TOKEN}"))
+        .body(seed_with_channel(9202))
+        .send()
+        .await
+        .unwrap();
+    wait_until(|| async { (zendesk.tickets().len() == 2).then_some(()) }).await;
+    assert_eq!(zendesk.tickets()[1]["subject"], "v2 Dusan Kmet");
+    signal(&child, "TERM");
+    child.wait().unwrap();
 }
