@@ -318,15 +318,7 @@ async fn a_broken_template_is_refused_by_reload_and_the_running_one_stays() {
 #[tokio::test]
 async fn the_openapi_document_is_openapi_3_and_lists_every_route() {
     let app = spawn_app().await;
-    let doc: Value = app
-        .client
-        .get(format!("{}/api/openapi.json", app.address))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let doc: Value = app.get_json("/api/openapi.json").await;
     assert!(
         doc["openapi"].as_str().unwrap().starts_with("3."),
         "{}",

@@ -15,6 +15,21 @@ use crate::helpers::{
     seed_with_channel, wait_until,
 };
 
+/// Writes the config of a `serve` subprocess, logging JSON lines that [`serve`] reads.
+fn write_config(
+    dir: &std::path::Path,
+    zendesk: &FakeZendesk,
+    options: Options,
+) -> std::path::PathBuf {
+    let options = Options {
+        extra: options.extra + "[log]\nformat = \"json\"\nfilter = \"info\"\n",
+        ..options
+    };
+    let path = dir.join("config.toml");
+    std::fs::write(&path, config_text(dir, zendesk, &options)).unwrap();
+    path
+}
+
 /// Starts `chatbridge serve` and returns it with its address, read from its JSON log.
 fn serve(config: &str) -> (Child, String, mpsc::Receiver<String>) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_chatbridge"))
@@ -51,12 +66,7 @@ async fn five_acknowledged_conversations_survive_kill_9_and_make_five_tickets() 
     let zendesk = FakeZendesk::start(ZENDESK_EMAIL, ZENDESK_TOKEN).await;
     // Slow answers, so the kill lands while deliveries are in flight.
     zendesk.delay(Duration::from_millis(300));
-    let options = Options {
-        extra: "[log]\nformat = \"json\"\nfilter = \"info\"\n".into(),
-        ..Options::default()
-    };
-    let config_path = dir.path().join("config.toml");
-    std::fs::write(&config_path, config_text(dir.path(), &zendesk, &options)).unwrap();
+    let config_path = write_config(dir.path(), &zendesk, Options::default());
     let config = config_path.to_str().unwrap();
     crate::helpers::captured_logs();
     let client = reqwest::Client::new();
@@ -129,12 +139,7 @@ async fn sigterm_under_load_loses_and_doubles_nothing() {
     let zendesk = FakeZendesk::start(ZENDESK_EMAIL, ZENDESK_TOKEN).await;
     // Slow answers, so SIGTERM lands while attempts are in flight.
     zendesk.delay(Duration::from_millis(200));
-    let options = Options {
-        extra: "[log]\nformat = \"json\"\nfilter = \"info\"\n".into(),
-        ..Options::default()
-    };
-    let config_path = dir.path().join("config.toml");
-    std::fs::write(&config_path, config_text(dir.path(), &zendesk, &options)).unwrap();
+    let config_path = write_config(dir.path(), &zendesk, Options::default());
     let config = config_path.to_str().unwrap();
     let client = reqwest::Client::new();
 
@@ -204,11 +209,9 @@ async fn sighup_with_a_broken_template_is_refused_and_the_old_templates_stay() {
     std::fs::write(&ticket, good).unwrap();
     let options = Options {
         top: format!("templates_dir = \"{}\"", templates.display()),
-        extra: "[log]\nformat = \"json\"\nfilter = \"info\"\n".into(),
         ..Options::default()
     };
-    let config_path = dir.path().join("config.toml");
-    std::fs::write(&config_path, config_text(dir.path(), &zendesk, &options)).unwrap();
+    let config_path = write_config(dir.path(), &zendesk, options);
     let (mut child, address, logs) = serve(config_path.to_str().unwrap());
     let client = reqwest::Client::new();
 

@@ -291,15 +291,7 @@ async fn rejected_credentials_pause_the_connector_and_its_deliveries_wait() {
         ("waiting", Some(401))
     );
     assert_eq!(app.worker.open_circuits(), ["badauth"]);
-    let ready: Value = app
-        .client
-        .get(format!("{}/readyz", app.address))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let ready: Value = app.get_json("/readyz").await;
     let badauth = ready["connectors"]
         .as_array()
         .unwrap()

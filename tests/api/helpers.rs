@@ -248,6 +248,18 @@ impl TestApp {
             .expect("request sent")
     }
 
+    /// `GET path` without credentials (probes, metrics, the OpenAPI document), as JSON.
+    pub async fn get_json(&self, path: &str) -> serde_json::Value {
+        self.client
+            .get(format!("{}{path}", self.address))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
     /// A request to the admin API with the admin token.
     pub fn api(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
         self.client

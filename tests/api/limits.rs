@@ -102,15 +102,7 @@ async fn the_circuit_opens_after_the_configured_failures_and_closes_after_recove
         .await;
 
     wait_until(|| async { (app.worker.open_circuits() == ["helpdesk"]).then_some(()) }).await;
-    let ready: Value = app
-        .client
-        .get(format!("{}/readyz", app.address))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let ready: Value = app.get_json("/readyz").await;
     assert_eq!(ready["connectors"][0]["circuit"], "open", "{ready}");
     let opened = Instant::now();
 
