@@ -289,6 +289,11 @@ impl Gate {
         self.reason = Some(reason.to_owned());
     }
 
+    /// Whether no attempt of this connector is running.
+    pub fn is_idle(&self) -> bool {
+        self.running == 0
+    }
+
     /// Times opened in a row (refusals back off by it).
     pub fn opened(&self) -> u32 {
         self.opened

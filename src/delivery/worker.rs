@@ -105,9 +105,8 @@ impl Worker {
     fn sync_gates(&self) -> std::sync::MutexGuard<'_, HashMap<String, Gate>> {
         let registry = self.registry.current();
         let mut gates = self.gates.lock().expect("never poisoned");
-        gates.retain(|name, gate| {
-            registry.get(name).is_some() || gate.view(name, Timestamp::now()).running > 0
-        });
+        // A removed connector's gate goes once its last attempt ends.
+        gates.retain(|name, gate| registry.get(name).is_some() || !gate.is_idle());
         for (name, limits) in registry.limits() {
             match gates.get_mut(name) {
                 Some(gate) => {

@@ -330,43 +330,6 @@ impl From<VersionRow> for VersionItem {
     }
 }
 
-/// One attempt of a delivery.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct AttemptItem {
-    /// From 1.
-    pub attempt: u32,
-    /// When it started.
-    #[schema(value_type = String, format = DateTime)]
-    pub started_at: Timestamp,
-    /// How long it took.
-    pub duration_ms: u64,
-    /// `delivered`, `retry`, `waiting` or `dead`.
-    pub outcome: String,
-    /// The target's HTTP status, when it answered.
-    pub status: Option<u16>,
-    /// The step that failed.
-    pub step: Option<String>,
-    /// Why it failed.
-    pub error: Option<String>,
-    /// The start of the target's answer.
-    pub excerpt: Option<String>,
-}
-
-impl From<AttemptRow> for AttemptItem {
-    fn from(row: AttemptRow) -> Self {
-        Self {
-            attempt: row.attempt,
-            started_at: row.started_at,
-            duration_ms: row.duration_ms,
-            outcome: row.outcome,
-            status: row.status,
-            step: row.step,
-            error: row.error,
-            excerpt: row.excerpt,
-        }
-    }
-}
-
 /// A delivery with every attempt.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct DeliveryItem {
@@ -399,7 +362,7 @@ pub struct DeliveryItem {
     #[schema(value_type = String, format = DateTime)]
     pub updated_at: Timestamp,
     /// Every attempt, oldest first.
-    pub attempt_log: Vec<AttemptItem>,
+    pub attempt_log: Vec<AttemptRow>,
 }
 
 /// A delivery row with its attempts read from the store.
@@ -418,7 +381,7 @@ pub async fn delivery_item(state: &AppState, row: DeliveryRow) -> Result<Deliver
         remote: row.remote,
         created_at: row.created_at,
         updated_at: row.updated_at,
-        attempt_log: attempts.into_iter().map(AttemptItem::from).collect(),
+        attempt_log: attempts,
     })
 }
 
@@ -785,54 +748,21 @@ pub struct ForgetRequest {
     pub email: String,
 }
 
-/// What was erased.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct Forgotten {
-    /// Conversations of that visitor.
-    pub conversations: u64,
-    /// Their stored versions.
-    pub versions: u64,
-    /// Their deliveries.
-    pub deliveries: u64,
-    /// Their attempts, with answer excerpts.
-    pub attempts: u64,
-    /// Remote ids remembered for them.
-    pub ledger_entries: u64,
-    /// Quarantined bodies that mentioned the address.
-    pub quarantined: u64,
-    /// Other conversations' answer excerpts that mentioned it, blanked.
-    pub excerpts_blanked: u64,
-}
-
-impl From<ForgetReport> for Forgotten {
-    fn from(r: ForgetReport) -> Self {
-        Self {
-            conversations: r.conversations,
-            versions: r.versions,
-            deliveries: r.deliveries,
-            attempts: r.attempts,
-            ledger_entries: r.ledger_entries,
-            quarantined: r.quarantined,
-            excerpts_blanked: r.excerpts_blanked,
-        }
-    }
-}
-
 /// Erases every stored conversation, version, attempt excerpt and quarantined body of a
 /// visitor, and says what it removed.
 #[utoipa::path(post, path = "/api/forget", request_body = ForgetRequest,
-    responses((status = 200, body = Forgotten), (status = 400), (status = 401)))]
+    responses((status = 200, body = ForgetReport), (status = 400), (status = 401)))]
 async fn forget(
     State(state): State<AppState>,
     Json(request): Json<ForgetRequest>,
-) -> Result<Json<Forgotten>, ApiError> {
+) -> Result<Json<ForgetReport>, ApiError> {
     let report = maintenance::forget(state.store.as_ref(), &request.email)
         .await
         .map_err(|e| match e {
             maintenance::ForgetError::NotAnAddress(_) => ApiError::Invalid(e.to_string()),
             maintenance::ForgetError::Store(e) => ApiError::Unavailable(e),
         })?;
-    Ok(Json(report.into()))
+    Ok(Json(report))
 }
 
 /// One connector's health and queue.

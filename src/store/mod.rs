@@ -310,18 +310,19 @@ pub struct DeliveryRow {
     pub updated_at: Timestamp,
 }
 
-/// One recorded attempt, as listed.
-#[derive(Debug, Clone)]
+/// One recorded attempt, as listed (also the admin API's form).
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct AttemptRow {
-    /// Attempt number.
+    /// Attempt number, from 1.
     pub attempt: u32,
     /// When it started.
+    #[schema(value_type = String, format = DateTime)]
     pub started_at: Timestamp,
     /// How long it took.
     pub duration_ms: u64,
-    /// How it ended.
+    /// `delivered`, `retry`, `waiting` or `dead`.
     pub outcome: String,
-    /// The target's status.
+    /// The target's HTTP status, when it answered.
     pub status: Option<u16>,
     /// The failing step.
     pub step: Option<String>,
@@ -492,8 +493,8 @@ pub struct PurgeReport {
     pub quarantined: u64,
 }
 
-/// What [`Store::forget`] erased.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+/// What [`Store::forget`] erased (also the admin API's answer).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct ForgetReport {
     /// Conversations of that visitor.
     pub conversations: u64,

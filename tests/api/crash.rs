@@ -69,36 +69,16 @@ async fn five_acknowledged_conversations_survive_kill_9_and_make_five_tickets() 
     let config_path = write_config(dir.path(), &zendesk, Options::default());
     let config = config_path.to_str().unwrap();
     crate::helpers::captured_logs();
-    let client = reqwest::Client::new();
 
     let (mut first, address, _logs) = serve(config);
-    for channel in 0..5 {
-        let response = client
-            .post(format!("{address}/hooks/smartsupp/{HOOK_TOKEN}"))
-            .body(seed_with_channel(9000 + channel))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 202);
-    }
+    post_seeds(&address, 9000..9005).await;
     wait_until(|| async { (!zendesk.requests().is_empty()).then_some(()) }).await;
     first.kill().unwrap(); // SIGKILL
     first.wait().unwrap();
 
     zendesk.delay(Duration::ZERO);
     let (mut second, _, _logs) = serve(config);
-    let listed = wait_until(|| async {
-        let (_, out, _) = run_cli(&[
-            "--config",
-            config,
-            "deliveries",
-            "list",
-            "--state",
-            "delivered",
-        ]);
-        out.contains("5 deliveries").then_some(out)
-    })
-    .await;
+    let listed = wait_for_delivered(config, 5).await;
     second.kill().unwrap();
     second.wait().unwrap();
 
@@ -109,6 +89,41 @@ async fn five_acknowledged_conversations_survive_kill_9_and_make_five_tickets() 
         .collect();
     assert_eq!(tickets.len(), 5, "{listed}");
     assert_eq!(keys.len(), 5);
+}
+
+/// Posts the seed chat as conversations `channels` to a `serve` subprocess; each must be
+/// acknowledged.
+async fn post_seeds(address: &str, channels: std::ops::Range<u64>) {
+    let client = reqwest::Client::new();
+    for channel in channels {
+        let response = client
+            .post(format!("{address}/hooks/smartsupp/{HOOK_TOKEN}"))
+            .body(seed_with_channel(channel))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 202);
+    }
+}
+
+/// Waits until the CLI lists `count` delivered deliveries in the store of `config`; returns
+/// the listing.
+async fn wait_for_delivered(config: &str, count: usize) -> String {
+    let expected = format!("{count} deliveries");
+    wait_until(|| async {
+        let (_, out, _) = run_cli(&[
+            "--config",
+            config,
+            "deliveries",
+            "list",
+            "--state",
+            "delivered",
+            "--limit",
+            "1000",
+        ]);
+        out.contains(&expected).then_some(out)
+    })
+    .await
 }
 
 /// Sends `signal` (`TERM`, `HUP`) to a running chatbridge.
@@ -141,18 +156,9 @@ async fn sigterm_under_load_loses_and_doubles_nothing() {
     zendesk.delay(Duration::from_millis(200));
     let config_path = write_config(dir.path(), &zendesk, Options::default());
     let config = config_path.to_str().unwrap();
-    let client = reqwest::Client::new();
 
     let (mut first, address, logs) = serve(config);
-    for channel in 0..40 {
-        let response = client
-            .post(format!("{address}/hooks/smartsupp/{HOOK_TOKEN}"))
-            .body(seed_with_channel(9100 + channel))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 202);
-    }
+    post_seeds(&address, 9100..9140).await;
     wait_until(|| async { (zendesk.tickets().len() >= 3).then_some(()) }).await;
     signal(&first, "TERM");
     wait_for_log(&logs, "shutting down");
@@ -163,20 +169,7 @@ async fn sigterm_under_load_loses_and_doubles_nothing() {
 
     zendesk.delay(Duration::ZERO);
     let (mut second, _, _logs) = serve(config);
-    wait_until(|| async {
-        let (_, out, _) = run_cli(&[
-            "--config",
-            config,
-            "deliveries",
-            "list",
-            "--state",
-            "delivered",
-            "--limit",
-            "100",
-        ]);
-        out.contains("40 deliveries").then_some(())
-    })
-    .await;
+    wait_for_delivered(config, 40).await;
     signal(&second, "TERM");
     second.wait().unwrap();
 
@@ -213,7 +206,6 @@ async fn sighup_with_a_broken_template_is_refused_and_the_old_templates_stay() {
     };
     let config_path = write_config(dir.path(), &zendesk, options);
     let (mut child, address, logs) = serve(config_path.to_str().unwrap());
-    let client = reqwest::Client::new();
 
     std::fs::write(&ticket, good.replace("name }}", "name ")).unwrap();
     signal(&child, "HUP");
@@ -225,24 +217,14 @@ async fn sighup_with_a_broken_template_is_refused_and_the_old_templates_stay() {
         refused["error"].as_str().unwrap().contains("templates"),
         "{refused}"
     );
-    client
-        .post(format!("{address}/hooks/smartsupp/{HOOK_TOKEN}"))
-        .body(seed_with_channel(9201))
-        .send()
-        .await
-        .unwrap();
+    post_seeds(&address, 9201..9202).await;
     wait_until(|| async { (zendesk.tickets().len() == 1).then_some(()) }).await;
     assert_eq!(zendesk.tickets()[0]["subject"], "v1 Dusan Kmet");
 
     std::fs::write(&ticket, good.replace("v1", "v2")).unwrap();
     signal(&child, "HUP");
     wait_for_log(&logs, "reloaded connectors and templates");
-    client
-        .post(format!("{address}/hooks/smartsupp/{HOOK_TOKEN}"))
-        .body(seed_with_channel(9202))
-        .send()
-        .await
-        .unwrap();
+    post_seeds(&address, 9202..9203).await;
     wait_until(|| async { (zendesk.tickets().len() == 2).then_some(()) }).await;
     assert_eq!(zendesk.tickets()[1]["subject"], "v2 Dusan Kmet");
     signal(&child, "TERM");

@@ -4,7 +4,7 @@
 use chatbridge::model::Timestamp;
 use chatbridge::store::{ConversationCursor, ConversationFilter, DeliveryState};
 
-use crate::helpers::{Options, fixture, seed_with_channel, spawn_app, spawn_app_with};
+use crate::helpers::{Options, TestApp, fixture, seed_with_channel, spawn_app, spawn_app_with};
 
 #[tokio::test]
 async fn conversations_are_listed_newest_first_in_pages_and_filtered() {
@@ -21,23 +21,19 @@ async fn conversations_are_listed_newest_first_in_pages_and_filtered() {
         .await;
     app.wait_for_deliveries(DeliveryState::Delivered, 4).await;
 
-    let all = app
-        .store
-        .conversations(ConversationFilter::default())
-        .await
-        .unwrap();
+    let all = listed(&app, ConversationFilter::default()).await;
     assert_eq!(all.len(), 4);
     assert!(all.windows(2).all(|w| w[0].received_at >= w[1].received_at));
     assert!(all.iter().all(|c| c.deliveries.delivered == 1));
 
-    let first = app
-        .store
-        .conversations(ConversationFilter {
+    let first = listed(
+        &app,
+        ConversationFilter {
             limit: 3,
             ..ConversationFilter::default()
-        })
-        .await
-        .unwrap();
+        },
+    )
+    .await;
     let last = first.last().unwrap();
     let cursor = ConversationCursor {
         received_at: last.received_at,
@@ -47,37 +43,37 @@ async fn conversations_are_listed_newest_first_in_pages_and_filtered() {
         ConversationCursor::decode(&cursor.encode()).unwrap(),
         cursor
     );
-    let second = app
-        .store
-        .conversations(ConversationFilter {
+    let second = listed(
+        &app,
+        ConversationFilter {
             after: Some(cursor),
             limit: 3,
             ..ConversationFilter::default()
-        })
-        .await
-        .unwrap();
+        },
+    )
+    .await;
     let mut paged: Vec<_> = first.iter().chain(&second).map(|c| c.id.clone()).collect();
     assert_eq!(paged, all.iter().map(|c| c.id.clone()).collect::<Vec<_>>());
     paged.dedup();
     assert_eq!(paged.len(), 4);
 
-    let by_email = app
-        .store
-        .conversations(ConversationFilter {
+    let by_email = listed(
+        &app,
+        ConversationFilter {
             email: Some("DUSAN@domain.com".into()),
             ..ConversationFilter::default()
-        })
-        .await
-        .unwrap();
+        },
+    )
+    .await;
     assert_eq!(by_email.len(), 3);
-    let missed = app
-        .store
-        .conversations(ConversationFilter {
+    let missed = listed(
+        &app,
+        ConversationFilter {
             status: Some("missed".into()),
             ..ConversationFilter::default()
-        })
-        .await
-        .unwrap();
+        },
+    )
+    .await;
     assert_eq!(missed.len(), 1);
 
     let (row, versions) = app.store.conversation(&all[0].id).await.unwrap().unwrap();
@@ -139,11 +135,7 @@ async fn purge_removes_settled_conversations_and_keeps_pending_ones() {
     let later = Timestamp::now().plus(std::time::Duration::from_secs(1));
     let report = app.store.purge(later, later, 100).await.unwrap();
     assert_eq!(report.conversations, 1);
-    let left = app
-        .store
-        .conversations(ConversationFilter::default())
-        .await
-        .unwrap();
+    let left = listed(&app, ConversationFilter::default()).await;
     assert_eq!(left.len(), 1);
     assert_eq!(left[0].deliveries.pending, 1);
     assert!(
@@ -176,11 +168,7 @@ async fn forget_erases_the_visitor_and_reports_what_went() {
     assert_eq!(report.versions, 1);
     assert_eq!(report.deliveries, 1);
     assert_eq!(report.attempts, 1);
-    let left = app
-        .store
-        .conversations(ConversationFilter::default())
-        .await
-        .unwrap();
+    let left = listed(&app, ConversationFilter::default()).await;
     assert_eq!(left.len(), 1);
     assert_ne!(left[0].visitor_email.as_deref(), Some("dusan@domain.com"));
     assert_eq!(
@@ -191,4 +179,12 @@ async fn forget_erases_the_visitor_and_reports_what_went() {
             .conversations,
         0
     );
+}
+
+/// The conversations `filter` lists.
+async fn listed(
+    app: &TestApp,
+    filter: ConversationFilter,
+) -> Vec<chatbridge::store::ConversationRow> {
+    app.store.conversations(filter).await.unwrap()
 }
