@@ -7,6 +7,7 @@
 //! paging stays correct while new chats arrive. The OpenAPI document at
 //! `/api/openapi.json` is generated from these handlers and types.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use axum::extract::{Path, Query, Request, State};
@@ -109,22 +110,23 @@ async fn require_admin(State(state): State<AppState>, request: Request, next: Ne
         )
             .into_response();
     };
-    if presented_token(&request).is_some_and(|t| tokens.accepts(t)) {
+    if presented_token(&request).is_some_and(|t| tokens.accepts(&t)) {
         next.run(request).await
     } else {
         ApiError::Unauthorized.into_response()
     }
 }
 
-/// The token from `Authorization: Bearer` or the session cookie.
-pub fn presented_token(request: &Request) -> Option<&str> {
+/// The token from `Authorization: Bearer` or the session cookie (percent-decoded: the
+/// dashboard encodes what a cookie value may not hold).
+pub fn presented_token(request: &Request) -> Option<Cow<'_, str>> {
     let headers = request.headers();
     if let Some(bearer) = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
     {
-        return Some(bearer.trim());
+        return Some(Cow::Borrowed(bearer.trim()));
     }
     headers
         .get_all(header::COOKIE)
@@ -133,7 +135,7 @@ pub fn presented_token(request: &Request) -> Option<&str> {
         .flat_map(|v| v.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
         .find(|(name, _)| *name == SESSION_COOKIE)
-        .map(|(_, value)| value)
+        .map(|(_, value)| percent_encoding::percent_decode_str(value).decode_utf8_lossy())
 }
 
 /// A conversation as listed.
@@ -198,7 +200,7 @@ pub struct ConversationPage {
 }
 
 /// `GET /api/conversations` filters.
-#[derive(Debug, Default, Deserialize, IntoParams)]
+#[derive(Debug, Default, Serialize, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ConversationQuery {
     /// First received at or after (RFC 3339).

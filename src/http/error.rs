@@ -38,6 +38,9 @@ pub enum ApiError {
     /// 400: a request the admin API cannot act on, with what to change.
     #[error("{0}")]
     Invalid(String),
+    /// 403: authenticated, but the request may not come this way (a form from another site).
+    #[error("{0}")]
+    Forbidden(String),
     /// 404: no such conversation or delivery.
     #[error("{0}")]
     NotFound(String),
@@ -52,23 +55,38 @@ pub enum ApiError {
     Unavailable(#[from] StoreError),
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let status = match &self {
+impl ApiError {
+    /// The HTTP status this error answers with.
+    pub fn status(&self) -> StatusCode {
+        match self {
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
-            Self::UnknownSource(_) => StatusCode::NOT_FOUND,
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::UnknownSource(_) | Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Unparseable { .. } | Self::BadBody(_) | Self::Invalid(_) => {
                 StatusCode::BAD_REQUEST
             }
-            Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::Unrenderable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    /// What the caller is told: the cause of a 503 is logged here instead.
+    pub fn public_message(&self) -> String {
+        match self {
             Self::Unavailable(cause) => {
                 tracing::error!(error = %cause, "store failed; answering 503 so the sender retries");
-                StatusCode::SERVICE_UNAVAILABLE
+                "storage unavailable; send again later".to_owned()
             }
-        };
+            other => other.to_string(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
         let body = match &self {
             Self::Unparseable {
                 reason,
@@ -76,8 +94,7 @@ impl IntoResponse for ApiError {
             } => {
                 json!({ "error": reason, "quarantined": quarantine_id })
             }
-            Self::Unavailable(_) => json!({ "error": "storage unavailable; send again later" }),
-            other => json!({ "error": other.to_string() }),
+            other => json!({ "error": other.public_message() }),
         };
         (status, Json(body)).into_response()
     }

@@ -4,11 +4,14 @@
 //! - `POST /hooks/smartsupp/{token}` and `POST /hooks/smartsupp?token=` ([`ingest`])
 //! - `GET /healthz`, `GET /readyz` ([`health`]), `GET /metrics`
 //! - `/api/*` ([`api`]), with the admin token
+//! - the dashboard's pages at `/`, `/conversations`, `/dead`, `/playground` ([`dashboard`]),
+//!   with the admin token through a login form and a cookie
 //!
 //! Every request gets a span with method, matched route (never the URI: the hook token is
 //! in the path) and a request id, echoed in `x-request-id`.
 
 pub mod api;
+pub mod dashboard;
 pub mod error;
 pub mod health;
 pub mod ingest;
@@ -90,6 +93,7 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
         .nest("/api", api::router(state.clone()))
+        .merge(dashboard::router(state.clone()))
         .with_state(state)
         .layer(DefaultBodyLimit::max(max_body))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))

@@ -344,6 +344,43 @@ async fn the_openapi_document_is_openapi_3_and_lists_every_route() {
     );
 }
 
+/// The document passes a validator of the OpenAPI specification itself:
+/// `CHATBRIDGE_TEST_OPENAPI_VALIDATOR` names `openapi-spec-validator` (`.ci/run` installs
+/// the pinned version from PyPI and sets it).
+#[tokio::test]
+async fn the_openapi_document_passes_an_openapi_validator() {
+    let Some(validator) = crate::helpers::counterpart(
+        "CHATBRIDGE_TEST_OPENAPI_VALIDATOR",
+        "an openapi-spec-validator executable",
+    ) else {
+        return;
+    };
+    let app = spawn_app().await;
+    let text = app
+        .client
+        .get(format!("{}/api/openapi.json", app.address))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("openapi.json");
+    std::fs::write(&file, text).unwrap();
+    let output = std::process::Command::new(validator)
+        .arg(&file)
+        .output()
+        .expect("the validator runs");
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    println!("{said}");
+    assert!(output.status.success(), "openapi.json is refused: {said}");
+}
+
 #[tokio::test]
 async fn the_overview_counts_the_last_day_per_connector() {
     let app = spawn_app().await;

@@ -39,13 +39,10 @@ impl Drop for Prism {
 }
 
 fn prism_executable() -> Option<PathBuf> {
-    let found = std::env::var_os("CHATBRIDGE_TEST_PRISM").map(PathBuf::from);
-    if found.is_none() {
-        eprintln!(
-            "skipped: set CHATBRIDGE_TEST_PRISM to a Prism 5 executable to validate against vendor specs"
-        );
-    }
-    found
+    crate::helpers::counterpart(
+        "CHATBRIDGE_TEST_PRISM",
+        "a Prism 5 executable to validate against vendor specs",
+    )
 }
 
 fn spec(path: &Path) -> PathBuf {

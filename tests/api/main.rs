@@ -2,12 +2,14 @@
 //! local servers that behave like the real targets. One binary, so linking happens once.
 
 mod admin;
+mod browser;
 mod catalog;
 mod cli;
 mod connectors;
 mod contract;
 mod crash;
 mod custom_type;
+mod dashboard;
 mod delivery;
 mod email;
 mod fake_desks;

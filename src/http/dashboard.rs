@@ -1,0 +1,612 @@
+//! The dashboard: server-rendered pages for the person who runs the bridge.
+//!
+//! Every page is built from the same functions as the admin API ([`super::api`]), so the
+//! dashboard can show nothing the API could not, and both stay in step. The pages are Tera
+//! templates compiled into the binary (`src/http/pages/`), HTML-escaped, with no script
+//! beyond an auto-submit on the playground's pickers: no front-end build step.
+//!
+//! Access is the admin token, entered once in the login form and kept in an `HttpOnly`,
+//! `SameSite=Strict` cookie. Without `[admin] token` there is no dashboard at all (404).
+//! State-changing forms are also refused when the browser says the request came from
+//! another site (`Sec-Fetch-Site`), so a page elsewhere cannot press the retry button.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Form, Router};
+use include_dir::{Dir, include_dir};
+use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use tera::{Context, Kwargs, Tera};
+
+use super::AppState;
+use super::api::{
+    self, ConversationQuery, DeliveryQuery, PreviewRequest, SESSION_COOKIE, presented_token,
+};
+use super::error::ApiError;
+use crate::maintenance::{self, Silent};
+
+/// The page templates, compiled in.
+static PAGES: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/src/http/pages");
+
+/// Sample payloads the playground offers: the test fixtures, hostile ones included, so a
+/// template can be tried against the same chats its tests use.
+const SAMPLES: &[(&str, &str)] = &[
+    (
+        "seed-example",
+        include_str!("../../tests/fixtures/smartsupp/seed-example.json"),
+    ),
+    (
+        "completed-rated-with-comment",
+        include_str!("../../tests/fixtures/smartsupp/completed-rated-with-comment.json"),
+    ),
+    (
+        "missed-chat",
+        include_str!("../../tests/fixtures/smartsupp/missed-chat.json"),
+    ),
+    (
+        "offline-message",
+        include_str!("../../tests/fixtures/smartsupp/offline-message.json"),
+    ),
+    (
+        "visitor-without-email",
+        include_str!("../../tests/fixtures/smartsupp/visitor-without-email.json"),
+    ),
+    (
+        "two-agents-transfer",
+        include_str!("../../tests/fixtures/smartsupp/two-agents-transfer.json"),
+    ),
+    (
+        "unicode-emoji-rtl",
+        include_str!("../../tests/fixtures/smartsupp/unicode-emoji-rtl.json"),
+    ),
+    (
+        "injection-attempts",
+        include_str!("../../tests/fixtures/smartsupp/injection-attempts.json"),
+    ),
+];
+
+/// Characters kept out of the cookie value as sent (RFC 6265 `cookie-octet` excludes them),
+/// plus `%` so that decoding is exact.
+const COOKIE_VALUE: &AsciiSet = &CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b',')
+    .add(b';')
+    .add(b'\\')
+    .add(b'%');
+
+/// Form fields of the playground that carry template texts: `template:NAME`.
+const TEMPLATE_FIELD: &str = "template:";
+
+/// What the dashboard handlers share.
+#[derive(Clone)]
+struct Dashboard {
+    app: AppState,
+    pages: Arc<Tera>,
+}
+
+/// The dashboard's routes, for merging at `/`.
+///
+/// # Panics
+/// When a page template does not parse; they are compiled in and every one is rendered by
+/// the tests, so this cannot happen in a released build.
+pub fn router(state: AppState) -> Router<AppState> {
+    let dashboard = Dashboard {
+        app: state,
+        pages: Arc::new(pages().expect("the dashboard's page templates parse")),
+    };
+    let pages = Router::new()
+        .route("/", get(overview))
+        .route("/conversations", get(conversations))
+        .route("/conversations/{id}", get(conversation))
+        .route("/dead", get(dead))
+        .route("/dead/retry", post(retry_all_dead))
+        .route("/deliveries/{id}/retry", post(retry_delivery))
+        .route("/playground", get(playground).post(render_playground))
+        .route("/logout", post(logout))
+        .route_layer(middleware::from_fn_with_state(
+            dashboard.clone(),
+            require_session,
+        ));
+    Router::new()
+        .route("/login", get(login_form).post(login))
+        .merge(pages)
+        .with_state(dashboard)
+}
+
+/// Parses the page templates.
+///
+/// # Errors
+/// When one does not parse.
+fn pages() -> Result<Tera, tera::Error> {
+    let mut tera = Tera::default();
+    tera.autoescape_on([".html"]);
+    tera.register_filter("when", when_filter);
+    tera.register_filter("urlencode", |v: &str, _: Kwargs, _: &tera::State| {
+        crate::render::url_encode(v)
+    });
+    tera.add_raw_templates(
+        PAGES
+            .files()
+            .filter_map(|f| Some((f.path().to_str()?.to_owned(), f.contents_utf8()?.to_owned()))),
+    )?;
+    Ok(tera)
+}
+
+/// `{{ t | when }}`: an RFC 3339 time as `2026-11-24 09:00:01`, which reads better in a table;
+/// anything else unchanged.
+fn when_filter(value: tera::Value, _: Kwargs, _: &tera::State) -> String {
+    match value.as_str() {
+        Some(text) if text.len() >= 19 && text.as_bytes()[10] == b'T' => {
+            format!("{} {}", &text[..10], &text[11..19])
+        }
+        Some(text) => text.to_owned(),
+        None if value.is_none() || value.is_undefined() => String::new(),
+        None => value.to_string(),
+    }
+}
+
+/// A page that could not be shown, as HTML with the API's status code.
+struct PageError {
+    error: ApiError,
+    pages: Arc<Tera>,
+}
+
+impl IntoResponse for PageError {
+    fn into_response(self) -> Response {
+        let status = self.error.status();
+        let message = self.error.public_message();
+        page(
+            &self.pages,
+            status,
+            "error.html",
+            &json!({ "status": status.as_u16(), "message": message }),
+        )
+    }
+}
+
+impl Dashboard {
+    /// Wraps an error for display.
+    fn fail(&self, error: ApiError) -> PageError {
+        PageError {
+            error,
+            pages: self.pages.clone(),
+        }
+    }
+
+    /// Renders `name` with `data` (and the navigation's current section).
+    fn show(&self, name: &str, data: &impl Serialize) -> Response {
+        page(&self.pages, StatusCode::OK, name, data)
+    }
+}
+
+/// Renders a page; a template that fails to render is a 500 naming it, in the log too.
+fn page(pages: &Tera, status: StatusCode, name: &str, data: &impl Serialize) -> Response {
+    let rendered = Context::from_serialize(data).and_then(|cx| pages.render(name, &cx));
+    match rendered {
+        Ok(html) => (status, Html(html)).into_response(),
+        Err(e) => {
+            let message = crate::render::error_chain(&e);
+            tracing::error!(page = name, error = %message, "dashboard page failed to render");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("the page {name} failed to render: {message}"),
+            )
+                .into_response()
+        }
+    }
+}
+
+/// Lets a request with the admin token through; sends anyone else to the login form.
+async fn require_session(
+    State(dashboard): State<Dashboard>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let Some(tokens) = &dashboard.app.admin else {
+        return off(&dashboard);
+    };
+    if !presented_token(&request).is_some_and(|t| tokens.accepts(&t)) {
+        let back = request
+            .uri()
+            .path_and_query()
+            .map_or("/", |p| p.as_str())
+            .to_owned();
+        let target = if request.method() == Method::GET && back != "/" {
+            format!("/login?next={}", crate::render::url_encode(&back))
+        } else {
+            "/login".to_owned()
+        };
+        return Redirect::to(&target).into_response();
+    }
+    if request.method() == Method::POST && cross_site(request.headers()) {
+        return dashboard
+            .fail(ApiError::Forbidden(
+                "this form was sent from another site; use the dashboard's own pages".into(),
+            ))
+            .into_response();
+    }
+    next.run(request).await
+}
+
+/// The answer of every dashboard page while `[admin] token` is not set.
+fn off(dashboard: &Dashboard) -> Response {
+    dashboard
+        .fail(ApiError::NotFound(
+            "the dashboard is off; set admin.token in the config to turn it on".into(),
+        ))
+        .into_response()
+}
+
+/// Whether the browser says the request was made by another site's page.
+fn cross_site(headers: &HeaderMap) -> bool {
+    headers
+        .get("sec-fetch-site")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|site| site != "same-origin" && site != "none")
+}
+
+/// A local path to return to after a form, never another host.
+fn local_path(next: Option<&str>, fallback: &str) -> String {
+    match next {
+        Some(path) if path.starts_with('/') && !path.starts_with("//") && !path.contains('\\') => {
+            path.to_owned()
+        }
+        _ => fallback.to_owned(),
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct LoginQuery {
+    next: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct LoginForm {
+    token: String,
+    next: Option<String>,
+}
+
+async fn login_form(
+    State(dashboard): State<Dashboard>,
+    Query(query): Query<LoginQuery>,
+) -> Response {
+    if dashboard.app.admin.is_none() {
+        return off(&dashboard);
+    }
+    dashboard.show(
+        "login.html",
+        &json!({ "next": local_path(query.next.as_deref(), "/") }),
+    )
+}
+
+/// Checks the token and sets the session cookie.
+async fn login(State(dashboard): State<Dashboard>, Form(form): Form<LoginForm>) -> Response {
+    let Some(tokens) = &dashboard.app.admin else {
+        return off(&dashboard);
+    };
+    let next = local_path(form.next.as_deref(), "/");
+    let token = form.token.trim();
+    if !tokens.accepts(token) {
+        tracing::warn!("dashboard login refused: wrong admin token");
+        return page(
+            &dashboard.pages,
+            StatusCode::UNAUTHORIZED,
+            "login.html",
+            &json!({ "next": next, "error": "That is not the admin token." }),
+        );
+    }
+    let cookie = format!(
+        "{SESSION_COOKIE}={}; Path=/; HttpOnly; SameSite=Strict",
+        utf8_percent_encode(token, COOKIE_VALUE)
+    );
+    with_cookie(Redirect::to(&next), &cookie)
+}
+
+async fn logout() -> Response {
+    with_cookie(
+        Redirect::to("/login"),
+        &format!("{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0"),
+    )
+}
+
+fn with_cookie(redirect: Redirect, cookie: &str) -> Response {
+    let mut response = redirect.into_response();
+    if let Ok(value) = HeaderValue::from_str(cookie) {
+        response.headers_mut().insert(header::SET_COOKIE, value);
+    }
+    response
+}
+
+/// The last 24 hours: received, delivered, retrying and dead, and each connector's health.
+async fn overview(State(dashboard): State<Dashboard>) -> Result<Response, PageError> {
+    let overview = api::overview(&dashboard.app)
+        .await
+        .map_err(|e| dashboard.fail(e))?;
+    let sum = |f: fn(&api::ConnectorItem) -> u64| overview.connectors.iter().map(f).sum::<u64>();
+    let totals = json!({
+        "received": overview.received_24h,
+        "delivered": sum(|c| c.delivered_24h),
+        "retrying": sum(|c| c.retrying),
+        "pending": sum(|c| c.pending),
+        "dead": sum(|c| c.dead_24h),
+        "dead_now": sum(|c| c.dead),
+    });
+    Ok(dashboard.show(
+        "overview.html",
+        &json!({ "section": "overview", "totals": totals, "connectors": overview.connectors }),
+    ))
+}
+
+/// Conversations, newest first, with the API's search.
+async fn conversations(
+    State(dashboard): State<Dashboard>,
+    Query(query): Query<ConversationQuery>,
+) -> Result<Response, PageError> {
+    let filter = query.filter().map_err(|e| dashboard.fail(e))?;
+    let limit = filter.limit;
+    let rows = dashboard
+        .app
+        .store
+        .conversations(filter)
+        .await
+        .map_err(|e| dashboard.fail(e.into()))?;
+    let page = api::conversation_page(rows, limit);
+    Ok(dashboard.show(
+        "conversations.html",
+        &json!({ "section": "conversations", "query": query, "page": page }),
+    ))
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct Notice {
+    retried: Option<String>,
+}
+
+/// A conversation's transcript (latest version), its versions and its deliveries with every
+/// attempt.
+async fn conversation(
+    State(dashboard): State<Dashboard>,
+    Path(id): Path<String>,
+    Query(notice): Query<Notice>,
+) -> Result<Response, PageError> {
+    let detail = api::conversation_detail(&dashboard.app, &id)
+        .await
+        .map_err(|e| dashboard.fail(e))?;
+    let latest = detail.versions.last().map(|v| &v.conversation);
+    Ok(dashboard.show(
+        "conversation.html",
+        &json!({
+            "section": "conversations",
+            "detail": detail,
+            "latest": latest,
+            "here": format!("/conversations/{}", crate::render::url_encode(&id)),
+            "retried": notice.retried,
+        }),
+    ))
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct DeadQuery {
+    connector: Option<String>,
+    cursor: Option<i64>,
+    retried: Option<String>,
+}
+
+/// Dead letters, with a retry button each and one for all.
+async fn dead(
+    State(dashboard): State<Dashboard>,
+    Query(query): Query<DeadQuery>,
+) -> Result<Response, PageError> {
+    let page = api::delivery_page(
+        &dashboard.app,
+        &DeliveryQuery {
+            state: Some("dead".into()),
+            connector: query.connector.clone(),
+            cursor: query.cursor,
+            ..DeliveryQuery::default()
+        },
+    )
+    .await
+    .map_err(|e| dashboard.fail(e))?;
+    let connectors: Vec<String> = dashboard
+        .app
+        .registry
+        .current()
+        .connectors()
+        .map(|c| c.name().to_owned())
+        .collect();
+    Ok(dashboard.show(
+        "dead.html",
+        &json!({
+            "section": "dead",
+            "page": page,
+            "connector": query.connector.unwrap_or_default(),
+            "connectors": connectors,
+            "retried": query.retried,
+        }),
+    ))
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct RetryForm {
+    next: Option<String>,
+    connector: Option<String>,
+}
+
+/// Appends `retried=WHAT` to a local path, for the notice on the page returned to.
+fn with_notice(path: &str, what: &str) -> String {
+    let separator = if path.contains('?') { '&' } else { '?' };
+    format!(
+        "{path}{separator}retried={}",
+        crate::render::url_encode(what)
+    )
+}
+
+async fn retry_delivery(
+    State(dashboard): State<Dashboard>,
+    Path(id): Path<i64>,
+    Form(form): Form<RetryForm>,
+) -> Result<Response, PageError> {
+    api::retry_one(&dashboard.app, id)
+        .await
+        .map_err(|e| dashboard.fail(e))?;
+    let back = local_path(form.next.as_deref(), "/dead");
+    Ok(Redirect::to(&with_notice(&back, &format!("delivery {id}"))).into_response())
+}
+
+async fn retry_all_dead(
+    State(dashboard): State<Dashboard>,
+    Form(form): Form<RetryForm>,
+) -> Result<Response, PageError> {
+    let connector = form.connector.as_deref().filter(|c| !c.is_empty());
+    let retried = maintenance::retry_dead(dashboard.app.store.as_ref(), connector, &mut Silent)
+        .await
+        .map_err(|e| dashboard.fail(e.into()))?;
+    dashboard.app.wake.notify_one();
+    let what = match retried {
+        1 => "1 delivery".to_owned(),
+        n => format!("{n} deliveries"),
+    };
+    Ok(Redirect::to(&with_notice("/dead", &what)).into_response())
+}
+
+/// The playground's state, as shown and as posted back.
+#[derive(Debug, Default, Serialize)]
+struct Playground {
+    section: &'static str,
+    samples: Vec<&'static str>,
+    connectors: Vec<String>,
+    sample: String,
+    connector: String,
+    payload: String,
+    /// Template texts by name, edited or as loaded.
+    templates: BTreeMap<String, String>,
+    requests: Vec<api::PlannedItem>,
+    error: Option<String>,
+}
+
+impl Playground {
+    fn new(dashboard: &Dashboard) -> Self {
+        let connectors: Vec<String> = dashboard
+            .app
+            .registry
+            .current()
+            .connectors()
+            .map(|c| c.name().to_owned())
+            .collect();
+        Self {
+            section: "playground",
+            samples: SAMPLES.iter().map(|(name, _)| *name).collect(),
+            connector: connectors.first().cloned().unwrap_or_default(),
+            connectors,
+            sample: SAMPLES[0].0.to_owned(),
+            payload: SAMPLES[0].1.to_owned(),
+            ..Self::default()
+        }
+    }
+}
+
+/// The playground, with the first sample and connector picked.
+async fn playground(State(dashboard): State<Dashboard>) -> Response {
+    let mut state = Playground::new(&dashboard);
+    state.render(&dashboard).await;
+    dashboard.show("playground.html", &state)
+}
+
+/// Renders the posted payload through the chosen connector with the posted template texts,
+/// saving nothing. Picking another sample or connector (`load`) starts from its originals.
+async fn render_playground(
+    State(dashboard): State<Dashboard>,
+    Form(fields): Form<Vec<(String, String)>>,
+) -> Response {
+    let mut state = Playground::new(&dashboard);
+    let mut load = false;
+    for (name, value) in fields {
+        match name.as_str() {
+            "sample" => state.sample = value,
+            "connector" => state.connector = value,
+            "payload" => state.payload = value,
+            "load" => load = true,
+            _ => {
+                if let Some(template) = name.strip_prefix(TEMPLATE_FIELD) {
+                    state.templates.insert(template.to_owned(), value);
+                }
+            }
+        }
+    }
+    if load {
+        state.templates.clear();
+        if let Some((_, text)) = SAMPLES.iter().find(|(n, _)| *n == state.sample) {
+            state.payload = (*text).to_owned();
+        }
+    }
+    state.render(&dashboard).await;
+    dashboard.show("playground.html", &state)
+}
+
+impl Playground {
+    /// Fills in the requests (or the error) and the connector's template texts.
+    async fn render(&mut self, dashboard: &Dashboard) {
+        let payload = match serde_json::from_str::<Value>(&self.payload) {
+            Ok(payload) => payload,
+            Err(e) => {
+                self.error = Some(format!("The payload is not JSON: {e}"));
+                return;
+            }
+        };
+        let request = PreviewRequest {
+            connector: self.connector.clone(),
+            payload,
+            templates: self.templates.clone(),
+        };
+        match api::render_preview(&dashboard.app, request).await {
+            Ok(preview) => {
+                self.requests = preview.requests;
+                self.templates = preview.templates;
+            }
+            Err(e) => self.error = Some(e.public_message()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_page_template_parses() {
+        pages().unwrap();
+    }
+
+    #[test]
+    fn forms_return_only_to_local_paths() {
+        assert_eq!(
+            local_path(Some("/dead?connector=a"), "/"),
+            "/dead?connector=a"
+        );
+        assert_eq!(local_path(Some("//evil.example/"), "/dead"), "/dead");
+        assert_eq!(local_path(Some("https://evil.example/"), "/dead"), "/dead");
+        assert_eq!(local_path(Some("/\\evil.example"), "/dead"), "/dead");
+        assert_eq!(local_path(None, "/"), "/");
+    }
+
+    #[test]
+    fn times_read_as_date_and_clock() {
+        let state = tera::Context::new();
+        let state = tera::State::new(&state);
+        let shown = when_filter(
+            tera::Value::from("2026-11-24T09:00:01.250Z"),
+            Kwargs::default(),
+            &state,
+        );
+        assert_eq!(shown, "2026-11-24 09:00:01");
+    }
+}

@@ -1,0 +1,399 @@
+//! The dashboard over HTTP, as a browser without scripts uses it: the login form and its
+//! cookie, every page, the retry buttons, and the playground rendering unsaved edits.
+//! `browser.rs` drives the same pages in a real Chromium.
+
+use reqwest::StatusCode;
+use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
+use serde_json::json;
+
+use crate::fake_vendor::Scripted;
+use crate::helpers::{ADMIN_TOKEN, Options, TestApp, fixture, spawn_app, spawn_app_with};
+use chatbridge::store::DeliveryState;
+
+/// A client that keeps the session cookie and does not follow redirects, so that each
+/// answer can be checked.
+struct Browser {
+    client: reqwest::Client,
+    base: String,
+    cookie: Option<String>,
+}
+
+impl Browser {
+    fn new(app: &TestApp) -> Self {
+        Self {
+            client: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+            base: app.address.clone(),
+            cookie: None,
+        }
+    }
+
+    /// Logs in through the form; the answer to the form post.
+    async fn log_in(&mut self, token: &str) -> reqwest::Response {
+        let response = self
+            .client
+            .post(format!("{}/login", self.base))
+            .form(&[("token", token), ("next", "/dead")])
+            .send()
+            .await
+            .unwrap();
+        if let Some(cookie) = response.headers().get(SET_COOKIE) {
+            let cookie = cookie.to_str().unwrap();
+            self.cookie = Some(cookie.split(';').next().unwrap().to_owned());
+        }
+        response
+    }
+
+    fn with_cookie(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match &self.cookie {
+            Some(cookie) => request.header(COOKIE, cookie),
+            None => request,
+        }
+    }
+
+    async fn get(&self, path: &str) -> reqwest::Response {
+        self.with_cookie(self.client.get(format!("{}{path}", self.base)))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// `GET path`, which must answer 200; the page's HTML.
+    async fn page(&self, path: &str) -> String {
+        let response = self.get(path).await;
+        assert_eq!(response.status(), 200, "GET {path}");
+        response.text().await.unwrap()
+    }
+
+    async fn post_form(&self, path: &str, fields: &[(&str, &str)]) -> reqwest::Response {
+        self.with_cookie(self.client.post(format!("{}{path}", self.base)))
+            .form(fields)
+            .send()
+            .await
+            .unwrap()
+    }
+}
+
+fn location(response: &reqwest::Response) -> &str {
+    response.headers()[LOCATION].to_str().unwrap()
+}
+
+#[tokio::test]
+async fn pages_need_the_admin_token_entered_in_the_login_form() {
+    let app = spawn_app().await;
+    let mut browser = Browser::new(&app);
+
+    for path in ["/", "/conversations", "/dead", "/playground"] {
+        let response = browser.get(path).await;
+        assert_eq!(response.status(), StatusCode::SEE_OTHER, "{path}");
+        assert!(location(&response).starts_with("/login"), "{path}");
+    }
+    let form = browser.page("/login?next=%2Fdead").await;
+    assert!(form.contains(r#"name="token""#), "{form}");
+    assert!(form.contains(r#"value="/dead""#), "{form}");
+
+    let wrong = browser.log_in("not-the-token").await;
+    assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+    assert!(browser.cookie.is_none());
+    assert!(wrong.text().await.unwrap().contains("not the admin token"));
+
+    let right = browser.log_in(ADMIN_TOKEN).await;
+    assert_eq!(right.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&right), "/dead");
+    let set = right.headers()[SET_COOKIE].to_str().unwrap();
+    assert!(
+        set.contains("HttpOnly") && set.contains("SameSite=Strict"),
+        "{set}"
+    );
+    let overview = browser.page("/").await;
+    assert!(overview.contains("Last 24 hours"), "{overview}");
+    assert!(
+        overview.contains(r#"data-connector="helpdesk""#),
+        "{overview}"
+    );
+
+    // The same cookie opens the admin API (the pages' scripts would use it).
+    let api = browser.get("/api/conversations").await;
+    assert_eq!(api.status(), 200);
+
+    let logout = browser.post_form("/logout", &[]).await;
+    assert_eq!(logout.status(), StatusCode::SEE_OTHER);
+    assert!(
+        logout.headers()[SET_COOKIE]
+            .to_str()
+            .unwrap()
+            .contains("Max-Age=0")
+    );
+}
+
+#[tokio::test]
+async fn without_an_admin_token_there_is_no_dashboard() {
+    let app = spawn_app_with(Options {
+        admin: false,
+        ..Options::default()
+    })
+    .await;
+    let browser = Browser::new(&app);
+    for path in ["/", "/login", "/dead", "/playground"] {
+        let response = browser.get(path).await;
+        assert_eq!(response.status(), StatusCode::NOT_FOUND, "{path}");
+        assert!(response.text().await.unwrap().contains("admin.token"));
+    }
+    let api = browser.get("/api/conversations").await;
+    assert_eq!(api.status(), StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn the_seed_is_found_shown_with_its_attempts_and_its_dead_delivery_retried() {
+    let app = spawn_app().await;
+    app.zendesk.script([Scripted::status(
+        422,
+        json!({ "error": "RecordInvalid", "description": "Requester is suspended" }),
+    )]);
+    app.post_smartsupp(fixture("smartsupp/seed-example.json"))
+        .await;
+    let dead = app.wait_for_deliveries(DeliveryState::Dead, 1).await;
+    let id = dead[0].id;
+    let mut browser = Browser::new(&app);
+    browser.log_in(ADMIN_TOKEN).await;
+
+    let overview = browser.page("/").await;
+    assert!(
+        overview.contains(r#"<div class="n" id="received">1</div>"#),
+        "{overview}"
+    );
+    assert!(
+        overview.contains(r#"<div class="n" id="dead">1</div>"#),
+        "{overview}"
+    );
+
+    let found = browser
+        .page("/conversations?email=DUSAN%40domain.com&status=completed")
+        .await;
+    assert!(
+        found.contains(r#"href="/conversations/smartsupp%3A208%3A55039""#),
+        "{found}"
+    );
+    assert!(
+        found.contains(r#"<span class="chip dead">1 dead</span>"#),
+        "{found}"
+    );
+    let none = browser.page("/conversations?status=missed").await;
+    assert!(none.contains("No conversation matches"), "{none}");
+    let bad = browser.get("/conversations?since=yesterday").await;
+    assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
+    assert!(bad.text().await.unwrap().contains("RFC 3339"));
+
+    let page = browser.page("/conversations/smartsupp%3A208%3A55039").await;
+    for shown in [
+        "Hi, how can i help you ?",
+        "Dusan Kmet",
+        "dusan@domain.com",
+        "Test Trigger (automatic)",
+        r#"<span class="chip dead">dead</span>"#,
+        "HTTP 422",
+        "Requester is suspended",
+        &format!(r#"action="/deliveries/{id}/retry""#),
+    ] {
+        assert!(page.contains(shown), "{shown} in {page}");
+    }
+
+    let letters = browser.page("/dead").await;
+    assert!(letters.contains(&format!(r#"id="dead-{id}""#)), "{letters}");
+
+    // A form posted from another site's page is refused, and changes nothing.
+    let forged = browser
+        .with_cookie(
+            browser
+                .client
+                .post(format!("{}/deliveries/{id}/retry", browser.base)),
+        )
+        .header("sec-fetch-site", "cross-site")
+        .form(&[("next", "/dead")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), StatusCode::FORBIDDEN);
+    assert_eq!(app.deliveries(Some(DeliveryState::Dead)).await.len(), 1);
+
+    let retried = browser
+        .post_form(&format!("/deliveries/{id}/retry"), &[("next", "/dead")])
+        .await;
+    assert_eq!(retried.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&retried), format!("/dead?retried=delivery%20{id}"));
+    app.wait_for_deliveries(DeliveryState::Delivered, 1).await;
+    assert_eq!(app.zendesk.tickets().len(), 1);
+    let after = browser.page(location(&retried)).await;
+    assert!(
+        after.contains(&format!("delivery {id} queued again")),
+        "{after}"
+    );
+    assert!(after.contains("No dead delivery"), "{after}");
+
+    // Retrying what is no longer dead says so.
+    let again = browser
+        .post_form(&format!("/deliveries/{id}/retry"), &[])
+        .await;
+    assert_eq!(again.status(), StatusCode::CONFLICT);
+    assert!(again.text().await.unwrap().contains("not dead"));
+}
+
+#[tokio::test]
+async fn retry_all_puts_every_dead_delivery_of_a_connector_back() {
+    let app = spawn_app().await;
+    let refusal = || {
+        Scripted::status(
+            422,
+            json!({ "error": "RecordInvalid", "description": "Requester is suspended" }),
+        )
+    };
+    app.zendesk.script([refusal(), refusal()]);
+    app.post_smartsupp(crate::helpers::seed_with_channel(1))
+        .await;
+    app.post_smartsupp(crate::helpers::seed_with_channel(2))
+        .await;
+    app.wait_for_deliveries(DeliveryState::Dead, 2).await;
+    let mut browser = Browser::new(&app);
+    browser.log_in(ADMIN_TOKEN).await;
+
+    let letters = browser.page("/dead?connector=helpdesk").await;
+    assert!(
+        letters.contains("Retry every dead delivery of helpdesk"),
+        "{letters}"
+    );
+    let retried = browser
+        .post_form("/dead/retry", &[("connector", "helpdesk")])
+        .await;
+    assert_eq!(location(&retried), "/dead?retried=2%20deliveries");
+    app.wait_for_deliveries(DeliveryState::Delivered, 2).await;
+    assert_eq!(app.zendesk.tickets().len(), 2);
+}
+
+#[tokio::test]
+async fn hostile_chat_text_is_shown_as_text() {
+    let app = spawn_app().await;
+    app.post_smartsupp(fixture("smartsupp/injection-attempts.json"))
+        .await;
+    app.wait_for_deliveries(DeliveryState::Delivered, 1).await;
+    let mut browser = Browser::new(&app);
+    browser.log_in(ADMIN_TOKEN).await;
+    let listed = browser.page("/conversations").await;
+    let href = listed
+        .split(r#"href="/conversations/"#)
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap();
+    let page = browser.page(&format!("/conversations/{href}")).await;
+    assert!(!page.contains("<script>alert"), "{page}");
+    assert!(page.contains("&lt;script&gt;alert"), "{page}");
+    assert!(!page.contains("<img src=x"), "{page}");
+
+    // In the playground the payload sits in a textarea: `</textarea>` in a message must not
+    // close it.
+    let playground = browser
+        .post_form(
+            "/playground",
+            &[
+                ("sample", "injection-attempts"),
+                ("connector", "helpdesk"),
+                ("load", "1"),
+            ],
+        )
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(
+        playground.matches("</textarea>").count(),
+        playground.matches("<textarea").count()
+    );
+    assert!(playground.contains("&lt;/textarea&gt;"), "{playground}");
+}
+
+#[tokio::test]
+async fn the_playground_renders_edited_templates_without_saving_them() {
+    let app = spawn_app().await;
+    let mut browser = Browser::new(&app);
+    browser.log_in(ADMIN_TOKEN).await;
+
+    let first = browser.page("/playground").await;
+    assert!(
+        first.contains(r#"<option value="seed-example" selected>"#),
+        "{first}"
+    );
+    assert!(first.contains("POST <code>"), "{first}");
+    assert!(first.contains("Dusan Kmet"), "{first}");
+    assert!(
+        first.contains(r#"name="template:zendesk/ticket.json.tera""#),
+        "{first}"
+    );
+    assert!(
+        !first.contains(ADMIN_TOKEN) && !first.contains(crate::helpers::ZENDESK_TOKEN),
+        "secrets are masked"
+    );
+
+    let template = app
+        .api_post(
+            "/api/preview",
+            json!({ "connector": "helpdesk", "payload": serde_json::from_slice::<serde_json::Value>(&fixture("smartsupp/missed-chat.json")).unwrap() }),
+        )
+        .await
+        .1["templates"]["zendesk/ticket.json.tera"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let edited = template.replacen("\"subject\": \"", "\"subject\": \"EDITED ", 1);
+    assert_ne!(edited, template, "the ticket template has a subject");
+    let payload = String::from_utf8(fixture("smartsupp/missed-chat.json")).unwrap();
+    let rendered = browser
+        .post_form(
+            "/playground",
+            &[
+                ("sample", "missed-chat"),
+                ("connector", "helpdesk"),
+                ("payload", &payload),
+                ("template:zendesk/ticket.json.tera", &edited),
+            ],
+        )
+        .await;
+    assert_eq!(rendered.status(), 200);
+    let rendered = rendered.text().await.unwrap();
+    assert!(rendered.contains("EDITED "), "{rendered}");
+
+    // Nothing was saved: a fresh playground renders the original.
+    let fresh = browser.page("/playground").await;
+    assert!(!fresh.contains("EDITED "), "{fresh}");
+
+    // A template that does not parse is reported on the page, with the edit kept.
+    let broken = edited
+        .replacen("{{", "{{ conversation.", 1)
+        .replacen("}}", "", 1);
+    let refused = browser
+        .post_form(
+            "/playground",
+            &[
+                ("connector", "helpdesk"),
+                ("payload", &payload),
+                ("template:zendesk/ticket.json.tera", &broken),
+            ],
+        )
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(refused.contains(r#"id="render-error""#), "{refused}");
+    assert!(refused.contains("EDITED "), "{refused}");
+
+    let not_json = browser
+        .post_form(
+            "/playground",
+            &[("connector", "helpdesk"), ("payload", "{ not json")],
+        )
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(not_json.contains("The payload is not JSON"), "{not_json}");
+}
