@@ -151,7 +151,20 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let config = Config::load(&cli.config)?;
     match cli.command {
         Command::Serve => {
-            telemetry::init(config.log.format, &config.log.filter, std::io::stdout);
+            let traces = telemetry::Traces::from_config(&config.traces)?;
+            telemetry::init(
+                config.log.format,
+                &config.log.filter,
+                std::io::stdout,
+                traces.as_ref(),
+            );
+            if traces.is_some() {
+                tracing::info!(
+                    service_name = %config.traces.service_name,
+                    sample_ratio = config.traces.sample_ratio,
+                    "exporting traces over OTLP/HTTP"
+                );
+            }
             if config
                 .sources
                 .smartsupp
@@ -163,7 +176,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 );
             }
             let app = Application::build(config).await?;
-            app.run_until_stopped().await.context("server failed")?;
+            let served = app.run_until_stopped().await.context("server failed");
+            if let Some(traces) = traces {
+                traces.shutdown().await;
+            }
+            served?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Check => unreachable!("handled above"),
@@ -381,7 +398,12 @@ fn check(path: &Path) -> ExitCode {
 }
 
 fn quiet_logs() {
-    telemetry::init(crate::config::LogFormat::Text, "warn", std::io::stderr);
+    telemetry::init(
+        crate::config::LogFormat::Text,
+        "warn",
+        std::io::stderr,
+        None,
+    );
 }
 
 fn find<'a>(

@@ -50,6 +50,9 @@ pub struct Config {
     /// Logging.
     #[serde(default)]
     pub log: LogConfig,
+    /// OpenTelemetry trace export.
+    #[serde(default)]
+    pub traces: TracesConfig,
     /// How transcripts read in every connector's templates.
     #[serde(default)]
     pub transcript: TranscriptConfig,
@@ -274,6 +277,34 @@ impl Default for LogConfig {
     }
 }
 
+/// `[traces]`: spans (requests, deliveries, their attempts and upstream calls) exported to
+/// an OpenTelemetry collector over OTLP/HTTP with protobuf bodies. Off while `otlp_endpoint`
+/// is not set, and then costs nothing: no exporter, no span bookkeeping beyond the logs'.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TracesConfig {
+    /// The collector's OTLP/HTTP base URL (`http://127.0.0.1:4318`); spans are posted to
+    /// `{otlp_endpoint}/v1/traces`.
+    pub otlp_endpoint: Option<String>,
+    /// `service.name` of the exported spans.
+    pub service_name: String,
+    /// Share of traces kept, from 0.0 to 1.0 (a request's decision holds for its children).
+    pub sample_ratio: f64,
+    /// Headers sent with every export, such as a vendor's API key.
+    pub headers: BTreeMap<String, SecretString>,
+}
+
+impl Default for TracesConfig {
+    fn default() -> Self {
+        Self {
+            otlp_endpoint: None,
+            service_name: "chatbridge".into(),
+            sample_ratio: 1.0,
+            headers: BTreeMap::new(),
+        }
+    }
+}
+
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -451,6 +482,7 @@ const SECTIONS: &[&str] = &[
     "admin",
     "delivery",
     "log",
+    "traces",
     "transcript",
     "retention",
     "privacy",
@@ -529,6 +561,22 @@ impl Config {
         }
         if self.server.max_body_bytes == 0 {
             problem("server.max_body_bytes", "must be more than 0".into());
+        }
+        if let Some(endpoint) = &self.traces.otlp_endpoint
+            && !(endpoint.starts_with("http://") || endpoint.starts_with("https://"))
+        {
+            problem(
+                "traces.otlp_endpoint",
+                format!(
+                    "`{endpoint}` is not an http:// or https:// URL like http://127.0.0.1:4318"
+                ),
+            );
+        }
+        if !(0.0..=1.0).contains(&self.traces.sample_ratio) {
+            problem(
+                "traces.sample_ratio",
+                format!("{} is not between 0.0 and 1.0", self.traces.sample_ratio),
+            );
         }
         if let Err(e) = jiff::tz::TimeZone::get(&self.transcript.time_zone) {
             problem(

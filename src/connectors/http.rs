@@ -19,6 +19,7 @@ use hmac::{Hmac, Mac};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use sha2::Sha256;
 use tera::Context;
+use tracing::Instrument as _;
 
 use super::definition::{
     Auth, Definition, OutputSource, OutputSpec, StatusRule, Step, WaitHeader, WaitUnit, snippet,
@@ -391,14 +392,19 @@ impl HttpConnector {
             message: describe_transport_error(&e.without_url()),
         };
         self.cx.throttle().await;
+        // The call to the target, as a child of the attempt's span in exported traces.
+        let span =
+            tracing::info_span!("upstream", step = %step.name, status = tracing::field::Empty);
         let started = Instant::now();
-        let sent = request.send().await;
+        let sent = request.send().instrument(span.clone()).await;
         self.cx
             .shared
             .metrics
             .upstream(&self.name, &step.name, started.elapsed());
         let mut response = sent.map_err(transport)?;
         let status = response.status().as_u16();
+        // Signed: trace exporters keep unsigned numbers as text.
+        span.record("status", i64::from(status));
         let headers = response.headers().clone();
         let mut answer = Vec::new();
         while let Some(chunk) = response.chunk().await.map_err(transport)? {

@@ -273,7 +273,8 @@ impl Worker {
             r#type = %kind,
             conversation_id = %leased.conversation_id,
             delivery_id = leased.id,
-            attempt,
+            // Signed: trace exporters keep unsigned numbers as text.
+            attempt = i64::from(attempt),
         );
         async move {
             let started_at = Timestamp::now();

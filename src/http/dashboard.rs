@@ -287,8 +287,13 @@ async fn login_form(
     )
 }
 
-/// Checks the token and sets the session cookie.
-async fn login(State(dashboard): State<Dashboard>, Form(form): Form<LoginForm>) -> Response {
+/// Checks the token and sets the session cookie (`Secure` when a reverse proxy says the
+/// browser came over HTTPS).
+async fn login(
+    State(dashboard): State<Dashboard>,
+    headers: HeaderMap,
+    Form(form): Form<LoginForm>,
+) -> Response {
     let Some(tokens) = &dashboard.app.admin else {
         return off(&dashboard);
     };
@@ -303,9 +308,13 @@ async fn login(State(dashboard): State<Dashboard>, Form(form): Form<LoginForm>) 
             &json!({ "next": next, "error": "That is not the admin token." }),
         );
     }
+    let secure = headers
+        .get("x-forwarded-proto")
+        .is_some_and(|p| p.as_bytes().eq_ignore_ascii_case(b"https"));
     let cookie = format!(
-        "{SESSION_COOKIE}={}; Path=/; HttpOnly; SameSite=Strict",
-        utf8_percent_encode(token, COOKIE_VALUE)
+        "{SESSION_COOKIE}={}; Path=/; HttpOnly; SameSite=Strict{}",
+        utf8_percent_encode(token, COOKIE_VALUE),
+        if secure { "; Secure" } else { "" }
     );
     with_cookie(Redirect::to(&next), &cookie)
 }

@@ -40,6 +40,7 @@ fn log_buffer() -> &'static Arc<Mutex<Vec<u8>>> {
             LogFormat::Json,
             "chatbridge=trace,tower_http=debug,warn",
             move || writer.clone(),
+            None,
         );
         buffer
     })

@@ -24,6 +24,8 @@ mod ingest;
 mod limits;
 mod logs;
 mod privacy;
+mod process;
 mod real_counterparts;
 mod snapshots;
 mod store;
+mod traces;
