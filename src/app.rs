@@ -110,7 +110,7 @@ impl Reloader {
             })?;
             let config = Config::load(path)?;
             let registry = Registry::build(&config, &this.shared).map_err(ConfigError::from)?;
-            let names = registry.connectors().map(|c| c.name().to_owned()).collect();
+            let names = registry.names();
             this.live.replace(registry);
             *this.config.write().expect("never poisoned") = Arc::new(config);
             Ok(names)

@@ -304,7 +304,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let registry = app::registry(&config)?;
             let connectors = match connector {
                 Some(name) => vec![find(&registry, &name)?.name().to_owned()],
-                None => registry.connectors().map(|c| c.name().to_owned()).collect(),
+                None => registry.names(),
             };
             let range = ReplayRange {
                 since: time(&since, "since")?,
@@ -411,7 +411,7 @@ fn find<'a>(
     name: &str,
 ) -> anyhow::Result<&'a std::sync::Arc<dyn Connector>> {
     registry.get(name).with_context(|| {
-        let names: Vec<&str> = registry.connectors().map(|c| c.name()).collect();
+        let names = registry.names();
         format!(
             "no connector instance `{name}` in the config; configured: {}",
             names.join(", ")

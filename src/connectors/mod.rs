@@ -167,6 +167,15 @@ pub struct Receipt {
 }
 
 impl Receipt {
+    /// The last step sent in this attempt and the target's status for it: what the attempt
+    /// log shows for a success.
+    pub fn last_sent(&self) -> Option<(&str, u16)> {
+        self.steps.iter().rev().find_map(|s| match s.outcome {
+            StepOutcome::Sent(status) => Some((s.step.as_str(), status)),
+            _ => None,
+        })
+    }
+
     /// All outputs of all steps, `step.output` → value, for the store's record of remote ids.
     pub fn remote_ids(&self) -> serde_json::Value {
         let map: serde_json::Map<String, serde_json::Value> = self
@@ -582,6 +591,11 @@ impl Registry {
     /// Every configured instance.
     pub fn connectors(&self) -> impl Iterator<Item = &Arc<dyn Connector>> {
         self.instances.iter().map(|i| &i.connector)
+    }
+
+    /// Every instance's name, in config order.
+    pub fn names(&self) -> Vec<String> {
+        self.connectors().map(|c| c.name().to_owned()).collect()
     }
 
     /// Every instance's name and limits.

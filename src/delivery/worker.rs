@@ -417,6 +417,10 @@ impl Worker {
         };
         let error = match result {
             Ok(receipt) => {
+                if let Some((step, status)) = receipt.last_sent() {
+                    record.step = Some(step.to_owned());
+                    record.status = Some(status);
+                }
                 return (
                     record,
                     NextState::Delivered {

@@ -352,7 +352,7 @@ pub struct DeliveryItem {
     /// Next attempt, while pending.
     #[schema(value_type = Option<String>, format = DateTime)]
     pub next_attempt_at: Option<Timestamp>,
-    /// Why the last attempt failed.
+    /// Why the last attempt failed; none once delivered.
     pub last_error: Option<String>,
     /// What the target made (ticket id, contact id), once delivered.
     #[schema(value_type = Option<Object>)]
@@ -617,13 +617,9 @@ fn connector_names(state: &AppState, only: Option<&str>) -> Result<Vec<String>, 
         Some(name) if registry.get(name).is_some() => Ok(vec![name.to_owned()]),
         Some(name) => Err(ApiError::Invalid(format!(
             "no connector instance `{name}`; configured: {}",
-            registry
-                .connectors()
-                .map(|c| c.name())
-                .collect::<Vec<_>>()
-                .join(", ")
+            registry.names().join(", ")
         ))),
-        None => Ok(registry.connectors().map(|c| c.name().to_owned()).collect()),
+        None => Ok(registry.names()),
     }
 }
 

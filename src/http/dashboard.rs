@@ -181,7 +181,7 @@ impl Dashboard {
         }
     }
 
-    /// Renders `name` with `data` (and the navigation's current section).
+    /// Renders `name` with `data`.
     fn show(&self, name: &str, data: &impl Serialize) -> Response {
         page(&self.pages, StatusCode::OK, name, data)
     }
@@ -425,13 +425,7 @@ async fn dead(
     )
     .await
     .map_err(|e| dashboard.fail(e))?;
-    let connectors: Vec<String> = dashboard
-        .app
-        .registry
-        .current()
-        .connectors()
-        .map(|c| c.name().to_owned())
-        .collect();
+    let connectors = dashboard.app.registry.current().names();
     Ok(dashboard.show(
         "dead.html",
         &json!({
@@ -504,13 +498,7 @@ struct Playground {
 
 impl Playground {
     fn new(dashboard: &Dashboard) -> Self {
-        let connectors: Vec<String> = dashboard
-            .app
-            .registry
-            .current()
-            .connectors()
-            .map(|c| c.name().to_owned())
-            .collect();
+        let connectors = dashboard.app.registry.current().names();
         Self {
             section: "playground",
             samples: SAMPLES.iter().map(|(name, _)| *name).collect(),

@@ -244,9 +244,9 @@ pub struct AttemptRecord {
     pub duration: Duration,
     /// How it ended.
     pub outcome: AttemptOutcome,
-    /// The target's status, when it answered.
+    /// The target's status, when it answered (for a success: to the last step sent).
     pub status: Option<u16>,
-    /// The step that failed.
+    /// The step that failed, or for a success the last step sent.
     pub step: Option<String>,
     /// Why it failed.
     pub error: Option<String>,
@@ -300,7 +300,7 @@ pub struct DeliveryRow {
     pub attempts: u32,
     /// Next attempt (pending only).
     pub next_attempt_at: Timestamp,
-    /// The last failure's reason.
+    /// Why the last attempt failed; none once delivered (the attempt log keeps every failure).
     pub last_error: Option<String>,
     /// Remote ids, once delivered.
     pub remote: Option<serde_json::Value>,
@@ -324,7 +324,7 @@ pub struct AttemptRow {
     pub outcome: String,
     /// The target's HTTP status, when it answered.
     pub status: Option<u16>,
-    /// The failing step.
+    /// The step that failed, or for a success the last step sent.
     pub step: Option<String>,
     /// Why it failed.
     pub error: Option<String>,

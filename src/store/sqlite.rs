@@ -508,7 +508,7 @@ fn finish(
     conn.prepare_cached(
         "UPDATE deliveries SET state = ?2, attempts = attempts + 1, failures = failures + ?3,
                 next_attempt_at = ?4, lease_until = NULL, first_attempt_at = COALESCE(first_attempt_at, ?5),
-                last_error = COALESCE(?6, last_error), remote = COALESCE(?7, remote), updated_at = ?8
+                last_error = ?6, remote = COALESCE(?7, remote), updated_at = ?8
          WHERE id = ?1",
     )
     .and_then(|mut s| s.execute(params![id, state, failures, next_at, started, error, remote, now]))

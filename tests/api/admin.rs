@@ -75,6 +75,8 @@ async fn the_seed_conversation_its_delivery_and_its_attempts_are_listed() {
     assert_eq!(delivery["connector"], "helpdesk");
     assert_eq!(delivery["state"], "delivered");
     assert_eq!(delivery["attempt_log"][0]["outcome"], "delivered");
+    assert_eq!(delivery["attempt_log"][0]["status"], 201);
+    assert_eq!(delivery["attempt_log"][0]["step"], "create_ticket");
     assert!(
         delivery["remote"]["create_ticket.ticket_id"].is_number(),
         "{delivery}"
@@ -106,13 +108,7 @@ async fn the_seed_conversation_its_delivery_and_its_attempts_are_listed() {
 #[tokio::test]
 async fn a_dead_delivery_retried_through_the_api_is_delivered_once_the_target_recovers() {
     let app = spawn_app().await;
-    app.zendesk.script([Scripted::status(
-        422,
-        json!({ "error": "RecordInvalid", "description": "Requester is suspended" }),
-    )]);
-    app.post_smartsupp(fixture("smartsupp/seed-example.json"))
-        .await;
-    let dead = app.wait_for_deliveries(DeliveryState::Dead, 1).await;
+    let dead = app.dead_seeds(1).await;
     let failed = app.api_get("/api/deliveries?state=dead").await;
     let attempt = &failed["items"][0]["attempt_log"][0];
     assert_eq!(attempt["status"], 422);
@@ -136,6 +132,25 @@ async fn a_dead_delivery_retried_through_the_api_is_delivered_once_the_target_re
     );
     app.wait_for_deliveries(DeliveryState::Delivered, 1).await;
     assert_eq!(app.zendesk.tickets().len(), 1);
+    let delivered = app.api_get("/api/deliveries?state=delivered").await;
+    let item = &delivered["items"][0];
+    assert!(
+        item["last_error"].is_null(),
+        "no failure left once delivered: {item}"
+    );
+    let log: Vec<_> = item["attempt_log"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| (a["outcome"].clone(), a["status"].clone()))
+        .collect();
+    assert_eq!(
+        log,
+        [
+            (json!("dead"), json!(422)),
+            (json!("delivered"), json!(201))
+        ]
+    );
 
     let (again, _) = app
         .api_post(
@@ -356,15 +371,7 @@ async fn the_openapi_document_passes_an_openapi_validator() {
         return;
     };
     let app = spawn_app().await;
-    let text = app
-        .client
-        .get(format!("{}/api/openapi.json", app.address))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.get_text("/api/openapi.json").await;
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("openapi.json");
     std::fs::write(&file, text).unwrap();

@@ -11,10 +11,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use serde_json::json;
-
-use crate::fake_vendor::Scripted;
-use crate::helpers::{ADMIN_TOKEN, counterpart, fixture, spawn_app};
+use crate::helpers::{ADMIN_TOKEN, counterpart, spawn_app};
 use chatbridge::store::DeliveryState;
 
 #[tokio::test]
@@ -26,14 +23,8 @@ async fn in_chromium_an_operator_logs_in_finds_the_seed_retries_it_and_renders_a
         return;
     };
     let app = spawn_app().await;
-    // The first answer refuses the ticket for good; the target has recovered by the retry.
-    app.zendesk.script([Scripted::status(
-        422,
-        json!({ "error": "RecordInvalid", "description": "Requester is suspended" }),
-    )]);
-    app.post_smartsupp(fixture("smartsupp/seed-example.json"))
-        .await;
-    let dead = app.wait_for_deliveries(DeliveryState::Dead, 1).await;
+    // The target refuses the first ticket for good, and has recovered by the retry.
+    let dead = app.dead_seeds(1).await;
 
     let scratch = tempfile::tempdir().unwrap();
     let screenshots = std::env::var_os("CHATBRIDGE_TEST_SCREENSHOTS")

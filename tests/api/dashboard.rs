@@ -6,7 +6,6 @@ use reqwest::StatusCode;
 use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
 use serde_json::json;
 
-use crate::fake_vendor::Scripted;
 use crate::helpers::{ADMIN_TOKEN, Options, TestApp, fixture, spawn_app, spawn_app_with};
 use chatbridge::store::DeliveryState;
 
@@ -148,14 +147,7 @@ async fn without_an_admin_token_there_is_no_dashboard() {
 #[tokio::test]
 async fn the_seed_is_found_shown_with_its_attempts_and_its_dead_delivery_retried() {
     let app = spawn_app().await;
-    app.zendesk.script([Scripted::status(
-        422,
-        json!({ "error": "RecordInvalid", "description": "Requester is suspended" }),
-    )]);
-    app.post_smartsupp(fixture("smartsupp/seed-example.json"))
-        .await;
-    let dead = app.wait_for_deliveries(DeliveryState::Dead, 1).await;
-    let id = dead[0].id;
+    let id = app.dead_seeds(1).await[0].id;
     let mut browser = Browser::new(&app);
     browser.log_in(ADMIN_TOKEN).await;
 
@@ -243,18 +235,7 @@ async fn the_seed_is_found_shown_with_its_attempts_and_its_dead_delivery_retried
 #[tokio::test]
 async fn retry_all_puts_every_dead_delivery_of_a_connector_back() {
     let app = spawn_app().await;
-    let refusal = || {
-        Scripted::status(
-            422,
-            json!({ "error": "RecordInvalid", "description": "Requester is suspended" }),
-        )
-    };
-    app.zendesk.script([refusal(), refusal()]);
-    app.post_smartsupp(crate::helpers::seed_with_channel(1))
-        .await;
-    app.post_smartsupp(crate::helpers::seed_with_channel(2))
-        .await;
-    app.wait_for_deliveries(DeliveryState::Dead, 2).await;
+    app.dead_seeds(2).await;
     let mut browser = Browser::new(&app);
     browser.log_in(ADMIN_TOKEN).await;
 

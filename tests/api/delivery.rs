@@ -160,7 +160,7 @@ async fn two_server_errors_then_success_make_one_ticket_after_three_attempts() {
         [
             ("retry", Some(503)),
             ("retry", Some(503)),
-            ("delivered", None)
+            ("delivered", Some(201))
         ]
     );
 }

@@ -13,6 +13,7 @@ use chatbridge::delivery::Worker;
 use chatbridge::store::{DeliveryFilter, DeliveryRow, DeliveryState, Store};
 use tempfile::TempDir;
 
+use crate::fake_vendor::Scripted;
 use crate::fake_zendesk::FakeZendesk;
 
 /// Secrets used by every test, so the log check can look for all of them at once.
@@ -256,16 +257,21 @@ impl TestApp {
             .expect("request sent")
     }
 
-    /// `GET path` without credentials (probes, metrics, the OpenAPI document), as JSON.
-    pub async fn get_json(&self, path: &str) -> serde_json::Value {
+    /// `GET path` without credentials (probes, metrics, the OpenAPI document), as text.
+    pub async fn get_text(&self, path: &str) -> String {
         self.client
             .get(format!("{}{path}", self.address))
             .send()
             .await
             .unwrap()
-            .json()
+            .text()
             .await
             .unwrap()
+    }
+
+    /// `GET path` without credentials, as JSON.
+    pub async fn get_json(&self, path: &str) -> serde_json::Value {
+        serde_json::from_str(&self.get_text(path).await).unwrap()
     }
 
     /// A request to the admin API with the admin token.
@@ -320,6 +326,28 @@ impl TestApp {
                 .find(|d| d.attempts >= 1)
         })
         .await
+    }
+
+    /// Makes the target refuse the next `count` tickets for good (422), as Zendesk refuses a
+    /// suspended requester, and posts that many seed chats (channels 1.. when more than one);
+    /// returns their deliveries once dead. The target accepts what comes after.
+    pub async fn dead_seeds(&self, count: u64) -> Vec<DeliveryRow> {
+        self.zendesk.script((0..count).map(|_| {
+            Scripted::status(
+                422,
+                serde_json::json!({ "error": "RecordInvalid", "description": "Requester is suspended" }),
+            )
+        }));
+        if count == 1 {
+            self.post_smartsupp(fixture("smartsupp/seed-example.json"))
+                .await;
+        } else {
+            for channel in 1..=count {
+                self.post_smartsupp(seed_with_channel(channel)).await;
+            }
+        }
+        self.wait_for_deliveries(DeliveryState::Dead, count as usize)
+            .await
     }
 
     /// Waits until `count` deliveries are in `state`.
