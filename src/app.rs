@@ -10,12 +10,13 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 
-use crate::config::{Config, ConfigError, Problem};
+use crate::config::{Config, ConfigError, Problem, StoreLocation};
 use crate::connectors::{LiveRegistry, Registry, Shared};
 use crate::delivery::{RetryPolicy, Worker};
 use crate::http::{self, AppState, SourceAuth, SourceTokens};
 use crate::maintenance::Retention;
 use crate::privacy::Redactor;
+use crate::store::postgres::PostgresStore;
 use crate::store::sqlite::SqliteStore;
 use crate::store::{Store, StoreError};
 
@@ -164,20 +165,23 @@ impl Reloader {
 ///
 /// # Errors
 /// When the store cannot be opened or migrated.
-pub fn open_store(config: &Config) -> Result<Arc<dyn Store>, StartupError> {
-    let path = config.sqlite_path().ok_or_else(|| {
-        StartupError::Config(
+pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, StartupError> {
+    match config.store_location() {
+        Some(StoreLocation::Sqlite(path)) => Ok(Arc::new(SqliteStore::open(
+            &path,
+            config.store.synchronous,
+        )?)),
+        Some(StoreLocation::Postgres(url)) => Ok(Arc::new(
+            PostgresStore::open(&url, config.store.max_connections).await?,
+        )),
+        None => Err(StartupError::Config(
             vec![Problem {
                 key: "store.url".into(),
-                message: "use sqlite://PATH".into(),
+                message: "use sqlite://PATH or postgres://USER@HOST/DATABASE".into(),
             }]
             .into(),
-        )
-    })?;
-    Ok(Arc::new(SqliteStore::open(
-        &path,
-        config.store.synchronous,
-    )?))
+        )),
+    }
 }
 
 impl Application {
@@ -190,8 +194,8 @@ impl Application {
         let registry = Arc::new(LiveRegistry::new(
             Registry::build(&config, &shared).map_err(|p| StartupError::Config(p.into()))?,
         ));
-        let store = open_store(&config)?;
-        // One process owns a SQLite store: any lease in it was left by a process that died.
+        let store = open_store(&config).await?;
+        // Leases no live process holds (in a SQLite store, any) are the previous run's.
         let released = store.release_leases().await?;
         if released > 0 {
             tracing::info!(
@@ -200,8 +204,7 @@ impl Application {
             );
         }
         let policy = RetryPolicy::from(&config.delivery);
-        // A lease must outlast the longest attempt: a few steps, each up to the timeout.
-        let lease_for = config.delivery.request_timeout * 8 + Duration::from_secs(60);
+        let lease_for = config.delivery.lease;
         let worker = Arc::new(Worker::new(
             store.clone(),
             registry.clone(),

@@ -212,7 +212,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Deliveries { action } => {
             quiet_logs();
-            let store = app::open_store(&config)?;
+            let store = app::open_store(&config).await?;
             match action {
                 DeliveriesCommand::List {
                     state,
@@ -311,7 +311,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 until: until.as_deref().map(|u| time(u, "until")).transpose()?,
                 connectors,
             };
-            let store = app::open_store(&config)?;
+            let store = app::open_store(&config).await?;
             let mut progress = Reporter::new("replaying conversations");
             let totals = maintenance::replay(store.as_ref(), &range, &mut progress).await?;
             progress.finish();
@@ -323,7 +323,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Forget { email } => {
             quiet_logs();
-            let store = app::open_store(&config)?;
+            let store = app::open_store(&config).await?;
             let report = maintenance::forget(store.as_ref(), &email).await?;
             println!(
                 "erased {} conversations ({} versions, {} deliveries, {} attempts, {} remembered remote ids), {} quarantined bodies; blanked {} answer excerpts of other conversations",

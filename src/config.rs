@@ -93,8 +93,12 @@ impl Default for ServerConfig {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StoreConfig {
-    /// `sqlite://PATH` (the file and its folder are created on first start).
+    /// `sqlite://PATH` (the file and its folder are created on first start) for one process,
+    /// or `postgres://USER:PASSWORD@HOST:PORT/DATABASE` for several replicas sharing one
+    /// queue (the database must exist; the tables are created on first start).
     pub url: String,
+    /// PostgreSQL: the most connections this process opens.
+    pub max_connections: usize,
     /// SQLite durability: `full` syncs every commit to disk (an acknowledged chat survives a
     /// power cut); `normal` may lose the last commits on power loss, never on a crash.
     pub synchronous: Synchronous,
@@ -104,9 +108,19 @@ impl Default for StoreConfig {
     fn default() -> Self {
         Self {
             url: "sqlite://data/chatbridge.db".into(),
+            max_connections: 16,
             synchronous: Synchronous::Full,
         }
     }
+}
+
+/// Where the store lives, from `store.url`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreLocation {
+    /// A SQLite file, for one process.
+    Sqlite(PathBuf),
+    /// A PostgreSQL database (the URL, which may hold a password), for several replicas.
+    Postgres(String),
 }
 
 /// SQLite's `synchronous` setting, limited to the two levels that make sense with WAL.
@@ -241,6 +255,11 @@ pub struct DeliveryConfig {
     pub request_timeout: Duration,
     /// Deliveries attempted at the same time. 0 runs no workers (an ingest-only process).
     pub workers: usize,
+    /// How long a delivery being attempted stays this process's. Renewed while the attempt
+    /// runs, so it need not cover the longest attempt; when a replica dies, its deliveries
+    /// are taken over by another replica this long after its last renewal.
+    #[serde(deserialize_with = "duration")]
+    pub lease: Duration,
 }
 
 impl Default for DeliveryConfig {
@@ -254,6 +273,7 @@ impl Default for DeliveryConfig {
             randomization: 0.3,
             request_timeout: Duration::from_secs(30),
             workers: 16,
+            lease: Duration::from_secs(30),
         }
     }
 }
@@ -587,11 +607,17 @@ impl Config {
                 ),
             );
         }
-        if self.sqlite_path().is_none() {
+        if self.store_location().is_none() {
             problem(
                 "store.url",
-                format!("`{}` is not supported; use sqlite://PATH", self.store.url),
+                format!(
+                    "`{}` is not supported; use sqlite://PATH or postgres://USER@HOST/DATABASE",
+                    self.store.url
+                ),
             );
+        }
+        if self.store.max_connections == 0 {
+            problem("store.max_connections", "must be more than 0".into());
         }
         if let Some(smartsupp) = &self.sources.smartsupp
             && smartsupp.token.expose_secret().trim().is_empty()
@@ -627,6 +653,9 @@ impl Config {
                 "delivery.initial_interval",
                 "must be more than 0 and at most delivery.max_interval".into(),
             );
+        }
+        if d.lease < Duration::from_secs(1) {
+            problem("delivery.lease", "must be at least 1s".into());
         }
         if d.request_timeout.is_zero() {
             problem("delivery.request_timeout", "must be more than 0".into());
@@ -681,6 +710,15 @@ impl Config {
     pub fn sqlite_path(&self) -> Option<PathBuf> {
         let path = self.store.url.strip_prefix("sqlite://")?;
         (!path.is_empty()).then(|| PathBuf::from(path))
+    }
+
+    /// Which store `store.url` names, or `None` when it names none we know.
+    pub fn store_location(&self) -> Option<StoreLocation> {
+        let url = &self.store.url;
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            return Some(StoreLocation::Postgres(url.clone()));
+        }
+        self.sqlite_path().map(StoreLocation::Sqlite)
     }
 }
 

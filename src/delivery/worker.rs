@@ -55,7 +55,8 @@ pub struct Worker {
 
 impl Worker {
     /// `concurrency` attempts run at once; a leased delivery is another process's after
-    /// `lease_for` (it must exceed the longest attempt).
+    /// `lease_for` unless renewed, which the run loop does every third of it while the
+    /// attempt runs.
     pub fn new(
         store: Arc<dyn Store>,
         registry: Arc<LiveRegistry>,
@@ -171,6 +172,8 @@ impl Worker {
     ) {
         tokio::pin!(shutdown);
         let mut running: JoinSet<()> = JoinSet::new();
+        let mut renewal = tokio::time::interval(self.lease_for / 3);
+        renewal.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let mut wait = MAX_IDLE;
             let free = self.concurrency.saturating_sub(running.len());
@@ -196,6 +199,7 @@ impl Worker {
             }
             tokio::select! {
                 () = &mut shutdown => break,
+                _ = renewal.tick(), if !running.is_empty() => self.renew().await,
                 Some(_) = running.join_next(), if !running.is_empty() => {}
                 () = self.wake.notified() => {}
                 () = tokio::time::sleep(wait), if !wait.is_zero() || running.is_empty() => {}
@@ -221,6 +225,25 @@ impl Worker {
             if let Err(e) = self.store.release(&cut).await {
                 tracing::error!(error = %e, "cannot release the leases of cut attempts; they wait for the lease to end");
             }
+        }
+    }
+
+    /// Keeps the leases of the attempts running here: a long attempt is not taken over by
+    /// another replica while it is still going.
+    async fn renew(&self) {
+        let ids: Vec<i64> = self
+            .in_flight
+            .lock()
+            .expect("never poisoned")
+            .iter()
+            .copied()
+            .collect();
+        if ids.is_empty() {
+            return;
+        }
+        let until = Timestamp::now().plus(self.lease_for);
+        if let Err(e) = self.store.renew(&ids, until).await {
+            tracing::error!(error = %e, "cannot renew leases; another replica may take these deliveries over");
         }
     }
 

@@ -9,9 +9,10 @@
 //! version that arrives while an older one still waits, unleased, replaces it in place
 //! instead of queueing a second delivery of the same ticket.
 //!
-//! [`sqlite::SqliteStore`] is the default (one process). A PostgreSQL store for several
-//! replicas implements the same trait.
+//! [`sqlite::SqliteStore`] is the default (one process); [`postgres::PostgresStore`] serves
+//! several replicas sharing one queue. Both pass the same test suite.
 
+pub mod postgres;
 pub mod sqlite;
 
 use std::collections::BTreeMap;
@@ -584,8 +585,16 @@ pub trait Store: Send + Sync + fmt::Debug {
         next: NextState,
     ) -> Result<(), StoreError>;
 
-    /// Releases every lease: for a single-process store at start, where any lease is left by
-    /// a process that died.
+    /// Extends the leases of `ids` (attempts still running here) to `until`; leases this
+    /// process no longer holds are left alone.
+    ///
+    /// # Errors
+    /// When the database fails.
+    async fn renew(&self, ids: &[i64], until: Timestamp) -> Result<u64, StoreError>;
+
+    /// Releases the leases no live process holds, at start: in a single-process store every
+    /// lease (any was left by a process that died); in a shared store only expired ones,
+    /// since the others belong to live replicas.
     ///
     /// # Errors
     /// When the database fails.

@@ -904,6 +904,20 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn renew(&self, ids: &[i64], until: Timestamp) -> Result<u64, StoreError> {
+        let ids = serde_json::to_string(ids).map_err(corrupt)?;
+        self.call(move |conn| {
+            conn.prepare_cached(
+                "UPDATE deliveries SET lease_until = ?2
+                 WHERE id IN (SELECT value FROM json_each(?1)) AND state = 'pending' AND lease_until IS NOT NULL",
+            )
+            .and_then(|mut s| s.execute(params![ids, ms(until)]))
+            .map(|n| n as u64)
+            .map_err(db)
+        })
+        .await
+    }
+
     async fn release_leases(&self) -> Result<u64, StoreError> {
         self.call(|conn| {
             let n = conn

@@ -16,7 +16,7 @@ async fn five_acknowledged_conversations_survive_kill_9_and_make_five_tickets() 
     let zendesk = FakeZendesk::start(ZENDESK_EMAIL, ZENDESK_TOKEN).await;
     // Slow answers, so the kill lands while deliveries are in flight.
     zendesk.delay(Duration::from_millis(300));
-    let config_path = write_config(dir.path(), &zendesk, Options::default());
+    let config_path = write_config(dir.path(), &zendesk, Options::default()).await;
     let config = config_path.to_str().unwrap();
     crate::helpers::captured_logs();
 
@@ -47,7 +47,7 @@ async fn sigterm_under_load_loses_and_doubles_nothing() {
     let zendesk = FakeZendesk::start(ZENDESK_EMAIL, ZENDESK_TOKEN).await;
     // Slow answers, so SIGTERM lands while attempts are in flight.
     zendesk.delay(Duration::from_millis(200));
-    let config_path = write_config(dir.path(), &zendesk, Options::default());
+    let config_path = write_config(dir.path(), &zendesk, Options::default()).await;
     let config = config_path.to_str().unwrap();
 
     let (mut first, address, logs) = serve(config);
@@ -97,7 +97,7 @@ async fn sighup_with_a_broken_template_is_refused_and_the_old_templates_stay() {
         top: format!("templates_dir = \"{}\"", templates.display()),
         ..Options::default()
     };
-    let config_path = write_config(dir.path(), &zendesk, options);
+    let config_path = write_config(dir.path(), &zendesk, options).await;
     let (mut child, address, logs) = serve(config_path.to_str().unwrap());
 
     std::fs::write(&ticket, good.replace("name }}", "name ")).unwrap();

@@ -1,5 +1,9 @@
-//! Starting chatbridge for a test: a temporary SQLite store, fast retry intervals, a fake
-//! Zendesk as the `helpdesk` connector, and helpers to post fixtures and wait for outcomes.
+//! Starting chatbridge for a test: a temporary store, fast retry intervals, a fake Zendesk
+//! as the `helpdesk` connector, and helpers to post fixtures and wait for outcomes.
+//!
+//! The store is a SQLite file in a temporary folder, or, when `CHATBRIDGE_TEST_POSTGRES_URL`
+//! names a PostgreSQL database, a fresh schema in it for each app, so the whole suite runs
+//! against either store (`.ci/run` runs it twice).
 
 use std::future::Future;
 use std::io::Write;
@@ -104,6 +108,8 @@ pub struct Options {
     pub helpdesk: bool,
     /// Set `[admin] token` (false: the admin API and dashboard are off).
     pub admin: bool,
+    /// This `store.url` instead of a fresh store.
+    pub store: Option<String>,
 }
 
 impl Default for Options {
@@ -113,11 +119,14 @@ impl Default for Options {
             extra: String::new(),
             workers: true,
             // Millisecond intervals; max_interval leaves room for a 3 s Retry-After.
+            // A short lease: after a kill -9, a restarted process on a shared store takes the
+            // dead one's deliveries over within it.
             delivery: "max_attempts = 4\ninitial_interval = \"20ms\"\nmultiplier = 2.0\nmax_interval = \"5s\"\n\
-                       max_elapsed = \"1h\"\nrandomization = 0.0\nrequest_timeout = \"2s\"\nworkers = 4\n"
+                       max_elapsed = \"1h\"\nrandomization = 0.0\nrequest_timeout = \"2s\"\nworkers = 4\nlease = \"3s\"\n"
                 .into(),
             helpdesk: true,
             admin: true,
+            store: None,
         }
     }
 }
@@ -144,6 +153,8 @@ pub struct TestApp {
     pub worker: Arc<Worker>,
     pub zendesk: FakeZendesk,
     pub config_path: PathBuf,
+    /// `store.url`: the SQLite file or the PostgreSQL schema this app uses.
+    pub store_url: String,
     /// Holds the store and config; removed when the test ends.
     _dir: TempDir,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
@@ -157,8 +168,41 @@ impl Drop for TestApp {
     }
 }
 
+/// The PostgreSQL database the suite runs against instead of SQLite, if any.
+pub fn postgres_url() -> Option<String> {
+    std::env::var("CHATBRIDGE_TEST_POSTGRES_URL")
+        .ok()
+        .filter(|url| !url.is_empty())
+}
+
+/// Where a test app keeps its data: `sqlite://` in `dir`, or a new schema of the PostgreSQL
+/// test database (left there for `.ci/run` to drop with the database).
+pub async fn store_url(dir: &Path) -> String {
+    static SCHEMAS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let Some(base) = postgres_url() else {
+        return format!("sqlite://{}", dir.join("chatbridge.db").display());
+    };
+    let schema = format!(
+        "test_{}_{}",
+        std::process::id(),
+        SCHEMAS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    );
+    let (client, connection) = tokio_postgres::connect(&base, tokio_postgres::NoTls)
+        .await
+        .expect("CHATBRIDGE_TEST_POSTGRES_URL accepts connections");
+    let connection = tokio::spawn(connection);
+    client
+        .batch_execute(&format!("CREATE SCHEMA {schema}"))
+        .await
+        .unwrap();
+    drop(client);
+    let _ = connection.await;
+    let separator = if base.contains('?') { '&' } else { '?' };
+    format!("{base}{separator}options=-c%20search_path%3D{schema}")
+}
+
 /// The config a test app runs with; also written to disk for CLI subprocesses.
-pub fn config_text(dir: &Path, zendesk: &FakeZendesk, options: &Options) -> String {
+pub fn config_text(store: &str, zendesk: &FakeZendesk, options: &Options) -> String {
     format!(
         r#"{top}
 [server]
@@ -166,7 +210,8 @@ listen = "127.0.0.1:0"
 max_body_bytes = 2097152
 
 [store]
-url = "sqlite://{db}"
+url = "{store}"
+max_connections = 4
 
 [sources.smartsupp]
 token = "{HOOK_TOKEN}"
@@ -179,7 +224,6 @@ token = "{HOOK_TOKEN}"
 {extra}
 "#,
         top = options.top,
-        db = dir.join("chatbridge.db").display(),
         delivery = options.delivery,
         admin = if options.admin {
             format!("[admin]\ntoken = \"{ADMIN_TOKEN}\"")
@@ -214,7 +258,11 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
     log_buffer();
     let dir = tempfile::tempdir().unwrap();
     let zendesk = FakeZendesk::start(ZENDESK_EMAIL, ZENDESK_TOKEN).await;
-    let mut text = config_text(dir.path(), &zendesk, &options);
+    let store_url = match &options.store {
+        Some(url) => url.clone(),
+        None => store_url(dir.path()).await,
+    };
+    let mut text = config_text(&store_url, &zendesk, &options);
     if !options.workers {
         text = text.replace("workers = 4", "workers = 0");
     }
@@ -236,6 +284,7 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
         worker,
         zendesk,
         config_path,
+        store_url,
         _dir: dir,
         stop: Some(stop),
     }
@@ -390,9 +439,21 @@ where
 pub fn counterpart(var: &str, what: &str) -> Option<PathBuf> {
     let found = std::env::var_os(var).map(PathBuf::from);
     if found.is_none() {
-        eprintln!("skipped: set {var} to {what}");
+        say_skipped(&format!("set {var} to {what}"));
     }
     found
+}
+
+/// Tells whoever runs the tests that some checks were skipped, once per message. Written to
+/// the process's stderr directly, past the harness's capture of `eprintln!`, so a skipped
+/// check never passes silently.
+pub fn say_skipped(why: &str) {
+    static SAID: Mutex<Vec<String>> = Mutex::new(Vec::new());
+    let mut said = SAID.lock().unwrap();
+    if !said.iter().any(|s| s == why) {
+        said.push(why.to_owned());
+        let _ = writeln!(std::io::stderr(), "skipped: {why}");
+    }
 }
 
 /// Runs the `chatbridge` binary with `args`, returning (exit code, stdout, stderr).

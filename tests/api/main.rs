@@ -23,6 +23,7 @@ mod hubspot;
 mod ingest;
 mod limits;
 mod logs;
+mod postgres;
 mod privacy;
 mod process;
 mod real_counterparts;

@@ -8,17 +8,18 @@ use std::sync::mpsc;
 
 use crate::fake_zendesk::FakeZendesk;
 use crate::helpers::{
-    HOOK_TOKEN, Options, PATIENCE, config_text, run_cli, seed_with_channel, wait_until,
+    HOOK_TOKEN, Options, PATIENCE, config_text, run_cli, seed_with_channel, store_url, wait_until,
 };
 
 /// Writes the config of a `serve` subprocess, logging JSON lines that [`serve`] reads.
-pub fn write_config(dir: &Path, zendesk: &FakeZendesk, options: Options) -> PathBuf {
+pub async fn write_config(dir: &Path, zendesk: &FakeZendesk, options: Options) -> PathBuf {
     let options = Options {
         extra: options.extra + "[log]\nformat = \"json\"\nfilter = \"info\"\n",
         ..options
     };
     let path = dir.join("config.toml");
-    std::fs::write(&path, config_text(dir, zendesk, &options)).unwrap();
+    let store = store_url(dir).await;
+    std::fs::write(&path, config_text(&store, zendesk, &options)).unwrap();
     path
 }
 

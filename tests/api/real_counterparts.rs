@@ -17,7 +17,10 @@ fn env(names: [&str; 2]) -> Option<[String; 2]> {
     match found {
         [Some(a), Some(b)] => Some([a, b]),
         _ => {
-            eprintln!("skipped: set {} and {} (.ci/run does)", names[0], names[1]);
+            crate::helpers::say_skipped(&format!(
+                "set {} and {} (.ci/run does)",
+                names[0], names[1]
+            ));
             None
         }
     }

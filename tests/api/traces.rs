@@ -91,7 +91,7 @@ async fn with_an_otlp_endpoint_ingest_deliveries_and_upstream_calls_are_exported
         ),
         ..Options::default()
     };
-    let config_path = write_config(dir.path(), &zendesk, options);
+    let config_path = write_config(dir.path(), &zendesk, options).await;
     let config = config_path.to_str().unwrap();
     let (mut child, address, _logs) = serve(config);
     post_seeds(&address, 9300..9301).await;

@@ -1,0 +1,1117 @@
+//! The store for several replicas: PostgreSQL, chosen by `store.url = "postgres://..."`.
+//!
+//! Every replica runs the same queries on one database; correctness never depends on which
+//! replica does what:
+//!
+//! - Ingest is one transaction per request. A conversation's row is locked (`FOR UPDATE`)
+//!   before a later version is numbered, so two replicas receiving versions of one chat at
+//!   once number them one after the other. PostgreSQL's own group commit shares the fsync
+//!   of concurrent commits, which the SQLite store has to do by hand.
+//! - Deliveries are leased with `FOR UPDATE SKIP LOCKED` and a lease expiry: replicas never
+//!   wait for each other's rows, a row leased by one is skipped by the others (the lease
+//!   condition is checked again on the locked row), and the lease of a replica that died
+//!   mid-attempt expires, after which another replica takes the delivery over.
+//! - Migrations run at start under an advisory lock on a connection of their own, so
+//!   replicas started together apply them once; the lock goes with the connection.
+//!
+//! Times are Unix milliseconds in `BIGINT` columns, as in the SQLite store. Connections come
+//! from a pool (`store.max_connections`); when the database is down, calls fail with
+//! [`StoreError::Database`], which ingest answers 503 so the source sends again.
+
+use std::collections::BTreeMap;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use tokio_postgres::NoTls;
+use tokio_postgres::types::ToSql;
+
+use super::{
+    AttemptRecord, AttemptRow, ConnectorStats, ConversationFilter, ConversationRow, DeliveryFilter,
+    DeliveryRow, DeliveryState, ForgetReport, IngestOutcome, LeasedDelivery, NewVersion, NextState,
+    PurgeReport, QuarantineRow, Quarantined, ReplayReport, StateCounts, Store, StoreError,
+    VersionRow,
+};
+use crate::connectors::StepOutputs;
+use crate::model::Timestamp;
+
+/// Migrations in order; `chatbridge_migrations` records which have run.
+const MIGRATIONS: &[&str] = &[include_str!("migrations/postgres/0001_init.sql")];
+
+/// The advisory lock held while migrating (any fixed number; this one spells "chatbrdg").
+const MIGRATION_LOCK: i64 = 0x6368_6174_6272_6467;
+
+/// A PostgreSQL-backed [`Store`]. Cheap to clone; clones share the pool.
+#[derive(Clone)]
+pub struct PostgresStore {
+    pool: Pool,
+}
+
+impl std::fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The URL may hold a password: show the pool's size only.
+        f.debug_struct("PostgresStore")
+            .field("max_connections", &self.pool.status().max_size)
+            .finish()
+    }
+}
+
+impl PostgresStore {
+    /// Connects, applies migrations (once, whatever the number of replicas starting), and
+    /// keeps a pool of at most `max_connections`.
+    ///
+    /// # Errors
+    /// When the URL is invalid, the server cannot be reached, or a migration fails.
+    pub async fn open(url: &str, max_connections: usize) -> Result<Self, StoreError> {
+        let config = tokio_postgres::Config::from_str(url)
+            .map_err(|e| StoreError::Open(format!("store.url: {e}")))?;
+        migrate(&config).await?;
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(max_connections.max(1))
+            .wait_timeout(Some(Duration::from_secs(10)))
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .build()
+            .map_err(|e| StoreError::Open(e.to_string()))?;
+        Ok(Self { pool })
+    }
+
+    async fn client(&self) -> Result<deadpool_postgres::Client, StoreError> {
+        self.pool
+            .get()
+            .await
+            .map_err(|e| StoreError::Database(format!("no connection to PostgreSQL: {e}")))
+    }
+
+    /// Runs one statement; the number of rows it touched.
+    async fn execute(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64, StoreError> {
+        let client = self.client().await?;
+        let statement = client.prepare_cached(sql).await.map_err(pg)?;
+        client.execute(&statement, params).await.map_err(pg)
+    }
+
+    /// Runs one query; its rows.
+    async fn query(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<tokio_postgres::Row>, StoreError> {
+        let client = self.client().await?;
+        let statement = client.prepare_cached(sql).await.map_err(pg)?;
+        client.query(&statement, params).await.map_err(pg)
+    }
+}
+
+/// Applies the migrations not yet recorded, holding the advisory lock on a connection of
+/// its own for the whole run.
+async fn migrate(config: &tokio_postgres::Config) -> Result<(), StoreError> {
+    let open = |e: tokio_postgres::Error| StoreError::Open(describe(&e));
+    let (mut client, connection) = config.connect(NoTls).await.map_err(open)?;
+    let connection = tokio::spawn(connection);
+    client
+        .batch_execute(&format!(
+            "SELECT pg_advisory_lock({MIGRATION_LOCK});
+             CREATE TABLE IF NOT EXISTS chatbridge_migrations (
+                 version    INTEGER PRIMARY KEY,
+                 applied_at BIGINT NOT NULL
+             );"
+        ))
+        .await
+        .map_err(open)?;
+    let applied: i32 = client
+        .query_one(
+            "SELECT coalesce(max(version), 0) FROM chatbridge_migrations",
+            &[],
+        )
+        .await
+        .map_err(open)?
+        .get(0);
+    let applied = usize::try_from(applied).unwrap_or(usize::MAX);
+    if applied > MIGRATIONS.len() {
+        return Err(StoreError::Open(format!(
+            "the database is at schema version {applied}, newer than this chatbridge knows ({}); upgrade chatbridge",
+            MIGRATIONS.len()
+        )));
+    }
+    for (index, sql) in MIGRATIONS.iter().enumerate().skip(applied) {
+        let version = i32::try_from(index + 1).unwrap_or(i32::MAX);
+        let failed = |e: tokio_postgres::Error| {
+            StoreError::Open(format!("migration {version} failed: {}", describe(&e)))
+        };
+        let tx = client.transaction().await.map_err(failed)?;
+        tx.batch_execute(sql).await.map_err(failed)?;
+        tx.execute(
+            "INSERT INTO chatbridge_migrations (version, applied_at) VALUES ($1, $2)",
+            &[&version, &ms(Timestamp::now())],
+        )
+        .await
+        .map_err(failed)?;
+        tx.commit().await.map_err(failed)?;
+        tracing::info!(version, "store migration applied");
+    }
+    // Closing the connection releases the advisory lock.
+    drop(client);
+    let _ = connection.await;
+    Ok(())
+}
+
+/// A driver error as a sentence: the server's message when it sent one.
+fn describe(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{} ({})", db.message(), db.code().code()),
+        None => crate::render::error_chain(e),
+    }
+}
+
+fn pg(e: tokio_postgres::Error) -> StoreError {
+    StoreError::Database(describe(&e))
+}
+
+fn ms(t: Timestamp) -> i64 {
+    t.unix_millis()
+}
+
+fn from_ms(ms: i64) -> Result<Timestamp, StoreError> {
+    Timestamp::from_unix_millis(ms)
+        .ok_or_else(|| StoreError::Corrupt(format!("time {ms} out of range")))
+}
+
+fn count(n: i64) -> u64 {
+    u64::try_from(n).unwrap_or_default()
+}
+
+fn corrupt(e: serde_json::Error) -> StoreError {
+    StoreError::Corrupt(e.to_string())
+}
+
+/// `?` for a row's typed column.
+fn column<'a, T: tokio_postgres::types::FromSql<'a>>(
+    row: &'a tokio_postgres::Row,
+    index: usize,
+) -> Result<T, StoreError> {
+    row.try_get(index)
+        .map_err(|e| StoreError::Corrupt(format!("column {index}: {e}")))
+}
+
+/// The columns [`conversation_row`] reads, from `conversations c`.
+const CONVERSATION_COLUMNS: &str = "c.id, c.source, c.account_id, c.status, c.visitor_email, c.started_at, c.ended_at,
+        c.latest_version, c.created_at, c.updated_at,
+        (SELECT count(*) FROM deliveries d WHERE d.conversation_id = c.id AND d.state = 'pending'),
+        (SELECT count(*) FROM deliveries d WHERE d.conversation_id = c.id AND d.state = 'delivered'),
+        (SELECT count(*) FROM deliveries d WHERE d.conversation_id = c.id AND d.state = 'dead')";
+
+fn conversation_row(r: &tokio_postgres::Row) -> Result<ConversationRow, StoreError> {
+    let time = |i: usize| -> Result<Option<Timestamp>, StoreError> {
+        column::<Option<i64>>(r, i)?.map(from_ms).transpose()
+    };
+    Ok(ConversationRow {
+        id: column(r, 0)?,
+        source: column(r, 1)?,
+        account_id: column(r, 2)?,
+        status: column(r, 3)?,
+        visitor_email: column(r, 4)?,
+        started_at: time(5)?,
+        ended_at: time(6)?,
+        latest_version: column(r, 7)?,
+        received_at: from_ms(column(r, 8)?)?,
+        updated_at: from_ms(column(r, 9)?)?,
+        deliveries: StateCounts {
+            pending: count(column(r, 10)?),
+            delivered: count(column(r, 11)?),
+            dead: count(column(r, 12)?),
+        },
+    })
+}
+
+/// The conditions of a [`ConversationFilter`], over `conversations c`, numbered $1 to $8.
+const CONVERSATION_FILTER: &str = "($1::bigint IS NULL OR c.created_at >= $1) AND ($2::bigint IS NULL OR c.created_at < $2)
+    AND ($3::text IS NULL OR c.status = $3) AND ($4::text IS NULL OR lower(c.visitor_email) = lower($4))
+    AND ($5::text IS NULL OR c.source = $5)
+    AND ($6::text IS NULL OR EXISTS (SELECT 1 FROM deliveries d WHERE d.conversation_id = c.id AND d.state = $6))
+    AND ($7::bigint IS NULL OR c.created_at < $7 OR (c.created_at = $7 AND c.id < $8::text))";
+
+/// The values of [`CONVERSATION_FILTER`]'s parameters.
+struct FilterParams {
+    since: Option<i64>,
+    until: Option<i64>,
+    status: Option<String>,
+    email: Option<String>,
+    source: Option<String>,
+    delivery_state: Option<&'static str>,
+    after_time: Option<i64>,
+    after_id: Option<String>,
+}
+
+impl FilterParams {
+    fn new(f: &ConversationFilter) -> Self {
+        Self {
+            since: f.since.map(ms),
+            until: f.until.map(ms),
+            status: f.status.clone(),
+            email: f.email.clone(),
+            source: f.source.clone(),
+            delivery_state: f.delivery_state.map(DeliveryState::as_str),
+            after_time: f.after.as_ref().map(|c| ms(c.received_at)),
+            after_id: f.after.as_ref().map(|c| c.id.clone()),
+        }
+    }
+
+    fn values(&self) -> [&(dyn ToSql + Sync); 8] {
+        [
+            &self.since,
+            &self.until,
+            &self.status,
+            &self.email,
+            &self.source,
+            &self.delivery_state,
+            &self.after_time,
+            &self.after_id,
+        ]
+    }
+}
+
+fn delivery_row(r: &tokio_postgres::Row) -> Result<DeliveryRow, StoreError> {
+    let state: String = column(r, 5)?;
+    let remote: Option<String> = column(r, 9)?;
+    Ok(DeliveryRow {
+        id: column(r, 0)?,
+        conversation_id: column(r, 1)?,
+        version: column(r, 2)?,
+        connector: column(r, 3)?,
+        key: column(r, 4)?,
+        state: DeliveryState::parse(&state).map_err(StoreError::Corrupt)?,
+        attempts: u32::try_from(column::<i32>(r, 6)?).unwrap_or_default(),
+        next_attempt_at: from_ms(column(r, 7)?)?,
+        last_error: column(r, 8)?,
+        remote: remote.and_then(|r| serde_json::from_str(&r).ok()),
+        created_at: from_ms(column(r, 10)?)?,
+        updated_at: from_ms(column(r, 11)?)?,
+    })
+}
+
+/// Keeps `entries` in the ledger of delivery `id`'s conversation and connector.
+async fn remember(
+    tx: &deadpool_postgres::Transaction<'_>,
+    id: i64,
+    entries: &StepOutputs,
+    now: i64,
+) -> Result<(), StoreError> {
+    if entries.is_empty() {
+        return Ok(());
+    }
+    let statement = tx
+        .prepare_cached(
+            "INSERT INTO ledger (conversation_id, connector, name, value, updated_at)
+             SELECT conversation_id, connector, $2, $3, $4 FROM deliveries WHERE id = $1
+             ON CONFLICT (conversation_id, connector, name) DO UPDATE SET
+                value = excluded.value, updated_at = excluded.updated_at",
+        )
+        .await
+        .map_err(pg)?;
+    for (name, value) in entries {
+        tx.execute(&statement, &[&id, name, &value.to_string(), &now])
+            .await
+            .map_err(pg)?;
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    async fn ingest(&self, new: NewVersion) -> Result<IngestOutcome, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg)?;
+        let c = &new.conversation;
+        let id = c.id.as_str();
+        let now = ms(new.received_at);
+        let email = c.visitor.email.as_ref().map(|e| e.as_str());
+        let (started, ended) = (c.started_at.map(ms), c.ended_at.map(ms));
+        // The common case, a conversation seen for the first time, is one insert.
+        let first = tx
+            .prepare_cached(
+                "INSERT INTO conversations (id, source, account_id, status, visitor_email, started_at, ended_at,
+                                            latest_version, created_at, updated_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, 1, $8, $8)
+                 ON CONFLICT (id) DO NOTHING",
+            )
+            .await
+            .map_err(pg)?;
+        let inserted = tx
+            .execute(
+                &first,
+                &[
+                    &id,
+                    &c.source,
+                    &c.account_id,
+                    &c.status.as_str(),
+                    &email,
+                    &started,
+                    &ended,
+                    &now,
+                ],
+            )
+            .await
+            .map_err(pg)?;
+        let version = if inserted == 1 {
+            1
+        } else {
+            // Locked until commit: concurrent versions of one chat are numbered in turn.
+            let latest: i64 = tx
+                .query_one(
+                    "SELECT latest_version FROM conversations WHERE id = $1 FOR UPDATE",
+                    &[&id],
+                )
+                .await
+                .map_err(pg)?
+                .get(0);
+            let existing = tx
+                .query_opt(
+                    "SELECT version FROM conversation_versions WHERE conversation_id = $1 AND body_sha256 = $2",
+                    &[&id, &new.body_sha256],
+                )
+                .await
+                .map_err(pg)?;
+            if let Some(row) = existing {
+                tx.rollback().await.map_err(pg)?;
+                return Ok(IngestOutcome::Duplicate {
+                    version: column(&row, 0)?,
+                });
+            }
+            let statement = tx
+                .prepare_cached(
+                    "UPDATE conversations SET source = $2, account_id = $3, status = $4, visitor_email = $5,
+                            started_at = $6, ended_at = $7, latest_version = latest_version + 1, updated_at = $8
+                     WHERE id = $1",
+                )
+                .await
+                .map_err(pg)?;
+            tx.execute(
+                &statement,
+                &[
+                    &id,
+                    &c.source,
+                    &c.account_id,
+                    &c.status.as_str(),
+                    &email,
+                    &started,
+                    &ended,
+                    &now,
+                ],
+            )
+            .await
+            .map_err(pg)?;
+            latest + 1
+        };
+        let statement = tx
+            .prepare_cached(
+                "INSERT INTO conversation_versions (conversation_id, version, body_sha256, raw, normalized, received_at)
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .await
+            .map_err(pg)?;
+        tx.execute(
+            &statement,
+            &[
+                &id,
+                &version,
+                &new.body_sha256,
+                &new.raw,
+                &new.normalized,
+                &now,
+            ],
+        )
+        .await
+        .map_err(pg)?;
+        let bring_up = tx
+            .prepare_cached(
+                // A waiting, unleased delivery of the same pair is brought up to this version
+                // rather than queueing a second delivery of the same remote object.
+                "UPDATE deliveries SET version = $1, updated_at = $2
+                 WHERE conversation_id = $3 AND connector = $4 AND state = 'pending'
+                   AND (lease_until IS NULL OR lease_until < $2)",
+            )
+            .await
+            .map_err(pg)?;
+        let queue = tx
+            .prepare_cached(
+                "INSERT INTO deliveries (conversation_id, version, connector, key, state, next_attempt_at,
+                                         created_at, updated_at)
+                 VALUES ($1, $2, $3, $4, 'pending', $5, $5, $5)",
+            )
+            .await
+            .map_err(pg)?;
+        for connector in &new.connectors {
+            let replaced = if version == 1 {
+                0
+            } else {
+                tx.execute(&bring_up, &[&version, &now, &id, connector])
+                    .await
+                    .map_err(pg)?
+            };
+            if replaced == 0 {
+                let key = format!("cb:{connector}:{id}");
+                tx.execute(&queue, &[&id, &version, connector, &key, &now])
+                    .await
+                    .map_err(pg)?;
+            }
+        }
+        tx.commit()
+            .await
+            .map_err(|e| StoreError::Commit(describe(&e)))?;
+        Ok(IngestOutcome::Stored {
+            version,
+            deliveries: new.connectors.len(),
+        })
+    }
+
+    async fn quarantine(&self, item: Quarantined) -> Result<i64, StoreError> {
+        let rows = self
+            .query(
+                "INSERT INTO quarantine (source, reason, body, content_type, received_at)
+                 VALUES ($1, $2, $3, $4, $5) RETURNING id",
+                &[
+                    &item.source,
+                    &item.reason,
+                    &item.body,
+                    &item.content_type,
+                    &ms(item.received_at),
+                ],
+            )
+            .await?;
+        rows.first()
+            .map(|r| column(r, 0))
+            .unwrap_or_else(|| Err(StoreError::Corrupt("no quarantine id".into())))
+    }
+
+    async fn quarantined(&self, limit: usize) -> Result<Vec<QuarantineRow>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.query(
+            "SELECT id, source, reason, length(body)::bigint, received_at FROM quarantine ORDER BY id DESC LIMIT $1",
+            &[&limit],
+        )
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(QuarantineRow {
+                id: column(r, 0)?,
+                source: column(r, 1)?,
+                reason: column(r, 2)?,
+                size: usize::try_from(column::<i64>(r, 3)?).unwrap_or_default(),
+                received_at: from_ms(column(r, 4)?)?,
+            })
+        })
+        .collect()
+    }
+
+    async fn lease_due(
+        &self,
+        now: Timestamp,
+        limit: usize,
+        lease_for: Duration,
+        caps: &BTreeMap<String, usize>,
+    ) -> Result<Vec<LeasedDelivery>, StoreError> {
+        let (now, until) = (ms(now), ms(now.plus(lease_for)));
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let capped: Vec<&str> = caps.keys().map(String::as_str).collect();
+        let cap_values: Vec<i64> = caps
+            .values()
+            .map(|&n| i64::try_from(n).unwrap_or(i64::MAX))
+            .collect();
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg)?;
+        let statement = tx
+            .prepare_cached(
+                // Due rows are numbered per connector, so a connector capped at n gives at
+                // most its n oldest. A window cannot be locked, so the rows are locked in a
+                // second step, oldest first, skipping those another replica is leasing right
+                // now (skipped rows do not count towards the limit); the lease condition is
+                // checked again on each row as locked.
+                "WITH due AS (
+                    SELECT d.id, d.next_attempt_at,
+                           row_number() OVER (PARTITION BY d.connector ORDER BY d.next_attempt_at, d.id) AS n,
+                           caps.cap
+                    FROM deliveries d
+                    LEFT JOIN unnest($3::text[], $4::bigint[]) AS caps (connector, cap) ON caps.connector = d.connector
+                    WHERE d.state = 'pending' AND d.next_attempt_at <= $2
+                      AND (d.lease_until IS NULL OR d.lease_until < $2)
+                      AND NOT EXISTS (
+                          SELECT 1 FROM deliveries e
+                          WHERE e.conversation_id = d.conversation_id AND e.connector = d.connector
+                            AND e.state = 'pending' AND e.id < d.id)
+                 ),
+                 picked AS (
+                    SELECT d.id FROM deliveries d
+                    WHERE d.id IN (SELECT id FROM due WHERE cap IS NULL OR n <= cap)
+                      AND d.state = 'pending' AND (d.lease_until IS NULL OR d.lease_until < $2)
+                    ORDER BY d.next_attempt_at, d.id
+                    LIMIT $5
+                    FOR UPDATE SKIP LOCKED
+                 )
+                 UPDATE deliveries SET lease_until = $1 FROM picked WHERE deliveries.id = picked.id
+                 RETURNING deliveries.id, conversation_id, version, connector, key, attempts, failures,
+                           first_attempt_at, created_at",
+            )
+            .await
+            .map_err(pg)?;
+        let rows = tx
+            .query(&statement, &[&until, &now, &capped, &cap_values, &limit])
+            .await
+            .map_err(pg)?;
+        let mut leased = Vec::with_capacity(rows.len());
+        for r in &rows {
+            leased.push(LeasedDelivery {
+                id: column(r, 0)?,
+                conversation_id: column(r, 1)?,
+                version: column(r, 2)?,
+                connector: column(r, 3)?,
+                key: column(r, 4)?,
+                attempts: u32::try_from(column::<i32>(r, 5)?).unwrap_or_default(),
+                failures: u32::try_from(column::<i32>(r, 6)?).unwrap_or_default(),
+                first_attempt_at: column::<Option<i64>>(r, 7)?
+                    .and_then(Timestamp::from_unix_millis),
+                queued_at: from_ms(column(r, 8)?)?,
+                raw: Vec::new(),
+                normalized: String::new(),
+                completed: BTreeMap::new(),
+                ledger: StepOutputs::new(),
+            });
+        }
+        leased.sort_by_key(|d| d.id);
+        let version = tx
+            .prepare_cached(
+                "SELECT raw, normalized FROM conversation_versions WHERE conversation_id = $1 AND version = $2",
+            )
+            .await
+            .map_err(pg)?;
+        let ledger = tx
+            .prepare_cached(
+                "SELECT name, value FROM ledger WHERE conversation_id = $1 AND connector = $2",
+            )
+            .await
+            .map_err(pg)?;
+        let steps = tx
+            .prepare_cached("SELECT step, outputs FROM delivery_steps WHERE delivery_id = $1")
+            .await
+            .map_err(pg)?;
+        for delivery in &mut leased {
+            let row = tx
+                .query_one(&version, &[&delivery.conversation_id, &delivery.version])
+                .await
+                .map_err(pg)?;
+            delivery.raw = column(&row, 0)?;
+            delivery.normalized = column(&row, 1)?;
+            for row in tx
+                .query(&ledger, &[&delivery.conversation_id, &delivery.connector])
+                .await
+                .map_err(pg)?
+            {
+                let value: String = column(&row, 1)?;
+                delivery.ledger.insert(
+                    column(&row, 0)?,
+                    serde_json::from_str(&value).map_err(corrupt)?,
+                );
+            }
+            for row in tx.query(&steps, &[&delivery.id]).await.map_err(pg)? {
+                let outputs: String = column(&row, 1)?;
+                let outputs: StepOutputs = serde_json::from_str(&outputs)
+                    .map_err(|e| StoreError::Corrupt(format!("step outputs: {e}")))?;
+                delivery.completed.insert(column(&row, 0)?, outputs);
+            }
+        }
+        tx.commit().await.map_err(pg)?;
+        Ok(leased)
+    }
+
+    async fn release(&self, ids: &[i64]) -> Result<u64, StoreError> {
+        self.execute(
+            "UPDATE deliveries SET lease_until = NULL WHERE id = ANY($1) AND state = 'pending'",
+            &[&ids],
+        )
+        .await
+    }
+
+    async fn next_due(&self, paused: &[String]) -> Result<Option<Timestamp>, StoreError> {
+        let rows = self
+            .query(
+                // The same eligibility as `lease_due`: a delivery behind an older one of its
+                // pair is not due, however old its own time.
+                "SELECT min(greatest(d.next_attempt_at, coalesce(d.lease_until, 0))) FROM deliveries d
+                 WHERE d.state = 'pending' AND NOT (d.connector = ANY($1))
+                   AND NOT EXISTS (
+                       SELECT 1 FROM deliveries e
+                       WHERE e.conversation_id = d.conversation_id AND e.connector = d.connector
+                         AND e.state = 'pending' AND e.id < d.id)",
+                &[&paused],
+            )
+            .await?;
+        rows.first()
+            .map(|r| column::<Option<i64>>(r, 0))
+            .transpose()?
+            .flatten()
+            .map(from_ms)
+            .transpose()
+    }
+
+    async fn complete_step(
+        &self,
+        delivery_id: i64,
+        step: &str,
+        outputs: &StepOutputs,
+        remembered: &StepOutputs,
+    ) -> Result<(), StoreError> {
+        let encoded = serde_json::to_string(outputs).map_err(corrupt)?;
+        let now = ms(Timestamp::now());
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg)?;
+        tx.execute(
+            "INSERT INTO delivery_steps (delivery_id, step, outputs, completed_at) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (delivery_id, step) DO UPDATE SET outputs = excluded.outputs, completed_at = excluded.completed_at",
+            &[&delivery_id, &step, &encoded, &now],
+        )
+        .await
+        .map_err(pg)?;
+        remember(&tx, delivery_id, remembered, now).await?;
+        tx.commit().await.map_err(pg)
+    }
+
+    async fn finish_attempt(
+        &self,
+        id: i64,
+        record: AttemptRecord,
+        next: NextState,
+    ) -> Result<(), StoreError> {
+        let started = ms(record.started_at);
+        let now = ms(Timestamp::now());
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg)?;
+        let insert = tx
+            .prepare_cached(
+                "INSERT INTO attempts (delivery_id, attempt, started_at, duration_ms, outcome, status, step, error, excerpt)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            )
+            .await
+            .map_err(pg)?;
+        tx.execute(
+            &insert,
+            &[
+                &id,
+                &i32::try_from(record.attempt).unwrap_or(i32::MAX),
+                &started,
+                &i64::try_from(record.duration.as_millis()).unwrap_or(i64::MAX),
+                &record.outcome.as_str(),
+                &record.status.map(i32::from),
+                &record.step,
+                &record.error,
+                &record.excerpt,
+            ],
+        )
+        .await
+        .map_err(pg)?;
+        if let NextState::Delivered { ledger, .. } = &next {
+            remember(&tx, id, ledger, now).await?;
+        }
+        let (state, next_at, failures, error, remote): (_, _, i32, _, _) = match &next {
+            NextState::Delivered { remote, .. } => {
+                ("delivered", now, 0, None, Some(remote.to_string()))
+            }
+            NextState::RetryAt { at, counts, reason } => (
+                "pending",
+                ms(*at),
+                i32::from(*counts),
+                Some(reason.as_str()),
+                None,
+            ),
+            NextState::Dead { reason } => ("dead", now, 1, Some(reason.as_str()), None),
+        };
+        let update = tx
+            .prepare_cached(
+                "UPDATE deliveries SET state = $2, attempts = attempts + 1, failures = failures + $3,
+                        next_attempt_at = $4, lease_until = NULL, first_attempt_at = coalesce(first_attempt_at, $5),
+                        last_error = $6, remote = coalesce($7, remote), updated_at = $8
+                 WHERE id = $1",
+            )
+            .await
+            .map_err(pg)?;
+        tx.execute(
+            &update,
+            &[
+                &id, &state, &failures, &next_at, &started, &error, &remote, &now,
+            ],
+        )
+        .await
+        .map_err(pg)?;
+        tx.commit().await.map_err(pg)
+    }
+
+    async fn renew(&self, ids: &[i64], until: Timestamp) -> Result<u64, StoreError> {
+        self.execute(
+            "UPDATE deliveries SET lease_until = $2
+             WHERE id = ANY($1) AND state = 'pending' AND lease_until IS NOT NULL",
+            &[&ids, &ms(until)],
+        )
+        .await
+    }
+
+    async fn release_leases(&self) -> Result<u64, StoreError> {
+        // Several replicas share the queue: only leases that have run out are this
+        // process's to hand back; a live replica's leases stay with it.
+        self.execute(
+            "UPDATE deliveries SET lease_until = NULL
+             WHERE lease_until IS NOT NULL AND lease_until < $1 AND state = 'pending'",
+            &[&ms(Timestamp::now())],
+        )
+        .await
+    }
+
+    async fn deliveries(&self, filter: DeliveryFilter) -> Result<Vec<DeliveryRow>, StoreError> {
+        let limit = (filter.limit > 0).then(|| i64::try_from(filter.limit).unwrap_or(i64::MAX));
+        self.query(
+            "SELECT id, conversation_id, version, connector, key, state, attempts, next_attempt_at, last_error,
+                    remote, created_at, updated_at
+             FROM deliveries
+             WHERE ($1::text IS NULL OR state = $1) AND ($2::text IS NULL OR connector = $2)
+               AND ($3::text IS NULL OR conversation_id = $3) AND ($5::bigint IS NULL OR id < $5)
+             ORDER BY id DESC LIMIT $4",
+            &[
+                &filter.state.map(DeliveryState::as_str),
+                &filter.connector,
+                &filter.conversation_id,
+                &limit,
+                &filter.before,
+            ],
+        )
+        .await?
+        .iter()
+        .map(delivery_row)
+        .collect()
+    }
+
+    async fn attempts(&self, delivery_id: i64) -> Result<Vec<AttemptRow>, StoreError> {
+        self.query(
+            "SELECT attempt, started_at, duration_ms, outcome, status, step, error, excerpt
+             FROM attempts WHERE delivery_id = $1 ORDER BY id",
+            &[&delivery_id],
+        )
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(AttemptRow {
+                attempt: u32::try_from(column::<i32>(r, 0)?).unwrap_or_default(),
+                started_at: from_ms(column(r, 1)?)?,
+                duration_ms: u64::try_from(column::<i64>(r, 2)?).unwrap_or_default(),
+                outcome: column(r, 3)?,
+                status: column::<Option<i32>>(r, 4)?.and_then(|s| u16::try_from(s).ok()),
+                step: column(r, 5)?,
+                error: column(r, 6)?,
+                excerpt: column(r, 7)?,
+            })
+        })
+        .collect()
+    }
+
+    async fn retry(&self, ids: &[i64]) -> Result<u64, StoreError> {
+        self.execute(
+            "UPDATE deliveries SET state = 'pending', failures = 0, first_attempt_at = NULL,
+                    next_attempt_at = $2, updated_at = $2
+             WHERE state = 'dead' AND id = ANY($1)",
+            &[&ids, &ms(Timestamp::now())],
+        )
+        .await
+    }
+
+    async fn conversations(
+        &self,
+        filter: ConversationFilter,
+    ) -> Result<Vec<ConversationRow>, StoreError> {
+        let params = FilterParams::new(&filter);
+        let limit = (filter.limit > 0).then(|| i64::try_from(filter.limit).unwrap_or(i64::MAX));
+        let mut values = params.values().to_vec();
+        values.push(&limit);
+        self.query(
+            &format!(
+                "SELECT {CONVERSATION_COLUMNS} FROM conversations c WHERE {CONVERSATION_FILTER}
+                 ORDER BY c.created_at DESC, c.id DESC LIMIT $9"
+            ),
+            &values,
+        )
+        .await?
+        .iter()
+        .map(conversation_row)
+        .collect()
+    }
+
+    async fn conversation_count(&self, filter: &ConversationFilter) -> Result<u64, StoreError> {
+        let params = FilterParams::new(filter);
+        let rows = self
+            .query(
+                &format!("SELECT count(*) FROM conversations c WHERE {CONVERSATION_FILTER}"),
+                &params.values(),
+            )
+            .await?;
+        Ok(rows
+            .first()
+            .map(|r| column::<i64>(r, 0))
+            .transpose()?
+            .map_or(0, count))
+    }
+
+    async fn conversation(
+        &self,
+        id: &str,
+    ) -> Result<Option<(ConversationRow, Vec<VersionRow>)>, StoreError> {
+        let rows = self
+            .query(
+                &format!("SELECT {CONVERSATION_COLUMNS} FROM conversations c WHERE c.id = $1"),
+                &[&id],
+            )
+            .await?;
+        let Some(row) = rows.first() else {
+            return Ok(None);
+        };
+        let versions = self
+            .query(
+                "SELECT version, received_at, body_sha256, normalized, length(raw)::bigint FROM conversation_versions
+                 WHERE conversation_id = $1 ORDER BY version",
+                &[&id],
+            )
+            .await?
+            .iter()
+            .map(|r| {
+                Ok(VersionRow {
+                    version: column(r, 0)?,
+                    received_at: from_ms(column(r, 1)?)?,
+                    body_sha256: column(r, 2)?,
+                    normalized: column(r, 3)?,
+                    size: usize::try_from(column::<i64>(r, 4)?).unwrap_or_default(),
+                })
+            })
+            .collect::<Result<_, StoreError>>()?;
+        Ok(Some((conversation_row(row)?, versions)))
+    }
+
+    async fn replay(
+        &self,
+        conversation_ids: &[String],
+        connectors: &[String],
+    ) -> Result<ReplayReport, StoreError> {
+        let now = ms(Timestamp::now());
+        let mut report = ReplayReport::default();
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg)?;
+        for id in conversation_ids {
+            let pairs = tx
+                .query(
+                    "SELECT connector, bool_or(state = 'pending') FROM deliveries
+                     WHERE conversation_id = $1 AND connector = ANY($2)
+                     GROUP BY connector",
+                    &[id, &connectors],
+                )
+                .await
+                .map_err(pg)?;
+            for pair in pairs {
+                let (connector, pending): (String, bool) = (column(&pair, 0)?, column(&pair, 1)?);
+                if pending {
+                    report.already_pending += 1;
+                    continue;
+                }
+                tx.execute(
+                    "DELETE FROM ledger WHERE conversation_id = $1 AND connector = $2",
+                    &[id, &connector],
+                )
+                .await
+                .map_err(pg)?;
+                let row = tx
+                    .query_one(
+                        "INSERT INTO deliveries (conversation_id, version, connector, key, state, next_attempt_at,
+                                                 created_at, updated_at)
+                         SELECT id, latest_version, $2, $3, 'pending', $4, $4, $4 FROM conversations WHERE id = $1
+                         RETURNING id",
+                        &[id, &connector, &format!("cb:{connector}:{id}"), &now],
+                    )
+                    .await
+                    .map_err(pg)?;
+                report.queued.push(column(&row, 0)?);
+            }
+        }
+        tx.commit().await.map_err(pg)?;
+        Ok(report)
+    }
+
+    async fn connector_stats(&self, since: Timestamp) -> Result<Vec<ConnectorStats>, StoreError> {
+        self.query(
+            "SELECT connector,
+                    count(*) FILTER (WHERE state = 'pending'),
+                    count(*) FILTER (WHERE state = 'pending' AND attempts > 0),
+                    min(created_at) FILTER (WHERE state = 'pending'),
+                    count(*) FILTER (WHERE state = 'delivered' AND updated_at >= $1),
+                    count(*) FILTER (WHERE state = 'dead' AND updated_at >= $1),
+                    count(*) FILTER (WHERE state = 'dead')
+             FROM deliveries GROUP BY connector ORDER BY connector",
+            &[&ms(since)],
+        )
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(ConnectorStats {
+                connector: column(r, 0)?,
+                pending: count(column(r, 1)?),
+                retrying: count(column(r, 2)?),
+                oldest_pending: column::<Option<i64>>(r, 3)?.and_then(Timestamp::from_unix_millis),
+                delivered: count(column(r, 4)?),
+                dead: count(column(r, 5)?),
+                dead_total: count(column(r, 6)?),
+            })
+        })
+        .collect()
+    }
+
+    async fn received_since(&self, since: Timestamp) -> Result<u64, StoreError> {
+        let rows = self
+            .query(
+                "SELECT count(*) FROM conversation_versions WHERE received_at >= $1",
+                &[&ms(since)],
+            )
+            .await?;
+        Ok(rows
+            .first()
+            .map(|r| column::<i64>(r, 0))
+            .transpose()?
+            .map_or(0, count))
+    }
+
+    async fn purge(
+        &self,
+        delivered_before: Timestamp,
+        dead_before: Timestamp,
+        limit: usize,
+    ) -> Result<PurgeReport, StoreError> {
+        let (delivered, dead) = (ms(delivered_before), ms(dead_before));
+        let limit = i64::try_from(limit.max(1)).unwrap_or(i64::MAX);
+        let conversations = self
+            .execute(
+                "DELETE FROM conversations WHERE id IN (
+                    SELECT c.id FROM conversations c LEFT JOIN deliveries d ON d.conversation_id = c.id
+                    WHERE c.updated_at < $1::bigint
+                    GROUP BY c.id
+                    HAVING count(d.id) FILTER (WHERE d.state = 'pending') = 0
+                       AND greatest(c.updated_at, coalesce(max(d.updated_at), 0))
+                           < CASE WHEN count(d.id) FILTER (WHERE d.state = 'dead') > 0 THEN $2::bigint ELSE $3::bigint END
+                    LIMIT $4::bigint)",
+                &[&delivered.max(dead), &dead, &delivered, &limit],
+            )
+            .await?;
+        let quarantined = self
+            .execute("DELETE FROM quarantine WHERE received_at < $1", &[&dead])
+            .await?;
+        Ok(PurgeReport {
+            conversations,
+            quarantined,
+        })
+    }
+
+    async fn forget(&self, email: &str) -> Result<ForgetReport, StoreError> {
+        let needle = email.trim().to_lowercase();
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg)?;
+        tx.batch_execute("CREATE TEMP TABLE forgotten (id TEXT PRIMARY KEY) ON COMMIT DROP")
+            .await
+            .map_err(pg)?;
+        // Raw bodies parsed as JSON, so they are UTF-8 text.
+        tx.execute(
+            "INSERT INTO forgotten
+             SELECT id FROM conversations WHERE lower(visitor_email) = $1
+             UNION SELECT conversation_id FROM conversation_versions
+                   WHERE position($1 in lower(convert_from(raw, 'UTF8'))) > 0
+                      OR position($1 in lower(normalized)) > 0",
+            &[&needle],
+        )
+        .await
+        .map_err(pg)?;
+        let count_of = |sql: &'static str| {
+            let tx = &tx;
+            async move {
+                let row = tx.query_one(sql, &[]).await.map_err(pg)?;
+                Ok::<_, StoreError>(count(column(&row, 0)?))
+            }
+        };
+        let report = ForgetReport {
+            conversations: count_of("SELECT count(*) FROM forgotten").await?,
+            versions: count_of(
+                "SELECT count(*) FROM conversation_versions WHERE conversation_id IN (SELECT id FROM forgotten)",
+            )
+            .await?,
+            deliveries: count_of(
+                "SELECT count(*) FROM deliveries WHERE conversation_id IN (SELECT id FROM forgotten)",
+            )
+            .await?,
+            attempts: count_of(
+                "SELECT count(*) FROM attempts WHERE delivery_id IN
+                 (SELECT id FROM deliveries WHERE conversation_id IN (SELECT id FROM forgotten))",
+            )
+            .await?,
+            ledger_entries: count_of(
+                "SELECT count(*) FROM ledger WHERE conversation_id IN (SELECT id FROM forgotten)",
+            )
+            .await?,
+            quarantined: 0,
+            excerpts_blanked: 0,
+        };
+        tx.execute(
+            "DELETE FROM conversations WHERE id IN (SELECT id FROM forgotten)",
+            &[],
+        )
+        .await
+        .map_err(pg)?;
+        // A quarantined body need not be UTF-8: match its bytes, and its text where it is
+        // ASCII (escape encoding keeps ASCII as it is), case-insensitively.
+        let quarantined = tx
+            .execute(
+                "DELETE FROM quarantine
+                 WHERE position(convert_to($1, 'UTF8') in body) > 0
+                    OR position($1 in lower(encode(body, 'escape'))) > 0",
+                &[&needle],
+            )
+            .await
+            .map_err(pg)?;
+        let blanked = tx
+            .execute(
+                "UPDATE attempts SET
+                    excerpt = CASE WHEN position($1 in lower(excerpt)) > 0 THEN NULL ELSE excerpt END,
+                    error = CASE WHEN position($1 in lower(error)) > 0 THEN '(erased: mentioned a forgotten visitor)' ELSE error END
+                 WHERE position($1 in lower(excerpt)) > 0 OR position($1 in lower(error)) > 0",
+                &[&needle],
+            )
+            .await
+            .map_err(pg)?
+            + tx
+                .execute(
+                    "UPDATE deliveries SET last_error = '(erased: mentioned a forgotten visitor)'
+                     WHERE position($1 in lower(last_error)) > 0",
+                    &[&needle],
+                )
+                .await
+                .map_err(pg)?;
+        tx.commit().await.map_err(pg)?;
+        Ok(ForgetReport {
+            quarantined,
+            excerpts_blanked: blanked,
+            ..report
+        })
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.client()
+            .await?
+            .simple_query("SELECT 1")
+            .await
+            .map(|_| ())
+            .map_err(pg)
+    }
+}
