@@ -10,7 +10,8 @@
 //! - Deliveries are leased with `FOR UPDATE SKIP LOCKED` and a lease expiry: replicas never
 //!   wait for each other's rows, a row leased by one is skipped by the others (the lease
 //!   condition is checked again on the locked row), and the lease of a replica that died
-//!   mid-attempt expires, after which another replica takes the delivery over.
+//!   mid-attempt expires, after which another replica takes the delivery over. A lease walks
+//!   the due index and stops at what it takes, so its cost does not grow with the queue.
 //! - Migrations run at start under an advisory lock on a connection of their own, so
 //!   replicas started together apply them once; the lock goes with the connection.
 //!
@@ -199,6 +200,16 @@ fn column<'a, T: tokio_postgres::types::FromSql<'a>>(
     row.try_get(index)
         .map_err(|e| StoreError::Corrupt(format!("column {index}: {e}")))
 }
+
+/// Which deliveries `d` may be leased at `$1` (now): pending, due, not leased by a live
+/// process, and the oldest pending one of its (conversation, connector) pair, so one pair's
+/// deliveries run one at a time, in order.
+const DUE: &str = "d.state = 'pending' AND d.next_attempt_at <= $1
+    AND (d.lease_until IS NULL OR d.lease_until < $1)
+    AND NOT EXISTS (
+        SELECT 1 FROM deliveries e
+        WHERE e.conversation_id = d.conversation_id AND e.connector = d.connector
+          AND e.state = 'pending' AND e.id < d.id)";
 
 /// The columns [`conversation_row`] reads, from `conversations c`.
 const CONVERSATION_COLUMNS: &str = "c.id, c.source, c.account_id, c.status, c.visitor_email, c.started_at, c.ended_at,
@@ -519,51 +530,68 @@ impl Store for PostgresStore {
     ) -> Result<Vec<LeasedDelivery>, StoreError> {
         let (now, until) = (ms(now), ms(now.plus(lease_for)));
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let capped: Vec<&str> = caps.keys().map(String::as_str).collect();
-        let cap_values: Vec<i64> = caps
-            .values()
-            .map(|&n| i64::try_from(n).unwrap_or(i64::MAX))
-            .collect();
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(pg)?;
+        // Each query walks the due index in order, locks what it takes, skips rows another
+        // replica is leasing right now (they do not count towards the limit), and stops: a
+        // lease costs what it takes, however long the queue. Connectors without a cap share
+        // one query; each capped one has its own, limited to its cap. The oldest `limit` of
+        // all that are taken; the other locked rows are let go at commit.
+        let uncapped = tx
+            .prepare_cached(&format!(
+                "SELECT d.id, d.next_attempt_at FROM deliveries d
+                 WHERE {DUE} AND NOT (d.connector = ANY($2))
+                 ORDER BY d.next_attempt_at, d.id LIMIT $3
+                 FOR UPDATE SKIP LOCKED"
+            ))
+            .await
+            .map_err(pg)?;
+        let capped = tx
+            .prepare_cached(&format!(
+                "SELECT d.id, d.next_attempt_at FROM deliveries d
+                 WHERE {DUE} AND d.connector = $2
+                 ORDER BY d.next_attempt_at, d.id LIMIT $3
+                 FOR UPDATE SKIP LOCKED"
+            ))
+            .await
+            .map_err(pg)?;
+        let names: Vec<&str> = caps.keys().map(String::as_str).collect();
+        let mut candidates: Vec<(i64, i64)> = Vec::new();
+        for row in tx
+            .query(&uncapped, &[&now, &names, &limit])
+            .await
+            .map_err(pg)?
+        {
+            candidates.push((column(&row, 1)?, column(&row, 0)?));
+        }
+        for (connector, &cap) in caps {
+            if cap == 0 {
+                continue;
+            }
+            let cap = i64::try_from(cap).unwrap_or(i64::MAX).min(limit);
+            for row in tx
+                .query(&capped, &[&now, connector, &cap])
+                .await
+                .map_err(pg)?
+            {
+                candidates.push((column(&row, 1)?, column(&row, 0)?));
+            }
+        }
+        candidates.sort_unstable();
+        let ids: Vec<i64> = candidates
+            .into_iter()
+            .take(usize::try_from(limit).unwrap_or(usize::MAX))
+            .map(|(_, id)| id)
+            .collect();
         let statement = tx
             .prepare_cached(
-                // Due rows are numbered per connector, so a connector capped at n gives at
-                // most its n oldest. A window cannot be locked, so the rows are locked in a
-                // second step, oldest first, skipping those another replica is leasing right
-                // now (skipped rows do not count towards the limit); the lease condition is
-                // checked again on each row as locked.
-                "WITH due AS (
-                    SELECT d.id, d.next_attempt_at,
-                           row_number() OVER (PARTITION BY d.connector ORDER BY d.next_attempt_at, d.id) AS n,
-                           caps.cap
-                    FROM deliveries d
-                    LEFT JOIN unnest($3::text[], $4::bigint[]) AS caps (connector, cap) ON caps.connector = d.connector
-                    WHERE d.state = 'pending' AND d.next_attempt_at <= $2
-                      AND (d.lease_until IS NULL OR d.lease_until < $2)
-                      AND NOT EXISTS (
-                          SELECT 1 FROM deliveries e
-                          WHERE e.conversation_id = d.conversation_id AND e.connector = d.connector
-                            AND e.state = 'pending' AND e.id < d.id)
-                 ),
-                 picked AS (
-                    SELECT d.id FROM deliveries d
-                    WHERE d.id IN (SELECT id FROM due WHERE cap IS NULL OR n <= cap)
-                      AND d.state = 'pending' AND (d.lease_until IS NULL OR d.lease_until < $2)
-                    ORDER BY d.next_attempt_at, d.id
-                    LIMIT $5
-                    FOR UPDATE SKIP LOCKED
-                 )
-                 UPDATE deliveries SET lease_until = $1 FROM picked WHERE deliveries.id = picked.id
-                 RETURNING deliveries.id, conversation_id, version, connector, key, attempts, failures,
+                "UPDATE deliveries SET lease_until = $1 WHERE id = ANY($2)
+                 RETURNING id, conversation_id, version, connector, key, attempts, failures,
                            first_attempt_at, created_at",
             )
             .await
             .map_err(pg)?;
-        let rows = tx
-            .query(&statement, &[&until, &now, &capped, &cap_values, &limit])
-            .await
-            .map_err(pg)?;
+        let rows = tx.query(&statement, &[&until, &ids]).await.map_err(pg)?;
         let mut leased = Vec::with_capacity(rows.len());
         for r in &rows {
             leased.push(LeasedDelivery {

@@ -4,6 +4,7 @@
 mod admin;
 mod browser;
 mod catalog;
+mod chaos;
 mod cli;
 mod connectors;
 mod contract;

@@ -46,7 +46,10 @@ CREATE TABLE deliveries (
     created_at       BIGINT NOT NULL,
     updated_at       BIGINT NOT NULL
 );
-CREATE INDEX deliveries_due ON deliveries (next_attempt_at) WHERE state = 'pending';
+-- The lease walks these in due order and stops after the rows it takes: each lease costs
+-- what it takes, not what is queued.
+CREATE INDEX deliveries_due ON deliveries (next_attempt_at, id) WHERE state = 'pending';
+CREATE INDEX deliveries_due_by_connector ON deliveries (connector, next_attempt_at, id) WHERE state = 'pending';
 CREATE INDEX deliveries_pair ON deliveries (conversation_id, connector) WHERE state = 'pending';
 CREATE INDEX deliveries_dead ON deliveries (connector) WHERE state = 'dead';
 CREATE INDEX deliveries_conversation ON deliveries (conversation_id);
