@@ -13,7 +13,7 @@ use tokio::net::TcpListener;
 use crate::config::{Config, ConfigError, Problem, StoreLocation};
 use crate::connectors::{LiveRegistry, Registry, Shared};
 use crate::delivery::{RetryPolicy, Worker};
-use crate::http::{self, AppState, SourceAuth, SourceTokens};
+use crate::http::{self, AppState, SourceAuth, SourceTokens, TokenScope};
 use crate::maintenance::Retention;
 use crate::privacy::Redactor;
 use crate::store::postgres::PostgresStore;
@@ -215,7 +215,20 @@ impl Application {
         ));
         let sources = SourceAuth {
             smartsupp: config.sources.smartsupp.as_ref().map(|s| {
-                SourceTokens::new(std::iter::once(&s.token).chain(s.previous_token.as_ref()))
+                let shared = [s.token.as_ref(), s.previous_token.as_ref()]
+                    .into_iter()
+                    .flatten()
+                    .map(|t| (t, TokenScope::AnyAccount));
+                let tenants = s.tenants.iter().map(|t| {
+                    (
+                        &t.token,
+                        TokenScope::Tenant {
+                            name: t.name.clone(),
+                            accounts: t.accounts.clone(),
+                        },
+                    )
+                });
+                SourceTokens::scoped(shared.chain(tenants))
             }),
         };
         let address = config.server.listen.clone();

@@ -169,7 +169,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .sources
                 .smartsupp
                 .as_ref()
-                .is_some_and(|s| secrecy::ExposeSecret::expose_secret(&s.token) == "dev-token")
+                .and_then(|s| s.token.as_ref())
+                .is_some_and(|t| secrecy::ExposeSecret::expose_secret(t) == "dev-token")
             {
                 tracing::warn!(
                     "sources.smartsupp.token is the example `dev-token`; set CHATBRIDGE_SOURCES__SMARTSUPP__TOKEN in production"

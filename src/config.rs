@@ -145,11 +145,29 @@ pub struct SourcesConfig {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SmartsuppConfig {
-    /// The secret in the hook URL (`/hooks/smartsupp/{token}`). Smartsupp cannot send headers,
-    /// so the URL is the only credential.
-    pub token: SecretString,
+    /// The secret in the hook URL (`/hooks/smartsupp/{token}`), accepted for chats of any
+    /// account. Smartsupp cannot send headers, so the URL is the only credential. Leave it
+    /// out when every customer has a tenant token.
+    pub token: Option<SecretString>,
     /// A previous token still accepted while Smartsupp support switches the URL over.
     pub previous_token: Option<SecretString>,
+    /// One entry per customer of a shared deployment: its own hook token, accepted only for
+    /// chats of its Smartsupp accounts, so no customer can post into another's help desk.
+    #[serde(default)]
+    pub tenants: Vec<TenantConfig>,
+}
+
+/// `[[sources.smartsupp.tenants]]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantConfig {
+    /// The customer, as logs and refusals name it.
+    pub name: String,
+    /// Its hook token.
+    pub token: SecretString,
+    /// Its Smartsupp `accountId`s.
+    #[serde(deserialize_with = "accounts")]
+    pub accounts: Vec<String>,
 }
 
 /// `[transcript]`: how the shared transcript partials render.
@@ -357,6 +375,10 @@ pub struct ConnectorConfig {
     /// When to stop calling a failing target.
     #[serde(default)]
     pub circuit: CircuitConfig,
+    /// Only chats of these Smartsupp `accountId`s (default: every account), so one deployment
+    /// gives each customer its own connectors.
+    #[serde(default, deserialize_with = "accounts")]
+    pub accounts: Vec<String>,
 }
 
 /// `rate_limit = { per_second = 5, burst = 5 }`
@@ -438,6 +460,24 @@ pub(crate) fn optional_duration<'de, D: Deserializer<'de>>(
     deserializer: D,
 ) -> Result<Option<Duration>, D::Error> {
     duration(deserializer).map(Some)
+}
+
+/// Account ids as strings, written either way (`[208, "184203"]`): Smartsupp sends numbers,
+/// the normalized conversation keeps text.
+fn accounts<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Account {
+        Number(u64),
+        Text(String),
+    }
+    Ok(Vec::<Account>::deserialize(deserializer)?
+        .into_iter()
+        .map(|a| match a {
+            Account::Number(n) => n.to_string(),
+            Account::Text(t) => t.trim().to_owned(),
+        })
+        .collect())
 }
 
 fn duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
@@ -619,10 +659,44 @@ impl Config {
         if self.store.max_connections == 0 {
             problem("store.max_connections", "must be more than 0".into());
         }
-        if let Some(smartsupp) = &self.sources.smartsupp
-            && smartsupp.token.expose_secret().trim().is_empty()
-        {
-            problem("sources.smartsupp.token", "must not be empty".into());
+        if let Some(smartsupp) = &self.sources.smartsupp {
+            if smartsupp.token.is_none() && smartsupp.tenants.is_empty() {
+                problem(
+                    "sources.smartsupp",
+                    "set token, or a token per customer in [[sources.smartsupp.tenants]]".into(),
+                );
+            }
+            let mut seen = std::collections::BTreeSet::new();
+            let tokens = [(
+                "sources.smartsupp.token".to_owned(),
+                smartsupp.token.as_ref(),
+            )]
+            .into_iter()
+            .chain(smartsupp.tenants.iter().map(|t| {
+                (
+                    format!("sources.smartsupp.tenants.{}.token", t.name),
+                    Some(&t.token),
+                )
+            }));
+            for (key, token) in tokens {
+                let Some(token) = token else { continue };
+                if token.expose_secret().trim().is_empty() {
+                    problem(&key, "must not be empty".into());
+                } else if !seen.insert(token.expose_secret().to_owned()) {
+                    problem(
+                        &key,
+                        "is used twice; give every tenant a token of its own".into(),
+                    );
+                }
+            }
+            for tenant in &smartsupp.tenants {
+                if tenant.accounts.is_empty() {
+                    problem(
+                        &format!("sources.smartsupp.tenants.{}.accounts", tenant.name),
+                        "list the tenant's Smartsupp account ids".into(),
+                    );
+                }
+            }
         }
         if self
             .admin

@@ -406,6 +406,8 @@ pub struct Limits {
 struct Instance {
     connector: Arc<dyn Connector>,
     filtered: bool,
+    /// Only chats of these accounts (empty: every account).
+    accounts: Vec<String>,
     limits: Limits,
 }
 
@@ -530,6 +532,7 @@ impl Registry {
                 Ok(connector) => instances.push(Instance {
                     connector,
                     filtered: filtered.contains(name.as_str()),
+                    accounts: instance.accounts.clone(),
                     limits: Limits {
                         concurrency: instance.concurrency,
                         bucket,
@@ -550,7 +553,8 @@ impl Registry {
         }
     }
 
-    /// Names of the instances that should receive this conversation, in config order.
+    /// Names of the instances that should receive this conversation, in config order: those
+    /// of its account (or of every account) whose `when` holds.
     ///
     /// # Errors
     /// When an instance's `when` expression fails to evaluate.
@@ -563,6 +567,11 @@ impl Registry {
         let mut names = Vec::new();
         for instance in &self.instances {
             let name = instance.connector.name();
+            if !instance.accounts.is_empty()
+                && !instance.accounts.contains(&conversation.account_id)
+            {
+                continue;
+            }
             if instance.filtered {
                 let context = match &context {
                     Some(c) => c,

@@ -26,6 +26,14 @@ pub enum ApiError {
         /// Where it was kept.
         quarantine_id: i64,
     },
+    /// 403: a tenant's token with a chat of another account; it was quarantined.
+    #[error("{reason}")]
+    OtherTenant {
+        /// Why, for the sender.
+        reason: String,
+        /// Where it was kept.
+        quarantine_id: i64,
+    },
     /// 413: larger than `server.max_body_bytes`.
     #[error("body larger than {limit} bytes")]
     TooLarge {
@@ -60,7 +68,7 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
-            Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::Forbidden(_) | Self::OtherTenant { .. } => StatusCode::FORBIDDEN,
             Self::UnknownSource(_) | Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Unparseable { .. } | Self::BadBody(_) | Self::Invalid(_) => {
                 StatusCode::BAD_REQUEST
@@ -89,6 +97,10 @@ impl IntoResponse for ApiError {
         let status = self.status();
         let body = match &self {
             Self::Unparseable {
+                reason,
+                quarantine_id,
+            }
+            | Self::OtherTenant {
                 reason,
                 quarantine_id,
             } => {

@@ -20,7 +20,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
+use subtle::{ConditionallySelectable, ConstantTimeEq};
 
 use super::AppState;
 use super::error::ApiError;
@@ -28,36 +28,77 @@ use crate::model::Timestamp;
 use crate::sources::Source;
 use crate::store::{IngestOutcome, NewVersion, Quarantined};
 
-/// The accepted tokens of a source, kept as digests.
+/// What a token may post.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenScope {
+    /// Chats of any account.
+    AnyAccount,
+    /// Only chats of these accounts: one customer's token in a shared deployment.
+    Tenant {
+        /// The customer.
+        name: String,
+        /// Its Smartsupp `accountId`s.
+        accounts: Vec<String>,
+    },
+}
+
+impl TokenScope {
+    /// Whether a chat of `account` may come with this token.
+    pub fn admits(&self, account: &str) -> bool {
+        match self {
+            Self::AnyAccount => true,
+            Self::Tenant { accounts, .. } => accounts.iter().any(|a| a == account),
+        }
+    }
+}
+
+/// The accepted tokens of a source, kept as digests, each with what it may post.
 #[derive(Clone)]
 pub struct SourceTokens {
-    digests: Arc<Vec<[u8; 32]>>,
+    tokens: Arc<Vec<([u8; 32], TokenScope)>>,
 }
 
 impl std::fmt::Debug for SourceTokens {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "SourceTokens({} accepted)", self.digests.len())
+        write!(f, "SourceTokens({} accepted)", self.tokens.len())
     }
 }
 
 impl SourceTokens {
-    /// Accepts any of `tokens` (the current one and, during a rotation, the previous).
+    /// Accepts any of `tokens` (the current one and, during a rotation, the previous) for
+    /// chats of any account.
     pub fn new<'a>(tokens: impl IntoIterator<Item = &'a SecretString>) -> Self {
-        let digests = tokens
+        Self::scoped(tokens.into_iter().map(|t| (t, TokenScope::AnyAccount)))
+    }
+
+    /// Accepts each token for what its scope admits.
+    pub fn scoped<'a>(tokens: impl IntoIterator<Item = (&'a SecretString, TokenScope)>) -> Self {
+        let tokens = tokens
             .into_iter()
-            .map(|t| digest(t.expose_secret().as_bytes()))
+            .map(|(t, scope)| (digest(t.expose_secret().as_bytes()), scope))
             .collect();
         Self {
-            digests: Arc::new(digests),
+            tokens: Arc::new(tokens),
         }
     }
 
-    /// Whether `candidate` is an accepted token, in time independent of where it differs.
-    pub fn accepts(&self, candidate: &str) -> bool {
+    /// The scope of `candidate` if it is an accepted token. Every token is compared, in
+    /// time independent of where they differ.
+    pub fn scope(&self, candidate: &str) -> Option<&TokenScope> {
         let candidate = digest(candidate.as_bytes());
-        self.digests
-            .iter()
-            .fold(false, |found, d| found | bool::from(d.ct_eq(&candidate)))
+        // 1 + the index of the matching token, chosen without branching on secret data.
+        let mut found = 0u32;
+        for (index, (d, _)) in self.tokens.iter().enumerate() {
+            let position = u32::try_from(index + 1).unwrap_or(u32::MAX);
+            found.conditional_assign(&position, d.ct_eq(&candidate));
+        }
+        let index = usize::try_from(found).ok()?.checked_sub(1)?;
+        self.tokens.get(index).map(|(_, scope)| scope)
+    }
+
+    /// Whether `candidate` is an accepted token.
+    pub fn accepts(&self, candidate: &str) -> bool {
+        self.scope(candidate).is_some()
     }
 }
 
@@ -109,14 +150,14 @@ async fn receive(
         .sources
         .get(source)
         .ok_or(ApiError::UnknownSource(source.name()))?;
-    if !tokens.accepts(token) {
+    let Some(scope) = tokens.scope(token) else {
         // Loud: a mistyped URL at the chat product loses every chat silently otherwise.
         tracing::warn!(
             source = source.name(),
             "hook refused: wrong token; check the URL the chat product posts to"
         );
         return Err(ApiError::Unauthorized);
-    }
+    };
     let body = body.map_err(|rejection| match rejection {
         BytesRejection::FailedToBufferBody(e) if is_too_large(&e) => ApiError::TooLarge {
             limit: state.max_body_bytes,
@@ -125,39 +166,57 @@ async fn receive(
     })?;
     let received_at = Timestamp::now();
     let clock = std::time::Instant::now();
-    let mut parsed = match source.parse(&body) {
+    // Keeps a refused body, with why, and says where.
+    let body = &body;
+    let refuse = |reason: String| async move {
+        let content_type = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let quarantine_id = state
+            .store
+            .quarantine(Quarantined {
+                source: source.name().to_owned(),
+                reason: reason.clone(),
+                body: state.redactor.body(body).unwrap_or_else(|| body.to_vec()),
+                content_type,
+                received_at,
+            })
+            .await?;
+        state.metrics.quarantined(source.name());
+        state.metrics.ack(source.name(), clock.elapsed());
+        // The reason is not logged: a parser's message can quote the body, and a log line
+        // cannot be erased by `forget`. It is in the answer and the quarantine.
+        tracing::warn!(
+            source = source.name(),
+            quarantine_id,
+            "payload refused and quarantined; the reason went back to the sender and is kept with the body"
+        );
+        Ok::<_, ApiError>((reason, quarantine_id))
+    };
+    let mut parsed = match source.parse(body) {
         Ok(parsed) => parsed,
         Err(error) => {
-            let reason = error.to_string();
-            let content_type = headers
-                .get(header::CONTENT_TYPE)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned);
-            let quarantine_id = state
-                .store
-                .quarantine(Quarantined {
-                    source: source.name().to_owned(),
-                    reason: reason.clone(),
-                    body: state.redactor.body(&body).unwrap_or_else(|| body.to_vec()),
-                    content_type,
-                    received_at,
-                })
-                .await?;
-            state.metrics.quarantined(source.name());
-            state.metrics.ack(source.name(), clock.elapsed());
-            // The reason is not logged: a parser's message can quote the body, and a log line
-            // cannot be erased by `forget`. It is in the answer and the quarantine.
-            tracing::warn!(
-                source = source.name(),
-                quarantine_id,
-                "payload refused and quarantined; the reason went back to the sender and is kept with the body"
-            );
+            let (reason, quarantine_id) = refuse(error.to_string()).await?;
             return Err(ApiError::Unparseable {
                 reason,
                 quarantine_id,
             });
         }
     };
+    if let TokenScope::Tenant { name, .. } = scope
+        && !scope.admits(&parsed.conversation.account_id)
+    {
+        let (reason, quarantine_id) = refuse(format!(
+            "account {} is not one of tenant `{name}`'s accounts; this URL takes only its chats",
+            parsed.conversation.account_id
+        ))
+        .await?;
+        return Err(ApiError::OtherTenant {
+            reason,
+            quarantine_id,
+        });
+    }
     let redacted = state
         .redactor
         .conversation(&mut parsed.conversation, &mut parsed.raw);

@@ -37,7 +37,7 @@ use crate::metrics::Metrics;
 use crate::privacy::Redactor;
 use crate::sources::Source;
 use crate::store::Store;
-pub use ingest::SourceTokens;
+pub use ingest::{SourceTokens, TokenScope};
 
 /// The header carrying the request id.
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");

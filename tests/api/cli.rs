@@ -2,7 +2,7 @@
 
 use crate::helpers::run_cli;
 
-fn write_config(text: &str) -> (tempfile::TempDir, String) {
+pub fn write_config(text: &str) -> (tempfile::TempDir, String) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("config.toml");
     std::fs::write(&path, text).unwrap();

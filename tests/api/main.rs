@@ -30,4 +30,5 @@ mod process;
 mod real_counterparts;
 mod snapshots;
 mod store;
+mod tenants;
 mod traces;
