@@ -11,11 +11,12 @@
 //! p50/p99 ack latency and the server's peak RSS for each, and the ratio, which is what stays
 //! comparable on a noisy machine. `BENCH_THREADS=1` also prints each server thread's CPU time.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+
+mod common;
 
 const SEED: &str = include_str!("../tests/fixtures/smartsupp/seed-example.json");
 const CEILING_FLAG: &str = "--ceiling-server";
@@ -154,34 +155,9 @@ struct Report {
 }
 
 impl Target {
-    /// Starts the server and reads its address from what it prints: chatbridge's
-    /// `listening address=…` log line (default text format) or the ceiling's JSON line.
+    /// Starts the server and reads its address from what it prints.
     fn start(name: &'static str, command: &mut Command, path: &str) -> Self {
-        let mut server = command
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("server starts");
-        let stdout = server.stdout.take().expect("piped stdout");
-        let mut lines = BufReader::new(stdout).lines();
-        let address = loop {
-            let line = lines
-                .next()
-                .expect("server printed its address")
-                .expect("readable output");
-            let entry: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
-            if let Some(address) = entry["address"].as_str() {
-                break address.to_owned();
-            }
-            if let Some(address) = line
-                .split("address=")
-                .nth(1)
-                .and_then(|rest| rest.split_whitespace().next())
-            {
-                break address.to_owned();
-            }
-        };
-        // Keep draining its output so a full pipe never blocks it.
-        std::thread::spawn(move || for _ in lines {});
+        let (server, address) = common::start_server(command);
         Self {
             name,
             server,
@@ -192,7 +168,7 @@ impl Target {
 
     /// Stops the server and sums up its rounds.
     fn stop(&mut self) -> Report {
-        let peak_rss_kb = peak_rss_kb(self.server.id());
+        let peak_rss_kb = common::peak_rss_kb(self.server.id());
         if std::env::var_os("BENCH_THREADS").is_some() {
             print_thread_cpu(self.server.id());
         }
@@ -206,12 +182,7 @@ impl Target {
         let elapsed: Duration = self.samples.iter().map(|s| s.elapsed).sum();
         let errors = self.samples.iter().map(|s| s.errors).sum();
         latencies.sort_unstable();
-        let at = |q: f64| {
-            latencies
-                .get(((latencies.len() as f64 * q) as usize).min(latencies.len().saturating_sub(1)))
-                .copied()
-                .unwrap_or_default()
-        };
+        let at = |q: f64| common::quantile(&latencies, q);
         Report {
             rate: latencies.len() as f64 / elapsed.as_secs_f64(),
             p50: at(0.50),
@@ -305,18 +276,6 @@ fn print_thread_cpu(pid: u32) {
             .sum();
         println!("  thread {name:<16} cpu {:.1} s", ticks as f64 / 100.0);
     }
-}
-
-/// `VmHWM`: the process's peak resident set since it started.
-fn peak_rss_kb(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0)
 }
 
 /// The ceiling: accepts a POST, parses the body as JSON, answers 202. Nothing else.

@@ -174,36 +174,48 @@ impl Worker {
         let mut running: JoinSet<()> = JoinSet::new();
         let mut renewal = tokio::time::interval(self.lease_for / 3);
         renewal.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Under load, slots free one at a time; leasing for each would cost a store round
+        // trip per delivery. So a finished attempt leads to a lease only once a quarter of
+        // the slots are free (or none runs); new work, a due time and a held-back connector's
+        // release lease at once.
+        let batch = (self.concurrency / 4).max(1);
+        let mut lease_now = true;
+        // When the next lease is due without any event: a retry's time, a cool-down's end.
+        let mut next_look = tokio::time::Instant::now();
         loop {
-            let mut wait = MAX_IDLE;
             let free = self.concurrency.saturating_sub(running.len());
-            if free > 0 {
+            if lease_now && free > 0 {
+                next_look = tokio::time::Instant::now() + MAX_IDLE;
                 match self.lease(free).await {
-                    Ok((batch, changes, blocked)) => {
-                        let leased = batch.len();
-                        for delivery in batch {
+                    Ok((leased, changes, blocked)) => {
+                        let full = leased.len() == free;
+                        for delivery in leased {
                             running.spawn(self.clone().attempt(delivery));
                         }
-                        if leased == free {
-                            // There may be more due: loop as soon as a slot frees.
-                            wait = Duration::ZERO;
-                        } else if let Some(at) = self.next_wake(&blocked, changes).await {
-                            wait = at;
+                        // A full batch may have left more due: the next freed slots take
+                        // them. Otherwise, look again when the next one is due.
+                        if !full && let Some(at) = self.next_wake(&blocked, changes).await {
+                            next_look = tokio::time::Instant::now() + at;
                         }
                     }
                     Err(e) => {
                         tracing::error!(error = %e, "cannot lease deliveries");
-                        wait = STORE_RETRY;
+                        next_look = tokio::time::Instant::now() + STORE_RETRY;
                     }
                 }
             }
-            tokio::select! {
+            lease_now = tokio::select! {
                 () = &mut shutdown => break,
-                _ = renewal.tick(), if !running.is_empty() => self.renew().await,
-                Some(_) = running.join_next(), if !running.is_empty() => {}
-                () = self.wake.notified() => {}
-                () = tokio::time::sleep(wait), if !wait.is_zero() || running.is_empty() => {}
-            }
+                _ = renewal.tick(), if !running.is_empty() => {
+                    self.renew().await;
+                    false
+                }
+                Some(_) = running.join_next(), if !running.is_empty() => {
+                    running.is_empty() || self.concurrency - running.len() >= batch
+                }
+                () = self.wake.notified() => true,
+                () = tokio::time::sleep_until(next_look) => true,
+            };
         }
         let finished = tokio::time::timeout(grace, async {
             while running.join_next().await.is_some() {}

@@ -532,6 +532,11 @@ impl Store for PostgresStore {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(pg)?;
+        // A lease lost in a crash of the server only lets the delivery be leased again: its
+        // commit need not wait for the WAL to reach the disk.
+        tx.batch_execute("SET LOCAL synchronous_commit = off")
+            .await
+            .map_err(pg)?;
         // Each query walks the due index in order, locks what it takes, skips rows another
         // replica is leasing right now (they do not count towards the limit), and stops: a
         // lease costs what it takes, however long the queue. Connectors without a cap share

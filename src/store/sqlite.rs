@@ -57,6 +57,9 @@ const MIGRATIONS: &[&str] = &[
 
 /// A unit of work for the writer.
 trait Work: Send {
+    /// Whether its commit must reach the disk before it is answered. Leases need not: a
+    /// lease lost with the machine's power only lets the delivery be leased again.
+    fn durable(&self) -> bool;
     /// Runs the work in the current transaction, keeping its result; says whether it succeeded.
     fn run(&mut self, conn: &Connection) -> bool;
     /// Answers the caller once the transaction's fate is known: the kept result if it
@@ -67,6 +70,7 @@ trait Work: Send {
 /// A caller's closure, its result, and where to send it.
 struct Call<R, F> {
     work: F,
+    durable: bool,
     result: Option<Result<R, StoreError>>,
     reply: oneshot::Sender<Result<R, StoreError>>,
 }
@@ -76,6 +80,10 @@ where
     R: Send,
     F: FnMut(&Connection) -> Result<R, StoreError> + Send,
 {
+    fn durable(&self) -> bool {
+        self.durable
+    }
+
     fn run(&mut self, conn: &Connection) -> bool {
         let result = (self.work)(conn);
         let ok = result.is_ok();
@@ -112,6 +120,7 @@ impl SqliteStore {
         }
         let conn = connect(path, synchronous)?;
         migrate(&conn)?;
+        let full = synchronous == Synchronous::Full;
         let checkpointer = connect(path, synchronous)?;
         let (nudge, nudged) = std::sync::mpsc::sync_channel::<()>(1);
         let mut conn = conn;
@@ -139,7 +148,7 @@ impl SqliteStore {
         )?;
         spawn(
             "chatbridge-store",
-            Box::new(move || write_loop(conn, queue)),
+            Box::new(move || write_loop(conn, queue, full)),
         )?;
         Ok(Self { jobs })
     }
@@ -151,9 +160,28 @@ impl SqliteStore {
         R: Send + 'static,
         F: FnMut(&Connection) -> Result<R, StoreError> + Send + 'static,
     {
+        self.submit(work, true).await
+    }
+
+    /// As [`SqliteStore::call`], for work whose loss in a power cut costs nothing but a
+    /// repeat (leases): a batch of only such work commits without waiting for the disk.
+    async fn call_soft<R, F>(&self, work: F) -> Result<R, StoreError>
+    where
+        R: Send + 'static,
+        F: FnMut(&Connection) -> Result<R, StoreError> + Send + 'static,
+    {
+        self.submit(work, false).await
+    }
+
+    async fn submit<R, F>(&self, work: F, durable: bool) -> Result<R, StoreError>
+    where
+        R: Send + 'static,
+        F: FnMut(&Connection) -> Result<R, StoreError> + Send + 'static,
+    {
         let (reply, answered) = oneshot::channel();
         let job: Job = Box::new(Call {
             work,
+            durable,
             result: None,
             reply,
         });
@@ -218,8 +246,11 @@ fn checkpoint_loop(conn: &Connection, nudged: &std::sync::mpsc::Receiver<()>) {
     let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
 }
 
-/// The writer: drains waiting jobs into one transaction, commits, answers.
-fn write_loop(mut conn: Connection, mut queue: mpsc::Receiver<Job>) {
+/// The writer: drains waiting jobs into one transaction, commits, answers. With
+/// `synchronous = full`, a batch of only soft work (leases) commits at `NORMAL`, which in WAL
+/// mode skips the fsync; the next durable commit syncs it along with its own.
+fn write_loop(mut conn: Connection, mut queue: mpsc::Receiver<Job>, full: bool) {
+    let mut syncing = full;
     while let Some(first) = queue.blocking_recv() {
         let mut batch = Vec::with_capacity(16);
         batch.push(first);
@@ -227,6 +258,14 @@ fn write_loop(mut conn: Connection, mut queue: mpsc::Receiver<Job>) {
             match queue.try_recv() {
                 Ok(job) => batch.push(job),
                 Err(_) => break,
+            }
+        }
+        let sync = full && batch.iter().any(|job| job.durable());
+        if sync != syncing {
+            let level = if sync { "FULL" } else { "NORMAL" };
+            match conn.execute_batch(&format!("PRAGMA synchronous = {level}")) {
+                Ok(()) => syncing = sync,
+                Err(e) => tracing::warn!(error = %e, "cannot change PRAGMA synchronous"),
             }
         }
         match run_together(&mut conn, &mut batch) {
@@ -832,7 +871,7 @@ impl Store for SqliteStore {
     ) -> Result<Vec<LeasedDelivery>, StoreError> {
         let caps = serde_json::to_string(caps).map_err(corrupt)?;
         let until = ms(now.plus(lease_for));
-        self.call(move |conn| lease(conn, ms(now), limit, until, &caps))
+        self.call_soft(move |conn| lease(conn, ms(now), limit, until, &caps))
             .await
     }
 
@@ -892,7 +931,7 @@ impl Store for SqliteStore {
 
     async fn release(&self, ids: &[i64]) -> Result<u64, StoreError> {
         let ids = serde_json::to_string(ids).map_err(corrupt)?;
-        self.call(move |conn| {
+        self.call_soft(move |conn| {
             conn.prepare_cached(
                 "UPDATE deliveries SET lease_until = NULL
                  WHERE id IN (SELECT value FROM json_each(?1)) AND state = 'pending'",
@@ -906,7 +945,7 @@ impl Store for SqliteStore {
 
     async fn renew(&self, ids: &[i64], until: Timestamp) -> Result<u64, StoreError> {
         let ids = serde_json::to_string(ids).map_err(corrupt)?;
-        self.call(move |conn| {
+        self.call_soft(move |conn| {
             conn.prepare_cached(
                 "UPDATE deliveries SET lease_until = ?2
                  WHERE id IN (SELECT value FROM json_each(?1)) AND state = 'pending' AND lease_until IS NOT NULL",

@@ -1,0 +1,57 @@
+//! What the benchmarks share: starting a server process and reading its address, its peak
+//! memory, and latency percentiles.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// Starts `command` and reads its address from what it prints: chatbridge's `listening
+/// address=…` log line (text format) or a JSON line with an `address`. Keeps draining its
+/// output so a full pipe never blocks it.
+pub fn start_server(command: &mut Command) -> (Child, String) {
+    let mut server = command
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("server starts");
+    let stdout = server.stdout.take().expect("piped stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let address = loop {
+        let line = lines
+            .next()
+            .expect("server printed its address")
+            .expect("readable output");
+        let entry: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+        if let Some(address) = entry["address"].as_str() {
+            break address.to_owned();
+        }
+        if let Some(address) = line
+            .split("address=")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+        {
+            break address.to_owned();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    (server, address)
+}
+
+/// `VmHWM`: the process's peak resident set since it started, in KiB.
+pub fn peak_rss_kb(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// The `q` quantile of sorted `latencies`.
+pub fn quantile(latencies: &[Duration], q: f64) -> Duration {
+    latencies
+        .get(((latencies.len() as f64 * q) as usize).min(latencies.len().saturating_sub(1)))
+        .copied()
+        .unwrap_or_default()
+}

@@ -1,0 +1,405 @@
+//! Scale and peer benchmark: `benches/scale.sh` (installs Node-RED, then runs this).
+//!
+//! For each target, `--chats` new conversations are posted by `--senders` keep-alive
+//! connections (spread over the replicas), and a fast local sink counts what arrives:
+//!
+//! - chatbridge on SQLite, one process;
+//! - chatbridge on PostgreSQL with 1, 2 and 3 replicas on one fresh database each run
+//!   (`CHATBRIDGE_BENCH_POSTGRES`, an admin URL; default the local server);
+//! - Node-RED (`CHATBRIDGE_BENCH_NODE_RED`, its executable) forwarding each POST to the same
+//!   sink before answering, as someone might wire the same forward without any durability.
+//!
+//! chatbridge acknowledges a chat once it is durably stored and delivers it afterwards, so
+//! it is measured twice: ingest (acks/s, ack p99) and end to end (chats at the sink per
+//! second, from the first post to the last delivery). Node-RED's answer comes after its
+//! forward, so its one rate is both. Peak RSS is summed over a target's processes. The
+//! ratios compare end-to-end throughput and memory with Node-RED's.
+
+mod common;
+
+use std::process::{Child, Command};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+const SEED: &str = include_str!("../tests/fixtures/smartsupp/seed-example.json");
+
+struct Settings {
+    chats: u64,
+    senders: usize,
+}
+
+fn settings() -> Settings {
+    let args: Vec<String> = std::env::args().collect();
+    let value = |name: &str, default: u64| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
+    Settings {
+        chats: value("--chats", 4000),
+        senders: value("--senders", 32) as usize,
+    }
+}
+
+/// What one target did.
+struct Measured {
+    name: String,
+    acks_per_s: f64,
+    ack_p99: Duration,
+    delivered_per_s: f64,
+    rss_kb: u64,
+    errors: u64,
+}
+
+fn main() {
+    chatbridge::app::install_tls_provider();
+    let settings = settings();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let results = runtime.block_on(run(&settings));
+    println!();
+    println!(
+        "{:<34} {:>9} {:>9} {:>12} {:>9} {:>11} {:>11}",
+        "target", "acks/s", "p99 ms", "delivered/s", "RSS MB", "× Node-RED", "RSS ÷ N-R"
+    );
+    let peer = results.iter().find(|m| m.name.starts_with("Node-RED"));
+    for m in &results {
+        let (speed, memory) = peer.map_or((String::new(), String::new()), |p| {
+            (
+                format!("{:.1}", m.delivered_per_s / p.delivered_per_s),
+                format!("{:.2}", m.rss_kb as f64 / p.rss_kb as f64),
+            )
+        });
+        println!(
+            "{:<34} {:>9.0} {:>9.1} {:>12.0} {:>9.1} {:>11} {:>11}{}",
+            m.name,
+            m.acks_per_s,
+            m.ack_p99.as_secs_f64() * 1e3,
+            m.delivered_per_s,
+            m.rss_kb as f64 / 1024.0,
+            speed,
+            memory,
+            if m.errors > 0 {
+                format!("  ({} errors)", m.errors)
+            } else {
+                String::new()
+            }
+        );
+    }
+}
+
+async fn run(settings: &Settings) -> Vec<Measured> {
+    let sink = Sink::start().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut results = Vec::new();
+    let next_id = Arc::new(AtomicU64::new(
+        1_000_000 + u64::from(std::process::id()) * 10_000_000,
+    ));
+
+    let sqlite = format!("sqlite://{}", dir.path().join("bench.db").display());
+    results.push(
+        chatbridge(
+            "chatbridge SQLite, 1 process",
+            &sqlite,
+            1,
+            &sink,
+            settings,
+            &next_id,
+            dir.path(),
+        )
+        .await,
+    );
+    let admin = std::env::var("CHATBRIDGE_BENCH_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    for replicas in 1..=3 {
+        let database = fresh_database(&admin).await;
+        results.push(
+            chatbridge(
+                &format!("chatbridge PostgreSQL, {replicas} replica(s)"),
+                &database,
+                replicas,
+                &sink,
+                settings,
+                &next_id,
+                dir.path(),
+            )
+            .await,
+        );
+    }
+    match std::env::var("CHATBRIDGE_BENCH_NODE_RED") {
+        Ok(node_red) => {
+            results.push(node_red_forward(&node_red, &sink, settings, &next_id, dir.path()).await)
+        }
+        Err(_) => eprintln!("Node-RED skipped: set CHATBRIDGE_BENCH_NODE_RED (benches/scale.sh does)"),
+    }
+    results
+}
+
+/// A database of its own for one run, on the server `admin` points at.
+async fn fresh_database(admin: &str) -> String {
+    let (client, connection) = tokio_postgres::connect(admin, tokio_postgres::NoTls)
+        .await
+        .expect("CHATBRIDGE_BENCH_POSTGRES accepts connections");
+    tokio::spawn(connection);
+    let name = format!("chatbridge_bench_{}_{}", std::process::id(), fastrand::u32(..));
+    client
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .await
+        .expect("database created");
+    let base = admin.rsplit_once('/').map_or(admin, |(base, _)| base);
+    format!("{base}/{name}")
+}
+
+/// Starts `replicas` chatbridge processes on `store`, delivering to the sink; posts the
+/// chats across them; waits until the sink has them all.
+async fn chatbridge(
+    name: &str,
+    store: &str,
+    replicas: usize,
+    sink: &Sink,
+    settings: &Settings,
+    next_id: &Arc<AtomicU64>,
+    dir: &std::path::Path,
+) -> Measured {
+    let config = dir.join(format!("{}.toml", name.replace([' ', ','], "_")));
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\n[store]\nurl = \"{store}\"\nmax_connections = 16\n\
+             [sources.smartsupp]\ntoken = \"bench-token\"\n[delivery]\nworkers = 32\n[log]\nfilter = \"warn,chatbridge::app=info\"\n\
+             [connectors.sink]\ntype = \"webhook\"\nsettings = {{ url = \"{}\" }}\n",
+            sink.url
+        ),
+    )
+    .expect("config written");
+    let mut servers: Vec<(Child, String)> = (0..replicas)
+        .map(|_| {
+            common::start_server(
+                Command::new(env!("CARGO_BIN_EXE_chatbridge"))
+                    .args(["--config", config.to_str().expect("utf-8"), "serve"])
+                    .env_remove("RUST_LOG"),
+            )
+        })
+        .collect();
+    let urls: Vec<String> = servers
+        .iter()
+        .map(|(_, address)| format!("http://{address}/hooks/smartsupp/bench-token"))
+        .collect();
+    let before = sink.count();
+    let started = Instant::now();
+    let posted = post(&urls, settings, next_id).await;
+    let delivered = sink.wait_for(before + settings.chats, Duration::from_secs(300)).await;
+    let delivered_in = started.elapsed();
+    let rss_kb = servers
+        .iter()
+        .map(|(child, _)| common::peak_rss_kb(child.id()))
+        .sum();
+    for (child, _) in &mut servers {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    Measured {
+        name: name.to_owned(),
+        acks_per_s: posted.acked as f64 / posted.elapsed.as_secs_f64(),
+        ack_p99: posted.p99,
+        delivered_per_s: (delivered - before) as f64 / delivered_in.as_secs_f64(),
+        rss_kb,
+        errors: posted.errors,
+    }
+}
+
+/// Node-RED, headless, forwarding `POST /hook` to the sink before it answers.
+async fn node_red_forward(
+    executable: &str,
+    sink: &Sink,
+    settings: &Settings,
+    next_id: &Arc<AtomicU64>,
+    dir: &std::path::Path,
+) -> Measured {
+    let user = dir.join("node-red");
+    std::fs::create_dir_all(&user).expect("node-red folder");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    // No editor, no admin API, nothing that calls out.
+    std::fs::write(
+        user.join("settings.js"),
+        format!(
+            "module.exports = {{ uiHost: '127.0.0.1', uiPort: {port}, httpAdminRoot: false, disableEditor: true,\n\
+             diagnostics: {{ enabled: false }}, telemetry: {{ enabled: false }}, runtimeState: {{ enabled: false }},\n\
+             externalModules: {{ palette: {{ allowInstall: false }} }}, logging: {{ console: {{ level: 'warn' }} }} }};\n"
+        ),
+    )
+    .expect("settings written");
+    let flows = serde_json::json!([
+        { "id": "forward", "type": "tab", "label": "forward" },
+        { "id": "in", "type": "http in", "z": "forward", "url": "/hook", "method": "post", "wires": [["send"]] },
+        { "id": "send", "type": "http request", "z": "forward", "method": "POST", "ret": "txt",
+          "url": sink.url, "wires": [["clean"]] },
+        { "id": "clean", "type": "change", "z": "forward",
+          "rules": [{ "t": "delete", "p": "headers", "pt": "msg" }], "wires": [["out"]] },
+        { "id": "out", "type": "http response", "z": "forward", "wires": [] }
+    ]);
+    std::fs::write(user.join("flows.json"), flows.to_string()).expect("flows written");
+    let mut child = Command::new(executable)
+        .args(["--settings", "settings.js", "--userDir", ".", "flows.json"])
+        .current_dir(&user)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("node-red starts");
+    let url = format!("http://127.0.0.1:{port}/hook");
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !client
+        .post(&url)
+        .header("content-type", "application/json")
+        .body("{}")
+        .send()
+        .await
+        .is_ok_and(|r| r.status().is_success())
+    {
+        assert!(Instant::now() < deadline, "Node-RED did not come up");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let before = sink.count();
+    let posted = post(std::slice::from_ref(&url), settings, next_id).await;
+    let forwarded = sink.count() - before;
+    let rss_kb = common::peak_rss_kb(child.id());
+    let _ = child.kill();
+    let _ = child.wait();
+    let rate = posted.acked as f64 / posted.elapsed.as_secs_f64();
+    Measured {
+        name: "Node-RED 4.1 forward (not durable)".into(),
+        acks_per_s: rate,
+        ack_p99: posted.p99,
+        delivered_per_s: forwarded as f64 / posted.elapsed.as_secs_f64(),
+        rss_kb,
+        errors: posted.errors,
+    }
+}
+
+struct Posted {
+    acked: u64,
+    errors: u64,
+    elapsed: Duration,
+    p99: Duration,
+}
+
+/// Posts `settings.chats` new conversations over `settings.senders` connections, spread
+/// over `urls`.
+async fn post(urls: &[String], settings: &Settings, next_id: &Arc<AtomicU64>) -> Posted {
+    let (before, after) = SEED
+        .split_once("\"id\": 55039")
+        .expect("seed has a channel id");
+    let (before, after) = (Arc::new(before.to_owned()), Arc::new(after.to_owned()));
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(settings.senders)
+        .build()
+        .expect("client");
+    let left = Arc::new(AtomicU64::new(settings.chats));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for sender in 0..settings.senders {
+        let url = urls[sender % urls.len()].clone();
+        let (client, before, after, left, next_id) = (
+            client.clone(),
+            before.clone(),
+            after.clone(),
+            left.clone(),
+            next_id.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            let mut errors = 0u64;
+            while left
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+                .is_ok()
+            {
+                let id = next_id.fetch_add(1, Ordering::Relaxed);
+                let body = format!("{before}\"id\": {id}{after}");
+                let sent = Instant::now();
+                let ok = match client
+                    .post(&url)
+                    .header("content-type", "application/json")
+                    .body(body)
+                    .send()
+                    .await
+                {
+                    Ok(response) => {
+                        response.status().is_success() && response.bytes().await.is_ok()
+                    }
+                    Err(_) => false,
+                };
+                if ok {
+                    latencies.push(sent.elapsed());
+                } else {
+                    errors += 1;
+                }
+            }
+            (latencies, errors)
+        }));
+    }
+    let mut latencies = Vec::new();
+    let mut errors = 0;
+    for task in tasks {
+        let (mut l, e) = task.await.expect("sender finished");
+        latencies.append(&mut l);
+        errors += e;
+    }
+    let elapsed = started.elapsed();
+    latencies.sort_unstable();
+    Posted {
+        acked: latencies.len() as u64,
+        errors,
+        elapsed,
+        p99: common::quantile(&latencies, 0.99),
+    }
+}
+
+/// A fast local receiver: answers 200 at once and counts.
+struct Sink {
+    url: String,
+    received: Arc<AtomicU64>,
+}
+
+impl Sink {
+    async fn start() -> Self {
+        let received = Arc::new(AtomicU64::new(0));
+        let counter = received.clone();
+        let app = axum::Router::new().route(
+            "/in",
+            axum::routing::post(move || {
+                let counter = counter.clone();
+                async move {
+                    counter.fetch_add(1, Ordering::Relaxed);
+                    "{\"ok\":true}"
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url = format!("http://{}/in", listener.local_addr().expect("address"));
+        tokio::spawn(async move { axum::serve(listener, app).await.expect("sink") });
+        Self { url, received }
+    }
+
+    fn count(&self) -> u64 {
+        self.received.load(Ordering::Relaxed)
+    }
+
+    /// Waits until the sink has `count` requests (or `patience` ran out); what it has then.
+    async fn wait_for(&self, count: u64, patience: Duration) -> u64 {
+        let deadline = Instant::now() + patience;
+        while self.count() < count && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        self.count()
+    }
+}
