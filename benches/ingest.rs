@@ -18,7 +18,6 @@ use std::time::{Duration, Instant};
 
 mod common;
 
-const SEED: &str = include_str!("../tests/fixtures/smartsupp/seed-example.json");
 const CEILING_FLAG: &str = "--ceiling-server";
 
 struct Settings {
@@ -29,14 +28,7 @@ struct Settings {
 }
 
 fn settings() -> Settings {
-    let args: Vec<String> = std::env::args().collect();
-    let value = |name: &str, default: u64| {
-        args.iter()
-            .position(|a| a == name)
-            .and_then(|i| args.get(i + 1))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(default)
-    };
+    let value = common::arg;
     Settings {
         seconds: value("--seconds", 12),
         rounds: value("--rounds", 3).max(1),
@@ -195,10 +187,7 @@ impl Target {
 
 /// `senders` keep-alive connections posting new conversations to `url` for `duration`.
 async fn load(url: &str, duration: Duration, senders: usize, next_id: &Arc<AtomicU64>) -> Sample {
-    let (before, after) = SEED
-        .split_once("\"id\": 55039")
-        .expect("seed has a channel id");
-    let (before, after) = (Arc::new(before.to_owned()), Arc::new(after.to_owned()));
+    let seed = Arc::new(common::SeedTemplate::new());
     let stop = Arc::new(AtomicBool::new(false));
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(senders)
@@ -207,19 +196,14 @@ async fn load(url: &str, duration: Duration, senders: usize, next_id: &Arc<Atomi
     let started = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..senders {
-        let (client, url, before, after) = (
-            client.clone(),
-            url.to_owned(),
-            before.clone(),
-            after.clone(),
-        );
+        let (client, url, seed) = (client.clone(), url.to_owned(), seed.clone());
         let (next_id, stop) = (next_id.clone(), stop.clone());
         tasks.push(tokio::spawn(async move {
             let mut latencies = Vec::with_capacity(100_000);
             let mut errors = 0u64;
             while !stop.load(Ordering::Relaxed) {
                 let id = next_id.fetch_add(1, Ordering::Relaxed);
-                let body = format!("{before}\"id\": {id}{after}");
+                let body = seed.body(id);
                 let sent = Instant::now();
                 let ok = match client.post(&url).body(body).send().await {
                     Ok(response) => {

@@ -22,22 +22,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-const SEED: &str = include_str!("../tests/fixtures/smartsupp/seed-example.json");
-
 struct Settings {
     chats: u64,
     senders: usize,
 }
 
 fn settings() -> Settings {
-    let args: Vec<String> = std::env::args().collect();
-    let value = |name: &str, default: u64| {
-        args.iter()
-            .position(|a| a == name)
-            .and_then(|i| args.get(i + 1))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(default)
-    };
+    let value = common::arg;
     Settings {
         chats: value("--chats", 4000),
         senders: value("--senders", 32) as usize,
@@ -135,7 +126,9 @@ async fn run(settings: &Settings) -> Vec<Measured> {
         Ok(node_red) => {
             results.push(node_red_forward(&node_red, &sink, settings, &next_id, dir.path()).await)
         }
-        Err(_) => eprintln!("Node-RED skipped: set CHATBRIDGE_BENCH_NODE_RED (benches/scale.sh does)"),
+        Err(_) => {
+            eprintln!("Node-RED skipped: set CHATBRIDGE_BENCH_NODE_RED (benches/scale.sh does)")
+        }
     }
     results
 }
@@ -146,7 +139,11 @@ async fn fresh_database(admin: &str) -> String {
         .await
         .expect("CHATBRIDGE_BENCH_POSTGRES accepts connections");
     tokio::spawn(connection);
-    let name = format!("chatbridge_bench_{}_{}", std::process::id(), fastrand::u32(..));
+    let name = format!(
+        "chatbridge_bench_{}_{}",
+        std::process::id(),
+        fastrand::u32(..)
+    );
     client
         .batch_execute(&format!("CREATE DATABASE {name}"))
         .await
@@ -193,7 +190,9 @@ async fn chatbridge(
     let before = sink.count();
     let started = Instant::now();
     let posted = post(&urls, settings, next_id).await;
-    let delivered = sink.wait_for(before + settings.chats, Duration::from_secs(300)).await;
+    let delivered = sink
+        .wait_for(before + settings.chats, Duration::from_secs(300))
+        .await;
     let delivered_in = started.elapsed();
     let rss_kb = servers
         .iter()
@@ -294,10 +293,7 @@ struct Posted {
 /// Posts `settings.chats` new conversations over `settings.senders` connections, spread
 /// over `urls`.
 async fn post(urls: &[String], settings: &Settings, next_id: &Arc<AtomicU64>) -> Posted {
-    let (before, after) = SEED
-        .split_once("\"id\": 55039")
-        .expect("seed has a channel id");
-    let (before, after) = (Arc::new(before.to_owned()), Arc::new(after.to_owned()));
+    let seed = Arc::new(common::SeedTemplate::new());
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(settings.senders)
         .build()
@@ -307,13 +303,8 @@ async fn post(urls: &[String], settings: &Settings, next_id: &Arc<AtomicU64>) ->
     let mut tasks = Vec::new();
     for sender in 0..settings.senders {
         let url = urls[sender % urls.len()].clone();
-        let (client, before, after, left, next_id) = (
-            client.clone(),
-            before.clone(),
-            after.clone(),
-            left.clone(),
-            next_id.clone(),
-        );
+        let (client, seed, left, next_id) =
+            (client.clone(), seed.clone(), left.clone(), next_id.clone());
         tasks.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
             let mut errors = 0u64;
@@ -322,7 +313,7 @@ async fn post(urls: &[String], settings: &Settings, next_id: &Arc<AtomicU64>) ->
                 .is_ok()
             {
                 let id = next_id.fetch_add(1, Ordering::Relaxed);
-                let body = format!("{before}\"id\": {id}{after}");
+                let body = seed.body(id);
                 let sent = Instant::now();
                 let ok = match client
                     .post(&url)

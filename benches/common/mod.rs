@@ -5,6 +5,41 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+/// The seed payload split where its channel id goes, so every request is a new
+/// conversation.
+pub struct SeedTemplate {
+    before: String,
+    after: String,
+}
+
+impl SeedTemplate {
+    pub fn new() -> Self {
+        let seed = include_str!("../../tests/fixtures/smartsupp/seed-example.json");
+        let (before, after) = seed
+            .split_once("\"id\": 55039")
+            .expect("seed has a channel id");
+        Self {
+            before: before.to_owned(),
+            after: after.to_owned(),
+        }
+    }
+
+    /// The payload of conversation `id`.
+    pub fn body(&self, id: u64) -> String {
+        format!("{}\"id\": {id}{}", self.before, self.after)
+    }
+}
+
+/// The value of `--name N` on the command line, or `default`.
+pub fn arg(name: &str, default: u64) -> u64 {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 /// Starts `command` and reads its address from what it prints: chatbridge's `listening
 /// address=…` log line (text format) or a JSON line with an `address`. Keeps draining its
 /// output so a full pipe never blocks it.

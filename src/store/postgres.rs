@@ -344,6 +344,18 @@ impl Store for PostgresStore {
         let now = ms(new.received_at);
         let email = c.visitor.email.as_ref().map(|e| e.as_str());
         let (started, ended) = (c.started_at.map(ms), c.ended_at.map(ms));
+        let status = c.status.as_str();
+        // The conversation row's values, $1 to $8: its insert and a later version's update.
+        let row: [&(dyn ToSql + Sync); 8] = [
+            &id,
+            &c.source,
+            &c.account_id,
+            &status,
+            &email,
+            &started,
+            &ended,
+            &now,
+        ];
         // The common case, a conversation seen for the first time, is one insert.
         let first = tx
             .prepare_cached(
@@ -354,22 +366,7 @@ impl Store for PostgresStore {
             )
             .await
             .map_err(pg)?;
-        let inserted = tx
-            .execute(
-                &first,
-                &[
-                    &id,
-                    &c.source,
-                    &c.account_id,
-                    &c.status.as_str(),
-                    &email,
-                    &started,
-                    &ended,
-                    &now,
-                ],
-            )
-            .await
-            .map_err(pg)?;
+        let inserted = tx.execute(&first, &row).await.map_err(pg)?;
         let version = if inserted == 1 {
             1
         } else {
@@ -403,21 +400,7 @@ impl Store for PostgresStore {
                 )
                 .await
                 .map_err(pg)?;
-            tx.execute(
-                &statement,
-                &[
-                    &id,
-                    &c.source,
-                    &c.account_id,
-                    &c.status.as_str(),
-                    &email,
-                    &started,
-                    &ended,
-                    &now,
-                ],
-            )
-            .await
-            .map_err(pg)?;
+            tx.execute(&statement, &row).await.map_err(pg)?;
             latest + 1
         };
         let statement = tx
