@@ -108,7 +108,7 @@ async fn run(settings: &Settings) -> Vec<Measured> {
     let admin = std::env::var("CHATBRIDGE_BENCH_POSTGRES")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
     for replicas in 1..=3 {
-        let database = fresh_database(&admin).await;
+        let (database, name) = fresh_database(&admin).await;
         results.push(
             chatbridge(
                 &format!("chatbridge PostgreSQL, {replicas} replica(s)"),
@@ -121,6 +121,7 @@ async fn run(settings: &Settings) -> Vec<Measured> {
             )
             .await,
         );
+        admin_sql(&admin, &format!("DROP DATABASE {name} WITH (FORCE)")).await;
     }
     match std::env::var("CHATBRIDGE_BENCH_NODE_RED") {
         Ok(node_red) => {
@@ -133,23 +134,27 @@ async fn run(settings: &Settings) -> Vec<Measured> {
     results
 }
 
-/// A database of its own for one run, on the server `admin` points at.
-async fn fresh_database(admin: &str) -> String {
-    let (client, connection) = tokio_postgres::connect(admin, tokio_postgres::NoTls)
-        .await
-        .expect("CHATBRIDGE_BENCH_POSTGRES accepts connections");
-    tokio::spawn(connection);
+/// A database of its own for one run, on the server `admin` points at: its URL and name.
+async fn fresh_database(admin: &str) -> (String, String) {
     let name = format!(
         "chatbridge_bench_{}_{}",
         std::process::id(),
         fastrand::u32(..)
     );
-    client
-        .batch_execute(&format!("CREATE DATABASE {name}"))
-        .await
-        .expect("database created");
+    admin_sql(admin, &format!("CREATE DATABASE {name}")).await;
     let base = admin.rsplit_once('/').map_or(admin, |(base, _)| base);
-    format!("{base}/{name}")
+    (format!("{base}/{name}"), name)
+}
+
+/// Runs `sql` on the server `admin` points at.
+async fn admin_sql(admin: &str, sql: &str) {
+    let (client, connection) = tokio_postgres::connect(admin, tokio_postgres::NoTls)
+        .await
+        .expect("CHATBRIDGE_BENCH_POSTGRES accepts connections");
+    let connection = tokio::spawn(connection);
+    client.batch_execute(sql).await.expect(sql);
+    drop(client);
+    let _ = connection.await;
 }
 
 /// Starts `replicas` chatbridge processes on `store`, delivering to the sink; posts the

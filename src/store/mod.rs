@@ -255,6 +255,50 @@ pub struct AttemptRecord {
     pub excerpt: Option<String>,
 }
 
+/// A delivery's columns after an attempt, as both stores write them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AfterAttempt<'a> {
+    /// `pending`, `delivered` or `dead`.
+    pub state: &'static str,
+    /// Unix ms of the next attempt (now when settled).
+    pub next_attempt_at: i64,
+    /// Added to the failures that count against `max_attempts`.
+    pub failures: i32,
+    /// The reason, unless delivered.
+    pub error: Option<&'a str>,
+    /// The remote ids as JSON, once delivered.
+    pub remote: Option<String>,
+}
+
+impl NextState {
+    /// The delivery's columns after this outcome, `now` in Unix ms.
+    pub fn columns(&self, now: i64) -> AfterAttempt<'_> {
+        match self {
+            Self::Delivered { remote, .. } => AfterAttempt {
+                state: "delivered",
+                next_attempt_at: now,
+                failures: 0,
+                error: None,
+                remote: Some(remote.to_string()),
+            },
+            Self::RetryAt { at, counts, reason } => AfterAttempt {
+                state: "pending",
+                next_attempt_at: at.unix_millis(),
+                failures: i32::from(*counts),
+                error: Some(reason),
+                remote: None,
+            },
+            Self::Dead { reason } => AfterAttempt {
+                state: "dead",
+                next_attempt_at: now,
+                failures: 1,
+                error: Some(reason),
+                remote: None,
+            },
+        }
+    }
+}
+
 /// What becomes of a delivery after an attempt.
 #[derive(Debug, Clone)]
 pub enum NextState {

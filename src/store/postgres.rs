@@ -98,6 +98,16 @@ impl PostgresStore {
         client.execute(&statement, params).await.map_err(pg)
     }
 
+    /// Runs a `SELECT count(*) ...`; the count.
+    async fn count(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64, StoreError> {
+        let rows = self.query(sql, params).await?;
+        Ok(rows
+            .first()
+            .map(|r| column::<i64>(r, 0))
+            .transpose()?
+            .map_or(0, count))
+    }
+
     /// Runs one query; its rows.
     async fn query(
         &self,
@@ -733,19 +743,7 @@ impl Store for PostgresStore {
         if let NextState::Delivered { ledger, .. } = &next {
             remember(&tx, id, ledger, now).await?;
         }
-        let (state, next_at, failures, error, remote): (_, _, i32, _, _) = match &next {
-            NextState::Delivered { remote, .. } => {
-                ("delivered", now, 0, None, Some(remote.to_string()))
-            }
-            NextState::RetryAt { at, counts, reason } => (
-                "pending",
-                ms(*at),
-                i32::from(*counts),
-                Some(reason.as_str()),
-                None,
-            ),
-            NextState::Dead { reason } => ("dead", now, 1, Some(reason.as_str()), None),
-        };
+        let after = next.columns(now);
         let update = tx
             .prepare_cached(
                 "UPDATE deliveries SET state = $2, attempts = attempts + 1, failures = failures + $3,
@@ -758,7 +756,14 @@ impl Store for PostgresStore {
         tx.execute(
             &update,
             &[
-                &id, &state, &failures, &next_at, &started, &error, &remote, &now,
+                &id,
+                &after.state,
+                &after.failures,
+                &after.next_attempt_at,
+                &started,
+                &after.error,
+                &after.remote,
+                &now,
             ],
         )
         .await
@@ -865,17 +870,11 @@ impl Store for PostgresStore {
 
     async fn conversation_count(&self, filter: &ConversationFilter) -> Result<u64, StoreError> {
         let params = FilterParams::new(filter);
-        let rows = self
-            .query(
-                &format!("SELECT count(*) FROM conversations c WHERE {CONVERSATION_FILTER}"),
-                &params.values(),
-            )
-            .await?;
-        Ok(rows
-            .first()
-            .map(|r| column::<i64>(r, 0))
-            .transpose()?
-            .map_or(0, count))
+        self.count(
+            &format!("SELECT count(*) FROM conversations c WHERE {CONVERSATION_FILTER}"),
+            &params.values(),
+        )
+        .await
     }
 
     async fn conversation(
@@ -989,17 +988,11 @@ impl Store for PostgresStore {
     }
 
     async fn received_since(&self, since: Timestamp) -> Result<u64, StoreError> {
-        let rows = self
-            .query(
-                "SELECT count(*) FROM conversation_versions WHERE received_at >= $1",
-                &[&ms(since)],
-            )
-            .await?;
-        Ok(rows
-            .first()
-            .map(|r| column::<i64>(r, 0))
-            .transpose()?
-            .map_or(0, count))
+        self.count(
+            "SELECT count(*) FROM conversation_versions WHERE received_at >= $1",
+            &[&ms(since)],
+        )
+        .await
     }
 
     async fn purge(

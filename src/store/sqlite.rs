@@ -531,26 +531,25 @@ fn finish(
     if let NextState::Delivered { ledger, .. } = next {
         remember(conn, id, ledger, now)?;
     }
-    let (state, next_at, failures, error, remote) = match next {
-        NextState::Delivered { remote, .. } => {
-            ("delivered", now, 0, None, Some(remote.to_string()))
-        }
-        NextState::RetryAt { at, counts, reason } => (
-            "pending",
-            ms(*at),
-            i64::from(*counts),
-            Some(reason.as_str()),
-            None,
-        ),
-        NextState::Dead { reason } => ("dead", now, 1, Some(reason.as_str()), None),
-    };
+    let after = next.columns(now);
     conn.prepare_cached(
         "UPDATE deliveries SET state = ?2, attempts = attempts + 1, failures = failures + ?3,
                 next_attempt_at = ?4, lease_until = NULL, first_attempt_at = COALESCE(first_attempt_at, ?5),
                 last_error = ?6, remote = COALESCE(?7, remote), updated_at = ?8
          WHERE id = ?1",
     )
-    .and_then(|mut s| s.execute(params![id, state, failures, next_at, started, error, remote, now]))
+    .and_then(|mut s| {
+        s.execute(params![
+            id,
+            after.state,
+            after.failures,
+            after.next_attempt_at,
+            started,
+            after.error,
+            after.remote,
+            now
+        ])
+    })
     .map_err(db)?;
     Ok(())
 }
