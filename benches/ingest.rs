@@ -205,13 +205,7 @@ async fn load(url: &str, duration: Duration, senders: usize, next_id: &Arc<Atomi
                 let id = next_id.fetch_add(1, Ordering::Relaxed);
                 let body = seed.body(id);
                 let sent = Instant::now();
-                let ok = match client.post(&url).body(body).send().await {
-                    Ok(response) => {
-                        response.status().is_success() && response.bytes().await.is_ok()
-                    }
-                    Err(_) => false,
-                };
-                if ok {
+                if common::post_json(&client, &url, body).await {
                     latencies.push(sent.elapsed());
                 } else {
                     errors += 1;

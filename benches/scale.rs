@@ -320,19 +320,7 @@ async fn post(urls: &[String], settings: &Settings, next_id: &Arc<AtomicU64>) ->
                 let id = next_id.fetch_add(1, Ordering::Relaxed);
                 let body = seed.body(id);
                 let sent = Instant::now();
-                let ok = match client
-                    .post(&url)
-                    .header("content-type", "application/json")
-                    .body(body)
-                    .send()
-                    .await
-                {
-                    Ok(response) => {
-                        response.status().is_success() && response.bytes().await.is_ok()
-                    }
-                    Err(_) => false,
-                };
-                if ok {
+                if common::post_json(&client, &url, body).await {
                     latencies.push(sent.elapsed());
                 } else {
                     errors += 1;

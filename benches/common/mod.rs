@@ -30,6 +30,20 @@ impl SeedTemplate {
     }
 }
 
+/// Posts one JSON body; whether it was acknowledged (2xx, answer read).
+pub async fn post_json(client: &reqwest::Client, url: &str, body: String) -> bool {
+    match client
+        .post(url)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+    {
+        Ok(response) => response.status().is_success() && response.bytes().await.is_ok(),
+        Err(_) => false,
+    }
+}
+
 /// The value of `--name N` on the command line, or `default`.
 pub fn arg(name: &str, default: u64) -> u64 {
     let args: Vec<String> = std::env::args().collect();

@@ -44,6 +44,17 @@ pub enum StoreError {
     Open(String),
 }
 
+/// An instant as both stores keep it: Unix milliseconds.
+pub(crate) fn ms(t: Timestamp) -> i64 {
+    t.unix_millis()
+}
+
+/// An instant read back from a store.
+pub(crate) fn from_ms(ms: i64) -> Result<Timestamp, StoreError> {
+    Timestamp::from_unix_millis(ms)
+        .ok_or_else(|| StoreError::Corrupt(format!("time {ms} out of range")))
+}
+
 /// A delivery's state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum DeliveryState {

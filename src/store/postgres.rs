@@ -32,7 +32,7 @@ use super::{
     AttemptRecord, AttemptRow, ConnectorStats, ConversationFilter, ConversationRow, DeliveryFilter,
     DeliveryRow, DeliveryState, ForgetReport, IngestOutcome, LeasedDelivery, NewVersion, NextState,
     PurgeReport, QuarantineRow, Quarantined, ReplayReport, StateCounts, Store, StoreError,
-    VersionRow,
+    VersionRow, from_ms, ms,
 };
 use crate::connectors::StepOutputs;
 use crate::model::Timestamp;
@@ -183,15 +183,6 @@ fn describe(e: &tokio_postgres::Error) -> String {
 
 fn pg(e: tokio_postgres::Error) -> StoreError {
     StoreError::Database(describe(&e))
-}
-
-fn ms(t: Timestamp) -> i64 {
-    t.unix_millis()
-}
-
-fn from_ms(ms: i64) -> Result<Timestamp, StoreError> {
-    Timestamp::from_unix_millis(ms)
-        .ok_or_else(|| StoreError::Corrupt(format!("time {ms} out of range")))
 }
 
 fn count(n: i64) -> u64 {

@@ -32,7 +32,7 @@ use super::{
     AttemptRecord, AttemptRow, ConnectorStats, ConversationFilter, ConversationRow, DeliveryFilter,
     DeliveryRow, DeliveryState, ForgetReport, IngestOutcome, LeasedDelivery, NewVersion, NextState,
     PurgeReport, QuarantineRow, Quarantined, ReplayReport, StateCounts, Store, StoreError,
-    VersionRow,
+    VersionRow, from_ms, ms,
 };
 use crate::config::Synchronous;
 use crate::connectors::StepOutputs;
@@ -306,15 +306,6 @@ fn corrupt(e: serde_json::Error) -> StoreError {
 
 fn db(e: rusqlite::Error) -> StoreError {
     StoreError::Database(e.to_string())
-}
-
-fn ms(t: Timestamp) -> i64 {
-    t.unix_millis()
-}
-
-fn from_ms(ms: i64) -> Result<Timestamp, StoreError> {
-    Timestamp::from_unix_millis(ms)
-        .ok_or_else(|| StoreError::Corrupt(format!("time {ms} out of range")))
 }
 
 fn duration_ms(d: Duration) -> i64 {
