@@ -25,13 +25,29 @@ use std::time::{Duration, Instant};
 struct Settings {
     chats: u64,
     senders: usize,
+    /// Which targets run: `--only sqlite,postgres,node-red` (default all).
+    only: Vec<String>,
+}
+
+impl Settings {
+    fn runs(&self, target: &str) -> bool {
+        self.only.is_empty() || self.only.iter().any(|t| t == target)
+    }
 }
 
 fn settings() -> Settings {
     let value = common::arg;
+    let args: Vec<String> = std::env::args().collect();
+    let only = args
+        .iter()
+        .position(|a| a == "--only")
+        .and_then(|i| args.get(i + 1))
+        .map(|list| list.split(',').map(str::to_owned).collect())
+        .unwrap_or_default();
     Settings {
         chats: value("--chats", 4000),
         senders: value("--senders", 32) as usize,
+        only,
     }
 }
 
@@ -93,21 +109,28 @@ async fn run(settings: &Settings) -> Vec<Measured> {
     ));
 
     let sqlite = format!("sqlite://{}", dir.path().join("bench.db").display());
-    results.push(
-        chatbridge(
-            "chatbridge SQLite, 1 process",
-            &sqlite,
-            1,
-            &sink,
-            settings,
-            &next_id,
-            dir.path(),
-        )
-        .await,
-    );
+    if settings.runs("sqlite") {
+        results.push(
+            chatbridge(
+                "chatbridge SQLite, 1 process",
+                &sqlite,
+                1,
+                &sink,
+                settings,
+                &next_id,
+                dir.path(),
+            )
+            .await,
+        );
+    }
     let admin = std::env::var("CHATBRIDGE_BENCH_POSTGRES")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    for replicas in 1..=3 {
+    let replicas = if settings.runs("postgres") {
+        1..=3
+    } else {
+        1..=0
+    };
+    for replicas in replicas {
         let (database, name) = fresh_database(&admin).await;
         results.push(
             chatbridge(
@@ -124,6 +147,7 @@ async fn run(settings: &Settings) -> Vec<Measured> {
         admin_sql(&admin, &format!("DROP DATABASE {name} WITH (FORCE)")).await;
     }
     match std::env::var("CHATBRIDGE_BENCH_NODE_RED") {
+        _ if !settings.runs("node-red") => {}
         Ok(node_red) => {
             results.push(node_red_forward(&node_red, &sink, settings, &next_id, dir.path()).await)
         }

@@ -203,6 +203,7 @@ impl Application {
                 "resuming deliveries left in flight by the previous run"
             );
         }
+        warn_of_unconfigured(store.as_ref(), &registry.current().names()).await;
         let policy = RetryPolicy::from(&config.delivery);
         let lease_for = config.delivery.lease;
         let worker = Arc::new(Worker::new(
@@ -358,6 +359,26 @@ impl Application {
 }
 
 /// Reloads connectors and templates on every SIGHUP.
+/// Pending deliveries of a connector that is not configured wait until it is configured
+/// again (a removed or renamed instance): says so, rather than leaving them unexplained.
+async fn warn_of_unconfigured(store: &dyn Store, configured: &[String]) {
+    match store.connector_stats(crate::model::Timestamp::now()).await {
+        Ok(stats) => {
+            for s in stats
+                .iter()
+                .filter(|s| s.pending > 0 && !configured.contains(&s.connector))
+            {
+                tracing::warn!(
+                    connector = %s.connector,
+                    pending = s.pending,
+                    "pending deliveries of a connector that is not configured wait until it is configured again"
+                );
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot read the queue per connector"),
+    }
+}
+
 async fn reload_on_hangup(reloader: Reloader) {
     #[cfg(unix)]
     {

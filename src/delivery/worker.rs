@@ -126,7 +126,7 @@ impl Worker {
 
     /// Leases up to `free` due deliveries within every connector's limits, and marks them
     /// started. Also returns when a connector held back by time (cool-down, rate limit) may
-    /// take work again, and the connectors held back entirely.
+    /// take work again, and the connectors that may take work now.
     async fn lease(
         &self,
         free: usize,
@@ -136,9 +136,7 @@ impl Worker {
         let mut changes = None::<Timestamp>;
         for (name, gate) in self.sync_gates().iter() {
             let (cap, change) = gate.capacity(now, free);
-            if cap < free {
-                caps.insert(name.clone(), cap);
-            }
+            caps.insert(name.clone(), cap);
             changes = [changes, change].into_iter().flatten().min();
         }
         let batch = self
@@ -155,12 +153,12 @@ impl Worker {
                 in_flight.insert(delivery.id);
             }
         }
-        let blocked = caps
+        let open = caps
             .into_iter()
-            .filter(|(_, cap)| *cap == 0)
+            .filter(|(_, cap)| *cap > 0)
             .map(|(name, _)| name)
             .collect();
-        Ok((batch, changes, blocked))
+        Ok((batch, changes, open))
     }
 
     /// Runs until `shutdown` completes; then lets running attempts finish for up to `grace`.
@@ -187,14 +185,14 @@ impl Worker {
             if lease_now && free > 0 {
                 next_look = tokio::time::Instant::now() + MAX_IDLE;
                 match self.lease(free).await {
-                    Ok((leased, changes, blocked)) => {
+                    Ok((leased, changes, open)) => {
                         let full = leased.len() == free;
                         for delivery in leased {
                             running.spawn(self.clone().attempt(delivery));
                         }
                         // A full batch may have left more due: the next freed slots take
                         // them. Otherwise, look again when the next one is due.
-                        if !full && let Some(at) = self.next_wake(&blocked, changes).await {
+                        if !full && let Some(at) = self.next_wake(&open, changes).await {
                             next_look = tokio::time::Instant::now() + at;
                         }
                     }
@@ -259,11 +257,11 @@ impl Worker {
         }
     }
 
-    /// Time until the next due delivery of a connector not held back, or until a held-back
-    /// one may take work again, whichever is first.
-    async fn next_wake(&self, blocked: &[String], changes: Option<Timestamp>) -> Option<Duration> {
+    /// Time until the next due delivery of a connector in `open` (not held back), or until
+    /// a held-back one may take work again, whichever is first.
+    async fn next_wake(&self, open: &[String], changes: Option<Timestamp>) -> Option<Duration> {
         let now = Timestamp::now();
-        let due = match self.store.next_due(blocked).await {
+        let due = match self.store.next_due(open).await {
             Ok(due) => due,
             Err(e) => {
                 tracing::error!(error = %e, "cannot read the queue");

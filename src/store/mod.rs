@@ -590,9 +590,14 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// When the database fails.
     async fn quarantined(&self, limit: usize) -> Result<Vec<QuarantineRow>, StoreError>;
 
-    /// Leases up to `limit` due deliveries for `lease_for`, oldest first; at most `caps[name]`
-    /// of a connector named in `caps` (0 skips it: circuit open, rate limit spent). Only the
-    /// oldest pending delivery of each (conversation, connector) pair is due.
+    /// Leases up to `limit` due deliveries for `lease_for`, oldest first, of the connectors
+    /// in `caps` only, at most `caps[name]` of each (0 skips it: circuit open, rate limit
+    /// spent). Only the oldest pending delivery of each (conversation, connector) pair is due.
+    ///
+    /// Naming the connectors lets each be read from its own index range and stop at what it
+    /// takes, so the cost of a lease does not grow with the queue, nor with the backlog of a
+    /// connector whose circuit is open. Deliveries of a connector no longer configured wait,
+    /// and go out once it is configured again.
     ///
     /// # Errors
     /// When the database fails.
@@ -611,11 +616,12 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// When the database fails.
     async fn release(&self, ids: &[i64]) -> Result<u64, StoreError>;
 
-    /// When the next pending delivery (of connectors not in `paused`) becomes due, if any.
+    /// When the next pending delivery of one of `connectors` becomes due, or a lease held
+    /// on one runs out, if any. As cheap as a lease: an index range per connector.
     ///
     /// # Errors
     /// When the database fails.
-    async fn next_due(&self, paused: &[String]) -> Result<Option<Timestamp>, StoreError>;
+    async fn next_due(&self, connectors: &[String]) -> Result<Option<Timestamp>, StoreError>;
 
     /// Records a completed step of a delivery, and the ledger entries it yielded, together.
     ///

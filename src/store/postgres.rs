@@ -11,7 +11,8 @@
 //!   wait for each other's rows, a row leased by one is skipped by the others (the lease
 //!   condition is checked again on the locked row), and the lease of a replica that died
 //!   mid-attempt expires, after which another replica takes the delivery over. A lease walks
-//!   the due index and stops at what it takes, so its cost does not grow with the queue.
+//!   each connector's range of the due index and stops at what it takes, so its cost does not
+//!   grow with the queue; what the attempts need is then read in one query per table.
 //! - Migrations run at start under an advisory lock on a connection of their own, so
 //!   replicas started together apply them once; the lock goes with the connection.
 //!
@@ -38,7 +39,10 @@ use crate::connectors::StepOutputs;
 use crate::model::Timestamp;
 
 /// Migrations in order; `chatbridge_migrations` records which have run.
-const MIGRATIONS: &[&str] = &[include_str!("migrations/postgres/0001_init.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("migrations/postgres/0001_init.sql"),
+    include_str!("migrations/postgres/0002_leased.sql"),
+];
 
 /// The advisory lock held while migrating (any fixed number; this one spells "chatbrdg").
 const MIGRATION_LOCK: i64 = 0x6368_6174_6272_6467;
@@ -202,15 +206,18 @@ fn column<'a, T: tokio_postgres::types::FromSql<'a>>(
         .map_err(|e| StoreError::Corrupt(format!("column {index}: {e}")))
 }
 
-/// Which deliveries `d` may be leased at `$1` (now): pending, due, not leased by a live
-/// process, and the oldest pending one of its (conversation, connector) pair, so one pair's
-/// deliveries run one at a time, in order.
-const DUE: &str = "d.state = 'pending' AND d.next_attempt_at <= $1
-    AND (d.lease_until IS NULL OR d.lease_until < $1)
-    AND NOT EXISTS (
-        SELECT 1 FROM deliveries e
-        WHERE e.conversation_id = d.conversation_id AND e.connector = d.connector
-          AND e.state = 'pending' AND e.id < d.id)";
+/// Connector `$1`'s deliveries that may be leased: pending, due by `$2`, not leased by a
+/// live process at `$4`, and the oldest pending one of its (conversation, connector) pair,
+/// so one pair's deliveries run one at a time, in order. At most `$3`, oldest first: the
+/// connector's range of the due index read in order and stopped at the limit.
+const DUE_OF_CONNECTOR: &str = "SELECT d.id, d.next_attempt_at FROM deliveries d
+    WHERE d.connector = $1 AND d.state = 'pending' AND d.next_attempt_at <= $2
+      AND (d.lease_until IS NULL OR d.lease_until < $4)
+      AND NOT EXISTS (
+          SELECT 1 FROM deliveries e
+          WHERE e.conversation_id = d.conversation_id AND e.connector = d.connector
+            AND e.state = 'pending' AND e.id < d.id)
+    ORDER BY d.next_attempt_at, d.id LIMIT $3";
 
 /// The columns [`conversation_row`] reads, from `conversations c`.
 const CONVERSATION_COLUMNS: &str = "c.id, c.source, c.account_id, c.status, c.visitor_email, c.started_at, c.ended_at,
@@ -521,45 +528,22 @@ impl Store for PostgresStore {
         tx.batch_execute("SET LOCAL synchronous_commit = off")
             .await
             .map_err(pg)?;
-        // Each query walks the due index in order, locks what it takes, skips rows another
-        // replica is leasing right now (they do not count towards the limit), and stops: a
-        // lease costs what it takes, however long the queue. Connectors without a cap share
-        // one query; each capped one has its own, limited to its cap. The oldest `limit` of
-        // all that are taken; the other locked rows are let go at commit.
-        let uncapped = tx
-            .prepare_cached(&format!(
-                "SELECT d.id, d.next_attempt_at FROM deliveries d
-                 WHERE {DUE} AND NOT (d.connector = ANY($2))
-                 ORDER BY d.next_attempt_at, d.id LIMIT $3
-                 FOR UPDATE SKIP LOCKED"
-            ))
+        // Each connector's query walks its range of the due index in order, locks what it
+        // takes, skips rows another replica is leasing right now (they do not count towards
+        // the limit), and stops: a lease costs what it takes, however long the queue. The
+        // oldest `limit` of all that are taken; the other locked rows are let go at commit.
+        let due = tx
+            .prepare_cached(&format!("{DUE_OF_CONNECTOR} FOR UPDATE SKIP LOCKED"))
             .await
             .map_err(pg)?;
-        let capped = tx
-            .prepare_cached(&format!(
-                "SELECT d.id, d.next_attempt_at FROM deliveries d
-                 WHERE {DUE} AND d.connector = $2
-                 ORDER BY d.next_attempt_at, d.id LIMIT $3
-                 FOR UPDATE SKIP LOCKED"
-            ))
-            .await
-            .map_err(pg)?;
-        let names: Vec<&str> = caps.keys().map(String::as_str).collect();
         let mut candidates: Vec<(i64, i64)> = Vec::new();
-        for row in tx
-            .query(&uncapped, &[&now, &names, &limit])
-            .await
-            .map_err(pg)?
-        {
-            candidates.push((column(&row, 1)?, column(&row, 0)?));
-        }
         for (connector, &cap) in caps {
+            let cap = i64::try_from(cap).unwrap_or(i64::MAX).min(limit);
             if cap == 0 {
                 continue;
             }
-            let cap = i64::try_from(cap).unwrap_or(i64::MAX).min(limit);
             for row in tx
-                .query(&capped, &[&now, connector, &cap])
+                .query(&due, &[connector, &now, &cap, &now])
                 .await
                 .map_err(pg)?
             {
@@ -601,46 +585,62 @@ impl Store for PostgresStore {
             });
         }
         leased.sort_by_key(|d| d.id);
-        let version = tx
+        // What each attempt needs, in one query per table for the whole batch.
+        let ids: Vec<i64> = leased.iter().map(|d| d.id).collect();
+        let conversations: Vec<String> = leased.iter().map(|d| d.conversation_id.clone()).collect();
+        let versions: Vec<i64> = leased.iter().map(|d| d.version).collect();
+        let connectors: Vec<String> = leased.iter().map(|d| d.connector.clone()).collect();
+        let index: std::collections::HashMap<i64, usize> =
+            ids.iter().enumerate().map(|(i, &id)| (id, i)).collect();
+        let bodies = tx
             .prepare_cached(
-                "SELECT raw, normalized FROM conversation_versions WHERE conversation_id = $1 AND version = $2",
+                "SELECT w.id, v.raw, v.normalized
+                 FROM unnest($1::bigint[], $2::text[], $3::bigint[]) AS w (id, conversation_id, version)
+                 JOIN conversation_versions v ON v.conversation_id = w.conversation_id AND v.version = w.version",
             )
             .await
             .map_err(pg)?;
+        for row in tx
+            .query(&bodies, &[&ids, &conversations, &versions])
+            .await
+            .map_err(pg)?
+        {
+            let delivery = &mut leased[index[&column::<i64>(&row, 0)?]];
+            delivery.raw = column(&row, 1)?;
+            delivery.normalized = column(&row, 2)?;
+        }
         let ledger = tx
             .prepare_cached(
-                "SELECT name, value FROM ledger WHERE conversation_id = $1 AND connector = $2",
+                "SELECT w.id, l.name, l.value
+                 FROM unnest($1::bigint[], $2::text[], $3::text[]) AS w (id, conversation_id, connector)
+                 JOIN ledger l ON l.conversation_id = w.conversation_id AND l.connector = w.connector",
             )
             .await
             .map_err(pg)?;
+        for row in tx
+            .query(&ledger, &[&ids, &conversations, &connectors])
+            .await
+            .map_err(pg)?
+        {
+            let value: String = column(&row, 2)?;
+            leased[index[&column::<i64>(&row, 0)?]].ledger.insert(
+                column(&row, 1)?,
+                serde_json::from_str(&value).map_err(corrupt)?,
+            );
+        }
         let steps = tx
-            .prepare_cached("SELECT step, outputs FROM delivery_steps WHERE delivery_id = $1")
+            .prepare_cached(
+                "SELECT delivery_id, step, outputs FROM delivery_steps WHERE delivery_id = ANY($1)",
+            )
             .await
             .map_err(pg)?;
-        for delivery in &mut leased {
-            let row = tx
-                .query_one(&version, &[&delivery.conversation_id, &delivery.version])
-                .await
-                .map_err(pg)?;
-            delivery.raw = column(&row, 0)?;
-            delivery.normalized = column(&row, 1)?;
-            for row in tx
-                .query(&ledger, &[&delivery.conversation_id, &delivery.connector])
-                .await
-                .map_err(pg)?
-            {
-                let value: String = column(&row, 1)?;
-                delivery.ledger.insert(
-                    column(&row, 0)?,
-                    serde_json::from_str(&value).map_err(corrupt)?,
-                );
-            }
-            for row in tx.query(&steps, &[&delivery.id]).await.map_err(pg)? {
-                let outputs: String = column(&row, 1)?;
-                let outputs: StepOutputs = serde_json::from_str(&outputs)
-                    .map_err(|e| StoreError::Corrupt(format!("step outputs: {e}")))?;
-                delivery.completed.insert(column(&row, 0)?, outputs);
-            }
+        for row in tx.query(&steps, &[&ids]).await.map_err(pg)? {
+            let outputs: String = column(&row, 2)?;
+            let outputs: StepOutputs = serde_json::from_str(&outputs)
+                .map_err(|e| StoreError::Corrupt(format!("step outputs: {e}")))?;
+            leased[index[&column::<i64>(&row, 0)?]]
+                .completed
+                .insert(column(&row, 1)?, outputs);
         }
         tx.commit().await.map_err(pg)?;
         Ok(leased)
@@ -654,26 +654,29 @@ impl Store for PostgresStore {
         .await
     }
 
-    async fn next_due(&self, paused: &[String]) -> Result<Option<Timestamp>, StoreError> {
-        let rows = self
-            .query(
-                // The same eligibility as `lease_due`: a delivery behind an older one of its
-                // pair is not due, however old its own time.
-                "SELECT min(greatest(d.next_attempt_at, coalesce(d.lease_until, 0))) FROM deliveries d
-                 WHERE d.state = 'pending' AND NOT (d.connector = ANY($1))
-                   AND NOT EXISTS (
-                       SELECT 1 FROM deliveries e
-                       WHERE e.conversation_id = d.conversation_id AND e.connector = d.connector
-                         AND e.state = 'pending' AND e.id < d.id)",
-                &[&paused],
+    async fn next_due(&self, connectors: &[String]) -> Result<Option<Timestamp>, StoreError> {
+        let now = ms(Timestamp::now());
+        let client = self.client().await?;
+        // What the next lease would take first, per connector (a time in the past means now),
+        // and when a lease held on a delivery runs out: another replica's, perhaps dead.
+        let leases = client
+            .prepare_cached(
+                "SELECT min(lease_until) FROM deliveries WHERE state = 'pending' AND lease_until IS NOT NULL",
             )
-            .await?;
-        rows.first()
-            .map(|r| column::<Option<i64>>(r, 0))
-            .transpose()?
-            .flatten()
-            .map(from_ms)
-            .transpose()
+            .await
+            .map_err(pg)?;
+        let mut next: Option<i64> = column(&client.query_one(&leases, &[]).await.map_err(pg)?, 0)?;
+        let first = client.prepare_cached(DUE_OF_CONNECTOR).await.map_err(pg)?;
+        for connector in connectors {
+            if let Some(row) = client
+                .query_opt(&first, &[connector, &i64::MAX, &1_i64, &now])
+                .await
+                .map_err(pg)?
+            {
+                next = [next, Some(column(&row, 1)?)].into_iter().flatten().min();
+            }
+        }
+        next.map(from_ms).transpose()
     }
 
     async fn complete_step(

@@ -53,6 +53,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/sqlite/0001_init.sql"),
     include_str!("migrations/sqlite/0002_ledger.sql"),
     include_str!("migrations/sqlite/0003_admin.sql"),
+    include_str!("migrations/sqlite/0004_lease_ranges.sql"),
 ];
 
 /// A unit of work for the writer.
@@ -399,37 +400,52 @@ fn ingest(conn: &Connection, new: &NewVersion) -> Result<IngestOutcome, StoreErr
     })
 }
 
+/// Connector `?1`'s pending deliveries due by `?2` and not leased at `?4`, oldest first, at
+/// most `?3`: an index range read in order, stopped at the limit.
+const DUE_OF_CONNECTOR: &str =
+    "SELECT d.id, d.next_attempt_at FROM deliveries d INDEXED BY deliveries_due_by_connector
+     WHERE d.connector = ?1 AND d.state = 'pending' AND d.next_attempt_at <= ?2
+       AND (d.lease_until IS NULL OR d.lease_until < ?4)
+       AND NOT EXISTS (
+           SELECT 1 FROM deliveries e
+           WHERE e.conversation_id = d.conversation_id AND e.connector = d.connector
+             AND e.state = 'pending' AND e.id < d.id)
+     ORDER BY d.next_attempt_at, d.id LIMIT ?3";
+
 fn lease(
     conn: &Connection,
     now: i64,
     limit: usize,
     lease_until: i64,
-    caps: &str,
+    caps: &BTreeMap<String, usize>,
 ) -> Result<Vec<LeasedDelivery>, StoreError> {
-    let mut leased = conn
+    let mut candidates: Vec<(i64, i64)> = Vec::new();
+    let mut due = conn.prepare_cached(DUE_OF_CONNECTOR).map_err(db)?;
+    for (connector, &cap) in caps {
+        let cap = cap.min(limit);
+        if cap == 0 {
+            continue;
+        }
+        let rows = due
+            .query_map(params![connector, now, cap as i64, now], |r| {
+                Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(0)?))
+            })
+            .and_then(Iterator::collect::<Result<Vec<_>, _>>)
+            .map_err(db)?;
+        candidates.extend(rows);
+    }
+    candidates.sort_unstable();
+    candidates.truncate(limit);
+    let mut take = conn
         .prepare_cached(
-            // Due rows are numbered per connector, so a connector capped at n gives at most
-            // its n oldest; the rest of the batch goes to the others.
-            "UPDATE deliveries SET lease_until = ?1
-             WHERE id IN (
-                SELECT id FROM (
-                    SELECT d.id, d.next_attempt_at,
-                           row_number() OVER (PARTITION BY d.connector ORDER BY d.next_attempt_at, d.id) AS n,
-                           (SELECT value FROM json_each(?3) WHERE key = d.connector) AS cap
-                    FROM deliveries d
-                    WHERE d.state = 'pending' AND d.next_attempt_at <= ?2
-                      AND (d.lease_until IS NULL OR d.lease_until < ?2)
-                      AND NOT EXISTS (
-                          SELECT 1 FROM deliveries e
-                          WHERE e.conversation_id = d.conversation_id AND e.connector = d.connector
-                            AND e.state = 'pending' AND e.id < d.id))
-                WHERE cap IS NULL OR n <= cap
-                ORDER BY next_attempt_at, id
-                LIMIT ?4)
+            "UPDATE deliveries SET lease_until = ?2 WHERE id = ?1
              RETURNING id, conversation_id, version, connector, key, attempts, failures, first_attempt_at, created_at",
         )
-        .and_then(|mut s| {
-            s.query_map(params![lease_until, now, caps, limit as i64], |r| {
+        .map_err(db)?;
+    let mut leased = Vec::with_capacity(candidates.len());
+    for (_, id) in candidates {
+        let delivery = take
+            .query_row(params![id, lease_until], |r| {
                 Ok(LeasedDelivery {
                     id: r.get(0)?,
                     conversation_id: r.get(1)?,
@@ -438,7 +454,9 @@ fn lease(
                     key: r.get(4)?,
                     attempts: r.get(5)?,
                     failures: r.get(6)?,
-                    first_attempt_at: r.get::<_, Option<i64>>(7)?.and_then(Timestamp::from_unix_millis),
+                    first_attempt_at: r
+                        .get::<_, Option<i64>>(7)?
+                        .and_then(Timestamp::from_unix_millis),
                     queued_at: Timestamp::from_unix_millis(r.get(8)?)
                         .ok_or(rusqlite::Error::IntegralValueOutOfRange(8, 0))?,
                     raw: Vec::new(),
@@ -446,10 +464,10 @@ fn lease(
                     completed: BTreeMap::new(),
                     ledger: StepOutputs::new(),
                 })
-            })?
-            .collect::<Result<Vec<_>, _>>()
-        })
-        .map_err(db)?;
+            })
+            .map_err(db)?;
+        leased.push(delivery);
+    }
     for delivery in &mut leased {
         let (raw, normalized) = conn
             .prepare_cached("SELECT raw, normalized FROM conversation_versions WHERE conversation_id = ?1 AND version = ?2")
@@ -859,29 +877,33 @@ impl Store for SqliteStore {
         lease_for: Duration,
         caps: &BTreeMap<String, usize>,
     ) -> Result<Vec<LeasedDelivery>, StoreError> {
-        let caps = serde_json::to_string(caps).map_err(corrupt)?;
+        let caps = caps.clone();
         let until = ms(now.plus(lease_for));
         self.call_soft(move |conn| lease(conn, ms(now), limit, until, &caps))
             .await
     }
 
-    async fn next_due(&self, paused: &[String]) -> Result<Option<Timestamp>, StoreError> {
-        let paused = serde_json::to_string(paused).map_err(corrupt)?;
-        self.call(move |conn| {
-            let at: Option<i64> = conn
+    async fn next_due(&self, connectors: &[String]) -> Result<Option<Timestamp>, StoreError> {
+        let connectors = connectors.to_vec();
+        let now = ms(Timestamp::now());
+        self.call_soft(move |conn| {
+            // What the next lease would take first, per connector (a time in the past means
+            // now), and when a lease held on a delivery runs out.
+            let mut first = conn.prepare_cached(DUE_OF_CONNECTOR).map_err(db)?;
+            let mut next: Option<i64> = conn
                 .prepare_cached(
-                    // The same eligibility as `lease`: a delivery behind an older one of its
-                    // pair is not due, however old its own time.
-                    "SELECT min(max(d.next_attempt_at, COALESCE(d.lease_until, 0))) FROM deliveries d
-                     WHERE d.state = 'pending' AND d.connector NOT IN (SELECT value FROM json_each(?1))
-                       AND NOT EXISTS (
-                           SELECT 1 FROM deliveries e
-                           WHERE e.conversation_id = d.conversation_id AND e.connector = d.connector
-                             AND e.state = 'pending' AND e.id < d.id)",
+                    "SELECT min(lease_until) FROM deliveries WHERE state = 'pending' AND lease_until IS NOT NULL",
                 )
-                .and_then(|mut s| s.query_row([&paused], |r| r.get(0)))
+                .and_then(|mut s| s.query_row([], |r| r.get(0)))
                 .map_err(db)?;
-            at.map(from_ms).transpose()
+            for connector in &connectors {
+                let at: Option<i64> = first
+                    .query_row(params![connector, i64::MAX, 1, now], |r| r.get(1))
+                    .optional()
+                    .map_err(db)?;
+                next = [next, at].into_iter().flatten().min();
+            }
+            next.map(from_ms).transpose()
         })
         .await
     }

@@ -4,7 +4,9 @@
 use chatbridge::model::Timestamp;
 use chatbridge::store::{ConversationCursor, ConversationFilter, DeliveryState};
 
-use crate::helpers::{Options, TestApp, fixture, seed_with_channel, spawn_app, spawn_app_with};
+use crate::helpers::{
+    Options, TestApp, captured_logs, fixture, seed_with_channel, spawn_app, spawn_app_with,
+};
 
 #[tokio::test]
 async fn conversations_are_listed_newest_first_in_pages_and_filtered() {
@@ -119,6 +121,46 @@ async fn replay_queues_settled_pairs_and_skips_pending_ones() {
     assert_eq!(pending.len(), 1);
     assert_eq!(pending[0].id, report.queued[0]);
     assert_eq!(pending[0].attempts, 0);
+}
+
+#[tokio::test]
+async fn deliveries_of_a_connector_no_longer_configured_wait_until_it_is_again() {
+    let before = spawn_app_with(Options {
+        workers: false,
+        ..Options::default()
+    })
+    .await;
+    before
+        .post_smartsupp(fixture("smartsupp/seed-example.json"))
+        .await;
+    // The same store, restarted with the `helpdesk` instance removed.
+    let without = spawn_app_with(Options {
+        workers: false,
+        store: Some(before.store_url.clone()),
+        ..Options::only("archive", "webhook", "url = \"http://127.0.0.1:9/\"")
+    })
+    .await;
+    assert_eq!(without.worker.try_run_once().await.unwrap(), 0);
+    let pending = without.deliveries(Some(DeliveryState::Pending)).await;
+    assert_eq!(
+        pending.len(),
+        1,
+        "the delivery waits, neither dead nor gone"
+    );
+    assert_eq!(pending[0].attempts, 0);
+    assert!(captured_logs().lines().any(|line| {
+        line.contains("pending deliveries of a connector that is not configured wait")
+            && line.contains("\"connector\":\"helpdesk\"")
+    }));
+    // Configured again (the first process still has it), the delivery goes out.
+    assert_eq!(before.worker.try_run_once().await.unwrap(), 1);
+    assert_eq!(
+        before
+            .deliveries(Some(DeliveryState::Delivered))
+            .await
+            .len(),
+        1
+    );
 }
 
 #[tokio::test]
