@@ -125,12 +125,7 @@ async fn run(settings: &Settings) -> Vec<Measured> {
     }
     let admin = std::env::var("CHATBRIDGE_BENCH_POSTGRES")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    let replicas = if settings.runs("postgres") {
-        1..=3
-    } else {
-        1..=0
-    };
-    for replicas in replicas {
+    for replicas in (1..=3).filter(|_| settings.runs("postgres")) {
         let (database, name) = fresh_database(&admin).await;
         results.push(
             chatbridge(
