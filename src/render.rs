@@ -85,6 +85,87 @@ pub struct Transcript {
     pub markdown: String,
 }
 
+/// Which of the values rendered from `_partials/` a connector's templates read. Each is a
+/// full pass over the transcript, so an attempt renders only those its connector reads; the
+/// others are empty.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Partials {
+    /// `transcript.text`.
+    pub text: bool,
+    /// `transcript.html`.
+    pub html: bool,
+    /// `transcript.markdown`.
+    pub markdown: bool,
+    /// `visitor_summary`.
+    pub summary: bool,
+}
+
+impl Partials {
+    /// Every one of them.
+    pub const ALL: Self = Self {
+        text: true,
+        html: true,
+        markdown: true,
+        summary: true,
+    };
+    const NONE: Self = Self {
+        text: false,
+        html: false,
+        markdown: false,
+        summary: false,
+    };
+
+    /// What `source` reads, erring towards reading more: a template that includes, imports
+    /// or extends another, dumps the context, or uses `transcript` other than by one of its
+    /// fields, reads them all.
+    pub fn read_by(source: &str) -> Self {
+        if [
+            "{% include",
+            "{% import",
+            "{% extends",
+            "{%- include",
+            "{%- import",
+            "{%- extends",
+            "__tera_context",
+        ]
+        .iter()
+        .any(|tag| source.contains(tag))
+        {
+            return Self::ALL;
+        }
+        let word = |c: char| c.is_ascii_alphanumeric() || c == '_';
+        let mut read = Self::NONE;
+        read.summary = source.contains("visitor_summary");
+        for (at, _) in source.match_indices("transcript") {
+            let before = source[..at].chars().next_back();
+            let after = &source[at + "transcript".len()..];
+            if before.is_some_and(word) || after.starts_with(word) {
+                continue; // another name, such as `transcript_settings`
+            }
+            let field: String = after
+                .strip_prefix('.')
+                .map(|rest| rest.chars().take_while(|&c| word(c)).collect())
+                .unwrap_or_default();
+            match field.as_str() {
+                "text" => read.text = true,
+                "html" => read.html = true,
+                "markdown" => read.markdown = true,
+                _ => return Self::ALL,
+            }
+        }
+        read
+    }
+
+    fn and(self, other: Self) -> Self {
+        Self {
+            text: self.text || other.text,
+            html: self.html || other.html,
+            markdown: self.markdown || other.markdown,
+            summary: self.summary || other.summary,
+        }
+    }
+}
+
 /// Everything a template may use. Rendered from this one struct, so this is the reference
 /// for template authors.
 #[derive(Debug, Serialize)]
@@ -135,6 +216,8 @@ pub struct Renderer {
     snippets: Tera,
     /// Template sources by name, to tell what a template reads.
     sources: BTreeMap<String, String>,
+    /// The connector definitions' snippets by name, likewise.
+    snippet_sources: BTreeMap<String, String>,
     transcript: TranscriptConfig,
 }
 
@@ -192,6 +275,7 @@ impl Renderer {
             documents,
             snippets: snippet_tera,
             sources: files,
+            snippet_sources: snippets.iter().cloned().collect(),
             transcript: transcript.clone(),
         })
     }
@@ -212,22 +296,57 @@ impl Renderer {
         self.bodies.contains_template(name)
     }
 
-    /// Builds the Tera context for one delivery, with the partials already rendered.
+    /// What the templates `templates` and the snippets named `{snippets}/…` read of the
+    /// partials; a template that is not loaded is taken to read them all.
+    pub fn partials_read<'n>(
+        &self,
+        templates: impl IntoIterator<Item = &'n str>,
+        snippets: &str,
+    ) -> Partials {
+        let prefix = format!("{snippets}/");
+        let templates = templates.into_iter().map(|name| {
+            self.sources
+                .get(name)
+                .map_or(Partials::ALL, |s| Partials::read_by(s))
+        });
+        let snippets = self
+            .snippet_sources
+            .range(prefix.clone()..)
+            .take_while(|(name, _)| name.starts_with(&prefix))
+            .map(|(_, source)| Partials::read_by(source));
+        templates
+            .chain(snippets)
+            .fold(Partials::NONE, Partials::and)
+    }
+
+    /// Builds the Tera context for one delivery, with the partials `partials` names already
+    /// rendered.
     ///
     /// # Errors
     /// When a partial fails to render.
-    pub fn context(&self, cx: &RenderContext<'_>) -> Result<Context, RenderError> {
+    pub fn context(
+        &self,
+        cx: &RenderContext<'_>,
+        partials: Partials,
+    ) -> Result<Context, RenderError> {
         let mut context = Context::from_serialize(cx).map_err(|e| RenderError::Render {
             template: "(context)".into(),
             message: error_chain(&e),
         })?;
         context.insert("transcript_settings", &self.transcript);
-        let transcript = Transcript {
-            text: self.document("_partials/transcript.txt.tera", &context)?,
-            html: self.document("_partials/transcript.html.tera", &context)?,
-            markdown: self.document("_partials/transcript.md.tera", &context)?,
+        let render = |wanted: bool, name: &str| -> Result<String, RenderError> {
+            if wanted {
+                self.document(name, &context)
+            } else {
+                Ok(String::new())
+            }
         };
-        let summary = self.document("_partials/visitor.txt.tera", &context)?;
+        let transcript = Transcript {
+            text: render(partials.text, "_partials/transcript.txt.tera")?,
+            html: render(partials.html, "_partials/transcript.html.tera")?,
+            markdown: render(partials.markdown, "_partials/transcript.md.tera")?,
+        };
+        let summary = render(partials.summary, "_partials/visitor.txt.tera")?;
         context.insert("transcript", &transcript);
         context.insert("visitor_summary", &summary);
         Ok(context)
@@ -624,17 +743,20 @@ mod tests {
             attempt: 1,
         };
         let context = r
-            .context(&RenderContext {
-                conversation: &parsed.conversation,
-                raw: &parsed.raw,
-                delivery: &delivery,
-                connector: ConnectorInfo {
-                    name: "n",
-                    kind: "t",
+            .context(
+                &RenderContext {
+                    conversation: &parsed.conversation,
+                    raw: &parsed.raw,
+                    delivery: &delivery,
+                    connector: ConnectorInfo {
+                        name: "n",
+                        kind: "t",
+                    },
+                    settings: &BTreeMap::new(),
+                    base_url: "",
                 },
-                settings: &BTreeMap::new(),
-                base_url: "",
-            })
+                Partials::ALL,
+            )
             .unwrap();
         let [text, html, markdown] =
             ["text", "html", "markdown"].map(|part| r.document(part, &context).unwrap());
@@ -647,6 +769,38 @@ mod tests {
         for text in [&text, &html, &markdown] {
             assert!(!text.contains("joined the chat"), "{text}");
             assert!(text.contains("tanks."), "{text}");
+        }
+    }
+
+    #[test]
+    fn partials_read_are_told_from_the_source_erring_towards_all() {
+        let only = |text, html, markdown, summary| Partials {
+            text,
+            html,
+            markdown,
+            summary,
+        };
+        let read = Partials::read_by;
+        assert_eq!(
+            read(r#"{"t": "{{ transcript.html }}"}"#),
+            only(false, true, false, false)
+        );
+        assert_eq!(
+            read("{{ transcript.text }} {{ visitor_summary }} {{ transcript.markdown | mrkdwn }}"),
+            only(true, false, true, true)
+        );
+        assert_eq!(
+            read("{{ transcript_settings.time_zone }} {{ conversation | json }}"),
+            only(false, false, false, false)
+        );
+        for whole in [
+            "{{ transcript | json }}",
+            "{% set t = transcript %}{{ t.text }}",
+            r#"{{ transcript["html"] }}"#,
+            r#"{% include "mine.txt.tera" %}"#,
+            "{{ __tera_context }}",
+        ] {
+            assert_eq!(read(whole), Partials::ALL, "{whole}");
         }
     }
 

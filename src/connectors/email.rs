@@ -24,6 +24,7 @@ use super::{
     Receipt, Settings, StepOutcome, StepOutputs, StepReport,
 };
 use crate::config::Problem;
+use crate::render::Partials;
 
 /// The one step of an e-mail delivery, as it appears in reports and attempt logs.
 const STEP: &str = "send";
@@ -52,6 +53,8 @@ pub struct EmailConnector {
     from: Mailbox,
     to: Vec<Mailbox>,
     templates: MessageTemplates,
+    /// What its templates read of the partials.
+    partials: Partials,
     cx: BuildContext,
 }
 
@@ -144,6 +147,9 @@ impl EmailConnector {
             transport: builder.build(),
             from,
             to,
+            partials: cx
+                .renderer
+                .partials_read([templates.text.as_str(), templates.html.as_str()], kind),
             templates,
             settings,
             cx: cx.clone(),
@@ -167,7 +173,8 @@ impl EmailConnector {
 
     fn render(&self, job: &DeliveryJob<'_>) -> Result<Rendered, DeliveryError> {
         let r = &self.cx.renderer;
-        let context = job.render_context(r, &self.name, &self.kind, &self.settings, "")?;
+        let context =
+            job.render_context(r, &self.name, &self.kind, &self.settings, "", self.partials)?;
         let subject = r.snippet(&snippet::subject(&self.kind), &context)?;
         // A subject is one line; a newline in chat text must not start a header.
         let subject = subject.split_whitespace().collect::<Vec<_>>().join(" ");

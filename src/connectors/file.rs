@@ -16,6 +16,7 @@ use super::{
     Settings, StepOutcome, StepOutputs, StepReport,
 };
 use crate::config::Problem;
+use crate::render::Partials;
 
 /// The one step of a file delivery, as it appears in reports and checkpoints.
 const STEP: &str = "write";
@@ -28,6 +29,8 @@ pub struct FileConnector {
     dir: PathBuf,
     body: String,
     settings: Settings,
+    /// What its template reads of the partials.
+    partials: Partials,
     cx: BuildContext,
 }
 
@@ -56,6 +59,7 @@ impl FileConnector {
             name: name.to_owned(),
             kind: kind.to_owned(),
             dir: PathBuf::from(dir),
+            partials: cx.renderer.partials_read([body.as_str()], kind),
             body,
             settings: settings.clone(),
             cx: cx.clone(),
@@ -69,6 +73,7 @@ impl FileConnector {
             &self.kind,
             &self.settings,
             "",
+            self.partials,
         )?;
         let body = self.cx.renderer.body(&self.body, &context)?;
         let file_name = format!(
@@ -106,7 +111,8 @@ impl Connector for FileConnector {
     async fn deliver(
         &self,
         job: &DeliveryJob<'_>,
-        checkpoint: &dyn Checkpoint,
+        // Nothing to keep between steps: writing the same file again replaces it.
+        _: &dyn Checkpoint,
     ) -> Result<Receipt, DeliveryError> {
         let (path, body) = self.render(job)?;
         let io = |what: &str, e: std::io::Error| {
@@ -127,9 +133,6 @@ impl Connector for FileConnector {
             serde_json::Value::String(path.display().to_string()),
         )]
         .into();
-        checkpoint
-            .step_completed(STEP, &outputs, &StepOutputs::new())
-            .await?;
         Ok(Receipt {
             steps: vec![StepReport {
                 step: STEP.into(),

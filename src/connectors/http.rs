@@ -29,7 +29,7 @@ use super::{
     Receipt, Settings, StepOutcome, StepOutputs, StepReport,
 };
 use crate::config::Problem;
-use crate::render::{JSON_SUFFIX, Renderer};
+use crate::render::{JSON_SUFFIX, Partials, Renderer};
 
 /// How much of an answer is kept for the attempt log.
 const EXCERPT_BYTES: usize = 1024;
@@ -52,6 +52,8 @@ pub struct HttpConnector {
     definition: Definition,
     settings: Settings,
     base_url: String,
+    /// What its templates read of the partials, rendered for each attempt.
+    partials: Partials,
     cx: BuildContext,
     /// The access token of an OAuth 2.0 definition and when to stop using it.
     token: tokio::sync::Mutex<Option<(String, Instant)>>,
@@ -117,6 +119,10 @@ impl HttpConnector {
             definition: definition.clone(),
             settings,
             base_url: base_url.trim_end_matches('/').to_owned(),
+            partials: cx.renderer.partials_read(
+                definition.all_steps().filter_map(|s| s.body.as_deref()),
+                kind,
+            ),
             cx: cx.clone(),
             token: tokio::sync::Mutex::new(None),
         })
@@ -138,6 +144,7 @@ impl HttpConnector {
             &self.kind,
             &self.settings,
             &self.base_url,
+            self.partials,
         )?;
         let mut steps: BTreeMap<String, StepOutputs> = self
             .definition
@@ -453,7 +460,9 @@ impl Connector for HttpConnector {
         let (mut context, mut steps) = self.context(job)?;
         let mut token = self.access_token(&context, false).await?;
         let mut receipt = Receipt::default();
-        for (index, step) in self.phase(job) {
+        let phase: Vec<(usize, &Step)> = self.phase(job).collect();
+        let last = phase.last().map(|&(index, _)| index);
+        for (index, step) in phase {
             let safe = step.is_lookup();
             if let Some(done) = job.completed.get(&step.name).filter(|_| !safe) {
                 receipt
@@ -487,7 +496,10 @@ impl Connector for HttpConnector {
             }
             tracing::debug!(step = %step.name, elapsed_ms = started.elapsed().as_millis() as u64, ok = result.is_ok(), "step answered");
             let (status, outputs) = result?;
-            if !safe {
+            // The last step's success is kept by the attempt's own record, one commit less per
+            // delivery. Were that record lost, the step would run again as after a crash right
+            // after the answer, and its dedupe would find what it made.
+            if !safe && Some(index) != last {
                 checkpoint
                     .step_completed(&step.name, &outputs, &self.remembered(&outputs))
                     .await?;

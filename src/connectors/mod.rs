@@ -31,7 +31,8 @@ use crate::delivery::limits::{Buckets, TokenBucket};
 use crate::metrics::Metrics;
 use crate::model::Conversation;
 use crate::render::{
-    ConnectorInfo, DeliveryInfo, RenderContext, RenderError, Renderer, conversation_context,
+    ConnectorInfo, DeliveryInfo, Partials, RenderContext, RenderError, Renderer,
+    conversation_context,
 };
 use definition::{Definitions, Engine, snippet};
 
@@ -77,7 +78,8 @@ impl<'a> DeliveryJob<'a> {
         }
     }
 
-    /// The Tera context for rendering this job through connector instance `name` of type `kind`.
+    /// The Tera context for rendering this job through connector instance `name` of type
+    /// `kind`, with the `partials` its templates read.
     ///
     /// # Errors
     /// When a partial fails to render.
@@ -88,24 +90,30 @@ impl<'a> DeliveryJob<'a> {
         kind: &str,
         settings: &Settings,
         base_url: &str,
+        partials: Partials,
     ) -> Result<tera::Context, RenderError> {
-        let mut context = renderer.context(&RenderContext {
-            conversation: self.conversation,
-            raw: self.raw,
-            delivery: &self.delivery,
-            connector: ConnectorInfo { name, kind },
-            settings: settings.values(),
-            base_url,
-        })?;
+        let mut context = renderer.context(
+            &RenderContext {
+                conversation: self.conversation,
+                raw: self.raw,
+                delivery: &self.delivery,
+                connector: ConnectorInfo { name, kind },
+                settings: settings.values(),
+                base_url,
+            },
+            partials,
+        )?;
         context.insert("ledger", self.ledger);
         Ok(context)
     }
 }
 
-/// Records a step's success before the next step runs, so a retry resumes after it.
+/// Records a step's success before the next step runs, so a retry resumes after it. The
+/// last step has nothing after it: its success is kept with the attempt's outcome.
 #[async_trait]
 pub trait Checkpoint: Send + Sync {
-    /// Called once per successful step, with the outputs to keep in the ledger.
+    /// Called once per successful step that another step follows, with the outputs to keep
+    /// in the ledger.
     ///
     /// # Errors
     /// When the checkpoint cannot be stored; the attempt then stops and is retried.
