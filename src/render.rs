@@ -85,11 +85,12 @@ pub struct Transcript {
     pub markdown: String,
 }
 
-/// Which of the values rendered from `_partials/` a connector's templates read. Each is a
-/// full pass over the transcript, so an attempt renders only those its connector reads; the
-/// others are empty.
+/// What a connector's templates read of the values that cost a pass over the conversation
+/// to make: the transcripts and visitor summary rendered from `_partials/`, and the original
+/// request body parsed. An attempt makes only those its connector reads; the others are
+/// empty.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Partials {
+pub struct Reads {
     /// `transcript.text`.
     pub text: bool,
     /// `transcript.html`.
@@ -98,21 +99,25 @@ pub struct Partials {
     pub markdown: bool,
     /// `visitor_summary`.
     pub summary: bool,
+    /// `raw`.
+    pub raw: bool,
 }
 
-impl Partials {
+impl Reads {
     /// Every one of them.
     pub const ALL: Self = Self {
         text: true,
         html: true,
         markdown: true,
         summary: true,
+        raw: true,
     };
     const NONE: Self = Self {
         text: false,
         html: false,
         markdown: false,
         summary: false,
+        raw: false,
     };
 
     /// What `source` reads, erring towards reading more: a template that includes, imports
@@ -134,14 +139,17 @@ impl Partials {
             return Self::ALL;
         }
         let word = |c: char| c.is_ascii_alphanumeric() || c == '_';
+        let whole = |at: usize, name: &str| {
+            !source[..at].ends_with(word) && !source[at + name.len()..].starts_with(word)
+        };
         let mut read = Self::NONE;
         read.summary = source.contains("visitor_summary");
+        read.raw = source.match_indices("raw").any(|(at, _)| whole(at, "raw"));
         for (at, _) in source.match_indices("transcript") {
-            let before = source[..at].chars().next_back();
-            let after = &source[at + "transcript".len()..];
-            if before.is_some_and(word) || after.starts_with(word) {
+            if !whole(at, "transcript") {
                 continue; // another name, such as `transcript_settings`
             }
+            let after = &source[at + "transcript".len()..];
             let field: String = after
                 .strip_prefix('.')
                 .map(|rest| rest.chars().take_while(|&c| word(c)).collect())
@@ -162,6 +170,7 @@ impl Partials {
             html: self.html || other.html,
             markdown: self.markdown || other.markdown,
             summary: self.summary || other.summary,
+            raw: self.raw || other.raw,
         }
     }
 }
@@ -296,39 +305,29 @@ impl Renderer {
         self.bodies.contains_template(name)
     }
 
-    /// What the templates `templates` and the snippets named `{snippets}/…` read of the
-    /// partials; a template that is not loaded is taken to read them all.
-    pub fn partials_read<'n>(
-        &self,
-        templates: impl IntoIterator<Item = &'n str>,
-        snippets: &str,
-    ) -> Partials {
+    /// What the templates `templates` and the snippets named `{snippets}/…` read; a template
+    /// that is not loaded is taken to read everything.
+    pub fn reads<'n>(&self, templates: impl IntoIterator<Item = &'n str>, snippets: &str) -> Reads {
         let prefix = format!("{snippets}/");
         let templates = templates.into_iter().map(|name| {
             self.sources
                 .get(name)
-                .map_or(Partials::ALL, |s| Partials::read_by(s))
+                .map_or(Reads::ALL, |s| Reads::read_by(s))
         });
         let snippets = self
             .snippet_sources
             .range(prefix.clone()..)
             .take_while(|(name, _)| name.starts_with(&prefix))
-            .map(|(_, source)| Partials::read_by(source));
-        templates
-            .chain(snippets)
-            .fold(Partials::NONE, Partials::and)
+            .map(|(_, source)| Reads::read_by(source));
+        templates.chain(snippets).fold(Reads::NONE, Reads::and)
     }
 
-    /// Builds the Tera context for one delivery, with the partials `partials` names already
+    /// Builds the Tera context for one delivery, with the partials `reads` names already
     /// rendered.
     ///
     /// # Errors
     /// When a partial fails to render.
-    pub fn context(
-        &self,
-        cx: &RenderContext<'_>,
-        partials: Partials,
-    ) -> Result<Context, RenderError> {
+    pub fn context(&self, cx: &RenderContext<'_>, reads: Reads) -> Result<Context, RenderError> {
         let mut context = Context::from_serialize(cx).map_err(|e| RenderError::Render {
             template: "(context)".into(),
             message: error_chain(&e),
@@ -342,11 +341,11 @@ impl Renderer {
             }
         };
         let transcript = Transcript {
-            text: render(partials.text, "_partials/transcript.txt.tera")?,
-            html: render(partials.html, "_partials/transcript.html.tera")?,
-            markdown: render(partials.markdown, "_partials/transcript.md.tera")?,
+            text: render(reads.text, "_partials/transcript.txt.tera")?,
+            html: render(reads.html, "_partials/transcript.html.tera")?,
+            markdown: render(reads.markdown, "_partials/transcript.md.tera")?,
         };
-        let summary = render(partials.summary, "_partials/visitor.txt.tera")?;
+        let summary = render(reads.summary, "_partials/visitor.txt.tera")?;
         context.insert("transcript", &transcript);
         context.insert("visitor_summary", &summary);
         Ok(context)
@@ -755,7 +754,7 @@ mod tests {
                     settings: &BTreeMap::new(),
                     base_url: "",
                 },
-                Partials::ALL,
+                Reads::ALL,
             )
             .unwrap();
         let [text, html, markdown] =
@@ -773,14 +772,15 @@ mod tests {
     }
 
     #[test]
-    fn partials_read_are_told_from_the_source_erring_towards_all() {
-        let only = |text, html, markdown, summary| Partials {
+    fn reads_are_told_from_the_source_erring_towards_all() {
+        let only = |text, html, markdown, summary| Reads {
             text,
             html,
             markdown,
             summary,
+            raw: false,
         };
-        let read = Partials::read_by;
+        let read = Reads::read_by;
         assert_eq!(
             read(r#"{"t": "{{ transcript.html }}"}"#),
             only(false, true, false, false)
@@ -793,6 +793,8 @@ mod tests {
             read("{{ transcript_settings.time_zone }} {{ conversation | json }}"),
             only(false, false, false, false)
         );
+        assert!(read("{{ raw.visitor.variables.plan }}").raw);
+        assert!(!read("{{ conversation.raw_count }} {{ draw }}").raw);
         for whole in [
             "{{ transcript | json }}",
             "{% set t = transcript %}{{ t.text }}",
@@ -800,7 +802,7 @@ mod tests {
             r#"{% include "mine.txt.tera" %}"#,
             "{{ __tera_context }}",
         ] {
-            assert_eq!(read(whole), Partials::ALL, "{whole}");
+            assert_eq!(read(whole), Reads::ALL, "{whole}");
         }
     }
 

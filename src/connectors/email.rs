@@ -24,7 +24,7 @@ use super::{
     Receipt, Settings, StepOutcome, StepOutputs, StepReport,
 };
 use crate::config::Problem;
-use crate::render::Partials;
+use crate::render::Reads;
 
 /// The one step of an e-mail delivery, as it appears in reports and attempt logs.
 const STEP: &str = "send";
@@ -53,8 +53,8 @@ pub struct EmailConnector {
     from: Mailbox,
     to: Vec<Mailbox>,
     templates: MessageTemplates,
-    /// What its templates read of the partials.
-    partials: Partials,
+    /// What its templates read of what is costly to make.
+    reads: Reads,
     cx: BuildContext,
 }
 
@@ -147,9 +147,9 @@ impl EmailConnector {
             transport: builder.build(),
             from,
             to,
-            partials: cx
+            reads: cx
                 .renderer
-                .partials_read([templates.text.as_str(), templates.html.as_str()], kind),
+                .reads([templates.text.as_str(), templates.html.as_str()], kind),
             templates,
             settings,
             cx: cx.clone(),
@@ -174,7 +174,7 @@ impl EmailConnector {
     fn render(&self, job: &DeliveryJob<'_>) -> Result<Rendered, DeliveryError> {
         let r = &self.cx.renderer;
         let context =
-            job.render_context(r, &self.name, &self.kind, &self.settings, "", self.partials)?;
+            job.render_context(r, &self.name, &self.kind, &self.settings, "", self.reads)?;
         let subject = r.snippet(&snippet::subject(&self.kind), &context)?;
         // A subject is one line; a newline in chat text must not start a header.
         let subject = subject.split_whitespace().collect::<Vec<_>>().join(" ");
@@ -257,6 +257,10 @@ impl Connector for EmailConnector {
 
     fn kind(&self) -> &str {
         &self.kind
+    }
+
+    fn reads(&self) -> Reads {
+        self.reads
     }
 
     async fn deliver(

@@ -16,7 +16,7 @@ use super::{
     Settings, StepOutcome, StepOutputs, StepReport,
 };
 use crate::config::Problem;
-use crate::render::Partials;
+use crate::render::Reads;
 
 /// The one step of a file delivery, as it appears in reports and checkpoints.
 const STEP: &str = "write";
@@ -29,8 +29,8 @@ pub struct FileConnector {
     dir: PathBuf,
     body: String,
     settings: Settings,
-    /// What its template reads of the partials.
-    partials: Partials,
+    /// What its template reads of what is costly to make.
+    reads: Reads,
     cx: BuildContext,
 }
 
@@ -59,7 +59,7 @@ impl FileConnector {
             name: name.to_owned(),
             kind: kind.to_owned(),
             dir: PathBuf::from(dir),
-            partials: cx.renderer.partials_read([body.as_str()], kind),
+            reads: cx.renderer.reads([body.as_str()], kind),
             body,
             settings: settings.clone(),
             cx: cx.clone(),
@@ -73,7 +73,7 @@ impl FileConnector {
             &self.kind,
             &self.settings,
             "",
-            self.partials,
+            self.reads,
         )?;
         let body = self.cx.renderer.body(&self.body, &context)?;
         let file_name = format!(
@@ -106,6 +106,10 @@ impl Connector for FileConnector {
 
     fn kind(&self) -> &str {
         &self.kind
+    }
+
+    fn reads(&self) -> Reads {
+        self.reads
     }
 
     async fn deliver(

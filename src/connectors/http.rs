@@ -29,7 +29,7 @@ use super::{
     Receipt, Settings, StepOutcome, StepOutputs, StepReport,
 };
 use crate::config::Problem;
-use crate::render::{JSON_SUFFIX, Partials, Renderer};
+use crate::render::{JSON_SUFFIX, Reads, Renderer};
 
 /// How much of an answer is kept for the attempt log.
 const EXCERPT_BYTES: usize = 1024;
@@ -52,8 +52,8 @@ pub struct HttpConnector {
     definition: Definition,
     settings: Settings,
     base_url: String,
-    /// What its templates read of the partials, rendered for each attempt.
-    partials: Partials,
+    /// What its templates read of what is costly to make for each attempt.
+    reads: Reads,
     cx: BuildContext,
     /// The access token of an OAuth 2.0 definition and when to stop using it.
     token: tokio::sync::Mutex<Option<(String, Instant)>>,
@@ -119,7 +119,7 @@ impl HttpConnector {
             definition: definition.clone(),
             settings,
             base_url: base_url.trim_end_matches('/').to_owned(),
-            partials: cx.renderer.partials_read(
+            reads: cx.renderer.reads(
                 definition.all_steps().filter_map(|s| s.body.as_deref()),
                 kind,
             ),
@@ -144,7 +144,7 @@ impl HttpConnector {
             &self.kind,
             &self.settings,
             &self.base_url,
-            self.partials,
+            self.reads,
         )?;
         let mut steps: BTreeMap<String, StepOutputs> = self
             .definition
@@ -450,6 +450,10 @@ impl Connector for HttpConnector {
 
     fn kind(&self) -> &str {
         &self.kind
+    }
+
+    fn reads(&self) -> Reads {
+        self.reads
     }
 
     async fn deliver(

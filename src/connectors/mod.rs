@@ -31,8 +31,7 @@ use crate::delivery::limits::{Buckets, TokenBucket};
 use crate::metrics::Metrics;
 use crate::model::Conversation;
 use crate::render::{
-    ConnectorInfo, DeliveryInfo, Partials, RenderContext, RenderError, Renderer,
-    conversation_context,
+    ConnectorInfo, DeliveryInfo, Reads, RenderContext, RenderError, Renderer, conversation_context,
 };
 use definition::{Definitions, Engine, snippet};
 
@@ -79,7 +78,7 @@ impl<'a> DeliveryJob<'a> {
     }
 
     /// The Tera context for rendering this job through connector instance `name` of type
-    /// `kind`, with the `partials` its templates read.
+    /// `kind`, with the partials its templates read (`reads`).
     ///
     /// # Errors
     /// When a partial fails to render.
@@ -90,7 +89,7 @@ impl<'a> DeliveryJob<'a> {
         kind: &str,
         settings: &Settings,
         base_url: &str,
-        partials: Partials,
+        reads: Reads,
     ) -> Result<tera::Context, RenderError> {
         let mut context = renderer.context(
             &RenderContext {
@@ -101,7 +100,7 @@ impl<'a> DeliveryJob<'a> {
                 settings: settings.values(),
                 base_url,
             },
-            partials,
+            reads,
         )?;
         context.insert("ledger", self.ledger);
         Ok(context)
@@ -333,6 +332,12 @@ pub trait Connector: Send + Sync + std::fmt::Debug {
 
     /// Connector type (definition name); the `type` log field.
     fn kind(&self) -> &str;
+
+    /// What its templates read; the worker parses the stored request body only for one
+    /// that reads `raw`.
+    fn reads(&self) -> Reads {
+        Reads::ALL
+    }
 
     /// Makes exactly one delivery attempt. Never sleeps or retries. Safe to repeat for the
     /// same delivery: completed steps are skipped, and definitions dedupe at the target.

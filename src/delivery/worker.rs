@@ -406,8 +406,11 @@ impl Worker {
             })?;
         let conversation: Conversation = serde_json::from_str(&leased.normalized)
             .map_err(|e| DeliveryError::Io(format!("stored conversation unreadable: {e}")))?;
-        let raw: serde_json::Value =
-            serde_json::from_slice(&leased.raw).unwrap_or(serde_json::Value::Null);
+        let raw: serde_json::Value = if connector.reads().raw {
+            serde_json::from_slice(&leased.raw).unwrap_or(serde_json::Value::Null)
+        } else {
+            serde_json::Value::Null
+        };
         let job = DeliveryJob {
             conversation: &conversation,
             raw: &raw,

@@ -206,6 +206,13 @@ fn connect(path: &Path, synchronous: Synchronous) -> Result<Connection, StoreErr
          PRAGMA busy_timeout = 5000; PRAGMA temp_store = MEMORY; PRAGMA secure_delete = ON;"
     ))
     .map_err(|e| StoreError::Open(e.to_string()))?;
+    // Plans made without looking at bound values: otherwise a statement whose plan read one
+    // (the lease's `now`, tested against a partial index) is parsed again at every run.
+    conn.set_db_config(
+        rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
+        true,
+    )
+    .map_err(|e| StoreError::Open(e.to_string()))?;
     conn.set_prepared_statement_cache_capacity(64);
     Ok(conn)
 }
