@@ -25,6 +25,8 @@ use std::time::{Duration, Instant};
 struct Settings {
     chats: u64,
     senders: usize,
+    /// `delivery.workers` of each chatbridge process.
+    workers: u64,
     /// Which targets run: `--only sqlite,postgres,node-red` (default all).
     only: Vec<String>,
 }
@@ -47,6 +49,7 @@ fn settings() -> Settings {
     Settings {
         chats: value("--chats", 4000),
         senders: value("--senders", 32) as usize,
+        workers: value("--workers", 32),
         only,
     }
 }
@@ -192,9 +195,9 @@ async fn chatbridge(
         &config,
         format!(
             "[server]\nlisten = \"127.0.0.1:0\"\n[store]\nurl = \"{store}\"\nmax_connections = 16\n\
-             [sources.smartsupp]\ntoken = \"bench-token\"\n[delivery]\nworkers = 32\n[log]\nfilter = \"warn,chatbridge::app=info\"\n\
+             [sources.smartsupp]\ntoken = \"bench-token\"\n[delivery]\nworkers = {}\n[log]\nfilter = \"warn,chatbridge::app=info\"\n\
              [connectors.sink]\ntype = \"webhook\"\nsettings = {{ url = \"{}\" }}\n",
-            sink.url
+            settings.workers, sink.url
         ),
     )
     .expect("config written");

@@ -14,6 +14,7 @@
 //! one delivery probes the target when the pause ends.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -48,6 +49,12 @@ pub struct Worker {
     concurrency: usize,
     lease_for: Duration,
     wake: Arc<Notify>,
+    /// Attempts calling their target now. A slot is free once the target has answered:
+    /// recording the outcome (a durable commit) does not hold it, so `concurrency` bounds the
+    /// calls at the targets, not the waits for the disk.
+    calling: AtomicUsize,
+    /// Notified when an attempt's call ends.
+    freed: Notify,
     gates: Mutex<HashMap<String, Gate>>,
     /// Deliveries leased by this worker and not yet finished.
     in_flight: Mutex<HashSet<i64>>,
@@ -73,6 +80,8 @@ impl Worker {
             concurrency: concurrency.max(1),
             lease_for,
             wake: Arc::new(Notify::new()),
+            calling: AtomicUsize::new(0),
+            freed: Notify::new(),
             gates: Mutex::new(HashMap::new()),
             in_flight: Mutex::new(HashSet::new()),
         }
@@ -152,6 +161,7 @@ impl Worker {
                 }
                 in_flight.insert(delivery.id);
             }
+            self.calling.fetch_add(batch.len(), Ordering::Relaxed);
         }
         let open = caps
             .into_iter()
@@ -173,15 +183,17 @@ impl Worker {
         let mut renewal = tokio::time::interval(self.lease_for / 3);
         renewal.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         // Under load, slots free one at a time; leasing for each would cost a store round
-        // trip per delivery. So a finished attempt leads to a lease only once a quarter of
-        // the slots are free (or none runs); new work, a due time and a held-back connector's
+        // trip per delivery. So a freed slot leads to a lease only once a quarter of the
+        // slots are free (or none is taken); new work, a due time and a held-back connector's
         // release lease at once.
         let batch = (self.concurrency / 4).max(1);
         let mut lease_now = true;
         // When the next lease is due without any event: a retry's time, a cool-down's end.
         let mut next_look = tokio::time::Instant::now();
         loop {
-            let free = self.concurrency.saturating_sub(running.len());
+            let free = self
+                .concurrency
+                .saturating_sub(self.calling.load(Ordering::Relaxed));
             if lease_now && free > 0 {
                 next_look = tokio::time::Instant::now() + MAX_IDLE;
                 match self.lease(free).await {
@@ -208,9 +220,11 @@ impl Worker {
                     self.renew().await;
                     false
                 }
-                Some(_) = running.join_next(), if !running.is_empty() => {
-                    running.is_empty() || self.concurrency - running.len() >= batch
+                () = self.freed.notified() => {
+                    let calling = self.calling.load(Ordering::Relaxed);
+                    calling == 0 || self.concurrency.saturating_sub(calling) >= batch
                 }
+                Some(_) = running.join_next(), if !running.is_empty() => false,
                 () = self.wake.notified() => true,
                 () = tokio::time::sleep_until(next_look) => true,
             };
@@ -294,6 +308,7 @@ impl Worker {
 
     /// One attempt of one delivery, recorded in the store whatever happens.
     async fn attempt(self: Arc<Self>, leased: LeasedDelivery) {
+        let slot = Slot(self.clone());
         let attempt = leased.attempts + 1;
         let registry = self.registry.current();
         let kind = registry
@@ -319,6 +334,7 @@ impl Worker {
                 .map(DeliveryError::summary)
                 .unwrap_or_default();
             let reopens = self.gate_finished(&leased.connector, &result, &summary);
+            drop(slot);
             let (record, next) = self.decide(
                 &leased,
                 attempt,
@@ -352,8 +368,6 @@ impl Worker {
                 .lock()
                 .expect("never poisoned")
                 .remove(&leased.id);
-            // A slot, and perhaps a connector's capacity, is free again.
-            self.wake.notify_one();
         }
         .instrument(span)
         .await;
@@ -538,6 +552,17 @@ impl Worker {
             NextState::Dead { .. } => AttemptOutcome::Dead,
         };
         (record, next)
+    }
+}
+
+/// The slot an attempt takes from [`Worker::lease`] until its target has answered (or the
+/// attempt is cut short).
+struct Slot(Arc<Worker>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.calling.fetch_sub(1, Ordering::Relaxed);
+        self.0.freed.notify_one();
     }
 }
 
