@@ -254,9 +254,10 @@ fn checkpoint_loop(conn: &Connection, nudged: &std::sync::mpsc::Receiver<()>) {
     let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
 }
 
-/// The writer: drains waiting jobs into one transaction, commits, answers. With
-/// `synchronous = full`, a batch of only soft work (leases) commits at `NORMAL`, which in WAL
-/// mode skips the fsync; the next durable commit syncs it along with its own.
+/// The writer: drains waiting jobs, commits them together, answers. With `synchronous =
+/// full`, soft work (leases) is committed first on its own at `NORMAL`, which in WAL mode
+/// skips the fsync, and answered at once: a lease does not wait for the disk behind the
+/// ingests and outcomes it was queued with. The durable commit that follows syncs both.
 fn write_loop(mut conn: Connection, mut queue: mpsc::Receiver<Job>, full: bool) {
     let mut syncing = full;
     while let Some(first) = queue.blocking_recv() {
@@ -268,28 +269,38 @@ fn write_loop(mut conn: Connection, mut queue: mpsc::Receiver<Job>, full: bool) 
                 Err(_) => break,
             }
         }
-        let sync = full && batch.iter().any(|job| job.durable());
-        if sync != syncing {
-            let level = if sync { "FULL" } else { "NORMAL" };
-            match conn.execute_batch(&format!("PRAGMA synchronous = {level}")) {
-                Ok(()) => syncing = sync,
-                Err(e) => tracing::warn!(error = %e, "cannot change PRAGMA synchronous"),
+        let (soft, durable): (Vec<Job>, Vec<Job>) =
+            batch.into_iter().partition(|job| !job.durable());
+        for (group, sync) in [(soft, false), (durable, full)] {
+            if group.is_empty() {
+                continue;
             }
-        }
-        match run_together(&mut conn, &mut batch) {
-            Ok(true) => batch.into_iter().for_each(|job| job.answer(Ok(()))),
-            // A job failed and the batch was rolled back: each runs again on its own.
-            Ok(false) => {
-                for mut job in batch {
-                    let commit =
-                        run_together(&mut conn, std::slice::from_mut(&mut job)).map(|_| ());
-                    job.answer(commit);
+            if sync != syncing {
+                let level = if sync { "FULL" } else { "NORMAL" };
+                match conn.execute_batch(&format!("PRAGMA synchronous = {level}")) {
+                    Ok(()) => syncing = sync,
+                    Err(e) => tracing::warn!(error = %e, "cannot change PRAGMA synchronous"),
                 }
             }
-            Err(e) => {
-                tracing::error!(error = %e, "store commit failed");
-                batch.into_iter().for_each(|job| job.answer(Err(e.clone())));
+            commit_and_answer(&mut conn, group);
+        }
+    }
+}
+
+/// Runs `batch` in one transaction and answers every job; if one job fails, each runs again
+/// in a transaction of its own, so one bad job fails alone.
+fn commit_and_answer(conn: &mut Connection, mut batch: Vec<Job>) {
+    match run_together(conn, &mut batch) {
+        Ok(true) => batch.into_iter().for_each(|job| job.answer(Ok(()))),
+        Ok(false) => {
+            for mut job in batch {
+                let commit = run_together(conn, std::slice::from_mut(&mut job)).map(|_| ());
+                job.answer(commit);
             }
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "store commit failed");
+            batch.into_iter().for_each(|job| job.answer(Err(e.clone())));
         }
     }
 }
