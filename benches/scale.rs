@@ -47,7 +47,7 @@ fn settings() -> Settings {
         .map(|list| list.split(',').map(str::to_owned).collect())
         .unwrap_or_default();
     Settings {
-        chats: value("--chats", 4000),
+        chats: value("--chats", 10000),
         senders: value("--senders", 32) as usize,
         workers: value("--workers", 32),
         only,

@@ -3,7 +3,7 @@
 # against Node-RED 4.1 doing the same forward without durability. Installs Node-RED from npm
 # once (4.1.x: 5.x needs Node 22), needs a PostgreSQL server (CHATBRIDGE_BENCH_POSTGRES, an
 # admin URL; default the local one with trust auth), and passes its arguments on:
-#   benches/scale.sh [--chats 4000] [--senders 32] [--workers 32] [--only sqlite,postgres,node-red]
+#   benches/scale.sh [--chats 10000] [--senders 32] [--workers 32] [--only sqlite,postgres,node-red]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -592,49 +592,45 @@ impl Store for PostgresStore {
         let connectors: Vec<String> = leased.iter().map(|d| d.connector.clone()).collect();
         let index: std::collections::HashMap<i64, usize> =
             ids.iter().enumerate().map(|(i, &id)| (id, i)).collect();
-        let bodies = tx
-            .prepare_cached(
+        // Sent together: the driver pipelines them, one round trip for the three.
+        let (bodies, ledger, steps) = tokio::try_join!(
+            tx.prepare_cached(
                 "SELECT w.id, v.raw, v.normalized
                  FROM unnest($1::bigint[], $2::text[], $3::bigint[]) AS w (id, conversation_id, version)
                  JOIN conversation_versions v ON v.conversation_id = w.conversation_id AND v.version = w.version",
-            )
-            .await
-            .map_err(pg)?;
-        for row in tx
-            .query(&bodies, &[&ids, &conversations, &versions])
-            .await
-            .map_err(pg)?
-        {
+            ),
+            tx.prepare_cached(
+                "SELECT w.id, l.name, l.value
+                 FROM unnest($1::bigint[], $2::text[], $3::text[]) AS w (id, conversation_id, connector)
+                 JOIN ledger l ON l.conversation_id = w.conversation_id AND l.connector = w.connector",
+            ),
+            tx.prepare_cached(
+                "SELECT delivery_id, step, outputs FROM delivery_steps WHERE delivery_id = ANY($1)",
+            ),
+        )
+        .map_err(pg)?;
+        let by_version: [&(dyn ToSql + Sync); 3] = [&ids, &conversations, &versions];
+        let by_connector: [&(dyn ToSql + Sync); 3] = [&ids, &conversations, &connectors];
+        let by_delivery: [&(dyn ToSql + Sync); 1] = [&ids];
+        let (bodies, ledger, steps) = tokio::try_join!(
+            tx.query(&bodies, &by_version),
+            tx.query(&ledger, &by_connector),
+            tx.query(&steps, &by_delivery),
+        )
+        .map_err(pg)?;
+        for row in bodies {
             let delivery = &mut leased[index[&column::<i64>(&row, 0)?]];
             delivery.raw = column(&row, 1)?;
             delivery.normalized = column(&row, 2)?;
         }
-        let ledger = tx
-            .prepare_cached(
-                "SELECT w.id, l.name, l.value
-                 FROM unnest($1::bigint[], $2::text[], $3::text[]) AS w (id, conversation_id, connector)
-                 JOIN ledger l ON l.conversation_id = w.conversation_id AND l.connector = w.connector",
-            )
-            .await
-            .map_err(pg)?;
-        for row in tx
-            .query(&ledger, &[&ids, &conversations, &connectors])
-            .await
-            .map_err(pg)?
-        {
+        for row in ledger {
             let value: String = column(&row, 2)?;
             leased[index[&column::<i64>(&row, 0)?]].ledger.insert(
                 column(&row, 1)?,
                 serde_json::from_str(&value).map_err(corrupt)?,
             );
         }
-        let steps = tx
-            .prepare_cached(
-                "SELECT delivery_id, step, outputs FROM delivery_steps WHERE delivery_id = ANY($1)",
-            )
-            .await
-            .map_err(pg)?;
-        for row in tx.query(&steps, &[&ids]).await.map_err(pg)? {
+        for row in steps {
             let outputs: String = column(&row, 2)?;
             let outputs: StepOutputs = serde_json::from_str(&outputs)
                 .map_err(|e| StoreError::Corrupt(format!("step outputs: {e}")))?;
@@ -709,60 +705,51 @@ impl Store for PostgresStore {
     ) -> Result<(), StoreError> {
         let started = ms(record.started_at);
         let now = ms(Timestamp::now());
-        let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(pg)?;
-        let insert = tx
-            .prepare_cached(
-                "INSERT INTO attempts (delivery_id, attempt, started_at, duration_ms, outcome, status, step, error, excerpt)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-            )
-            .await
-            .map_err(pg)?;
-        tx.execute(
-            &insert,
-            &[
-                &id,
-                &i32::try_from(record.attempt).unwrap_or(i32::MAX),
-                &started,
-                &i64::try_from(record.duration.as_millis()).unwrap_or(i64::MAX),
-                &record.outcome.as_str(),
-                &record.status.map(i32::from),
-                &record.step,
-                &record.error,
-                &record.excerpt,
-            ],
-        )
-        .await
-        .map_err(pg)?;
-        if let NextState::Delivered { ledger, .. } = &next {
-            remember(&tx, id, ledger, now).await?;
-        }
         let after = next.columns(now);
-        let update = tx
-            .prepare_cached(
-                "UPDATE deliveries SET state = $2, attempts = attempts + 1, failures = failures + $3,
-                        next_attempt_at = $4, lease_until = NULL, first_attempt_at = coalesce(first_attempt_at, $5),
-                        last_error = $6, remote = coalesce($7, remote), updated_at = $8
-                 WHERE id = $1",
-            )
-            .await
-            .map_err(pg)?;
-        tx.execute(
-            &update,
-            &[
-                &id,
-                &after.state,
-                &after.failures,
-                &after.next_attempt_at,
-                &started,
-                &after.error,
-                &after.remote,
-                &now,
-            ],
-        )
-        .await
-        .map_err(pg)?;
-        tx.commit().await.map_err(pg)
+        // One statement records the attempt and moves the delivery on: one round trip and
+        // an implicit transaction, unless ledger entries are kept with it.
+        let sql = "WITH attempt AS (
+                INSERT INTO attempts (delivery_id, attempt, started_at, duration_ms, outcome, status, step, error, excerpt)
+                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9))
+             UPDATE deliveries SET state = $10, attempts = attempts + 1, failures = failures + $11,
+                    next_attempt_at = $12, lease_until = NULL, first_attempt_at = coalesce(first_attempt_at, $3),
+                    last_error = $13, remote = coalesce($14, remote), updated_at = $15
+             WHERE id = $1";
+        let attempt = i32::try_from(record.attempt).unwrap_or(i32::MAX);
+        let duration = i64::try_from(record.duration.as_millis()).unwrap_or(i64::MAX);
+        let status = record.status.map(i32::from);
+        let params: [&(dyn ToSql + Sync); 15] = [
+            &id,
+            &attempt,
+            &started,
+            &duration,
+            &record.outcome.as_str(),
+            &status,
+            &record.step,
+            &record.error,
+            &record.excerpt,
+            &after.state,
+            &after.failures,
+            &after.next_attempt_at,
+            &after.error,
+            &after.remote,
+            &now,
+        ];
+        let mut client = self.client().await?;
+        match &next {
+            NextState::Delivered { ledger, .. } if !ledger.is_empty() => {
+                let tx = client.transaction().await.map_err(pg)?;
+                remember(&tx, id, ledger, now).await?;
+                let statement = tx.prepare_cached(sql).await.map_err(pg)?;
+                tx.execute(&statement, &params).await.map_err(pg)?;
+                tx.commit().await.map_err(pg)
+            }
+            _ => {
+                let statement = client.prepare_cached(sql).await.map_err(pg)?;
+                client.execute(&statement, &params).await.map_err(pg)?;
+                Ok(())
+            }
+        }
     }
 
     async fn renew(&self, ids: &[i64], until: Timestamp) -> Result<u64, StoreError> {
