@@ -68,7 +68,7 @@ impl<'a> DeliveryJob<'a> {
             raw,
             delivery: DeliveryInfo {
                 id: 0,
-                key: format!("cb:{connector}:{}", conversation.id),
+                key: crate::store::delivery_key(connector, conversation.id.as_str()),
                 version: 1,
                 attempt: 1,
             },

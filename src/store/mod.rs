@@ -44,6 +44,12 @@ pub enum StoreError {
     Open(String),
 }
 
+/// The idempotency key of a conversation's deliveries to one connector instance: the same
+/// for every attempt and version, so a target that dedupes by it makes one object.
+pub fn delivery_key(connector: &str, conversation_id: &str) -> String {
+    format!("cb:{connector}:{conversation_id}")
+}
+
 /// An instant as both stores keep it: Unix milliseconds.
 pub(crate) fn ms(t: Timestamp) -> i64 {
     t.unix_millis()

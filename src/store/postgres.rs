@@ -33,7 +33,7 @@ use super::{
     AttemptRecord, AttemptRow, ConnectorStats, ConversationFilter, ConversationRow, DeliveryFilter,
     DeliveryRow, DeliveryState, ForgetReport, IngestOutcome, LeasedDelivery, NewVersion, NextState,
     PurgeReport, QuarantineRow, Quarantined, ReplayReport, StateCounts, Store, StoreError,
-    VersionRow, from_ms, ms,
+    VersionRow, delivery_key, from_ms, ms,
 };
 use crate::connectors::StepOutputs;
 use crate::model::Timestamp;
@@ -411,57 +411,58 @@ impl Store for PostgresStore {
             tx.execute(&statement, &row).await.map_err(pg)?;
             latest + 1
         };
-        let statement = tx
-            .prepare_cached(
+        let (keep, bring_up, queue, queue_all) = tokio::try_join!(
+            tx.prepare_cached(
                 "INSERT INTO conversation_versions (conversation_id, version, body_sha256, raw, normalized, received_at)
                  VALUES ($1, $2, $3, $4, $5, $6)",
-            )
-            .await
-            .map_err(pg)?;
-        tx.execute(
-            &statement,
-            &[
-                &id,
-                &version,
-                &new.body_sha256,
-                &new.raw,
-                &new.normalized,
-                &now,
-            ],
-        )
-        .await
-        .map_err(pg)?;
-        let bring_up = tx
-            .prepare_cached(
+            ),
+            tx.prepare_cached(
                 // A waiting, unleased delivery of the same pair is brought up to this version
                 // rather than queueing a second delivery of the same remote object.
                 "UPDATE deliveries SET version = $1, updated_at = $2
                  WHERE conversation_id = $3 AND connector = $4 AND state = 'pending'
                    AND (lease_until IS NULL OR lease_until < $2)",
-            )
-            .await
-            .map_err(pg)?;
-        let queue = tx
-            .prepare_cached(
+            ),
+            tx.prepare_cached(
                 "INSERT INTO deliveries (conversation_id, version, connector, key, state, next_attempt_at,
                                          created_at, updated_at)
                  VALUES ($1, $2, $3, $4, 'pending', $5, $5, $5)",
-            )
-            .await
-            .map_err(pg)?;
-        for connector in &new.connectors {
-            let replaced = if version == 1 {
-                0
-            } else {
-                tx.execute(&bring_up, &[&version, &now, &id, connector])
-                    .await
-                    .map_err(pg)?
-            };
-            if replaced == 0 {
-                let key = format!("cb:{connector}:{id}");
-                tx.execute(&queue, &[&id, &version, connector, &key, &now])
+            ),
+            // A first version's deliveries, one per connector, in one statement.
+            tx.prepare_cached(
+                "INSERT INTO deliveries (conversation_id, version, connector, key, state, next_attempt_at,
+                                         created_at, updated_at)
+                 SELECT $1, 1, c, k, 'pending', $4, $4, $4 FROM unnest($2::text[], $3::text[]) AS q (c, k)",
+            ),
+        )
+        .map_err(pg)?;
+        let kept: [&(dyn ToSql + Sync); 6] = [
+            &id,
+            &version,
+            &new.body_sha256,
+            &new.raw,
+            &new.normalized,
+            &now,
+        ];
+        if version == 1 {
+            // Sent together: the driver pipelines them.
+            let keys: Vec<String> = new.connectors.iter().map(|c| delivery_key(c, id)).collect();
+            let queued: [&(dyn ToSql + Sync); 4] = [&id, &new.connectors, &keys, &now];
+            tokio::try_join!(tx.execute(&keep, &kept), tx.execute(&queue_all, &queued))
+                .map_err(pg)?;
+        } else {
+            tx.execute(&keep, &kept).await.map_err(pg)?;
+            for connector in &new.connectors {
+                let replaced = tx
+                    .execute(&bring_up, &[&version, &now, &id, connector])
                     .await
                     .map_err(pg)?;
+                if replaced == 0 {
+                    let key = delivery_key(connector, id);
+                    tx.execute(&queue, &[&id, &version, connector, &key, &now])
+                        .await
+                        .map_err(pg)?;
+                }
             }
         }
         tx.commit()
@@ -929,7 +930,7 @@ impl Store for PostgresStore {
                                                  created_at, updated_at)
                          SELECT id, latest_version, $2, $3, 'pending', $4, $4, $4 FROM conversations WHERE id = $1
                          RETURNING id",
-                        &[id, &connector, &format!("cb:{connector}:{id}"), &now],
+                        &[id, &connector, &delivery_key(&connector, id), &now],
                     )
                     .await
                     .map_err(pg)?;

@@ -32,7 +32,7 @@ use super::{
     AttemptRecord, AttemptRow, ConnectorStats, ConversationFilter, ConversationRow, DeliveryFilter,
     DeliveryRow, DeliveryState, ForgetReport, IngestOutcome, LeasedDelivery, NewVersion, NextState,
     PurgeReport, QuarantineRow, Quarantined, ReplayReport, StateCounts, Store, StoreError,
-    VersionRow, from_ms, ms,
+    VersionRow, delivery_key, from_ms, ms,
 };
 use crate::config::Synchronous;
 use crate::connectors::StepOutputs;
@@ -402,7 +402,7 @@ fn ingest(conn: &Connection, new: &NewVersion) -> Result<IngestOutcome, StoreErr
             .map_err(db)?
         };
         if replaced == 0 {
-            let key = format!("cb:{connector}:{id}");
+            let key = delivery_key(connector, id);
             conn.prepare_cached(
                 "INSERT INTO deliveries (conversation_id, version, connector, key, state, next_attempt_at,
                                          created_at, updated_at)
@@ -736,7 +736,7 @@ fn replay(
                      SELECT id, latest_version, ?2, ?3, 'pending', ?4, ?4, ?4 FROM conversations WHERE id = ?1
                      RETURNING id",
                 )
-                .and_then(|mut s| s.query_row(params![id, connector, format!("cb:{connector}:{id}"), now], |r| r.get(0)))
+                .and_then(|mut s| s.query_row(params![id, connector, delivery_key(&connector, &id), now], |r| r.get(0)))
                 .map_err(db)?;
             report.queued.push(delivery);
         }
