@@ -736,7 +736,7 @@ fn replay(
                      SELECT id, latest_version, ?2, ?3, 'pending', ?4, ?4, ?4 FROM conversations WHERE id = ?1
                      RETURNING id",
                 )
-                .and_then(|mut s| s.query_row(params![id, connector, delivery_key(&connector, &id), now], |r| r.get(0)))
+                .and_then(|mut s| s.query_row(params![id, connector, delivery_key(&connector, id), now], |r| r.get(0)))
                 .map_err(db)?;
             report.queued.push(delivery);
         }
