@@ -3,8 +3,9 @@
 //! Why one writer thread and rusqlite rather than a pool: SQLite allows one writer at a
 //! time anyway, and durability costs one fsync per commit. The writer takes every job that
 //! is waiting (up to [`MAX_BATCH`]), runs them all in one transaction, commits once, and only
-//! then answers each caller. Under load many acknowledgements share one fsync; when idle a job
-//! commits alone with no added delay. If a job fails, the batch is rolled back and each job
+//! then answers each caller (leases, which need no fsync, go first in a transaction of their
+//! own). Under load many acknowledgements share one fsync; when idle a job commits alone with
+//! no added delay. If a job fails, the batch is rolled back and each job
 //! runs again in a transaction of its own, so one failure cannot spoil its neighbours; jobs
 //! are plain database work on owned data, so running one again is safe. (Savepoints per job
 //! would isolate failures too, but cost two statements and page copies on every job for a
