@@ -300,6 +300,8 @@ impl Application {
     /// # Errors
     /// When the server fails.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        // Registered before `run_until` logs "listening": a signal sent from then on is
+        // the service's to handle, never the default action (which ends the process).
         self.run_until(shutdown_signal()).await
     }
 
@@ -330,11 +332,11 @@ impl Application {
         tokio::spawn(self.retention.clone().run_until(async move {
             let _ = stopped_retention.wait_for(|s| *s).await;
         }));
-        let reloader = self.state.reloader.clone();
+        let reload = reload_on_hangup(self.state.reloader.clone());
         let mut stopped_reload = stopped.clone();
         tokio::spawn(async move {
             tokio::select! {
-                () = reload_on_hangup(reloader) => {}
+                () = reload => {}
                 _ = stopped_reload.wait_for(|s| *s) => {}
             }
         });
@@ -358,7 +360,6 @@ impl Application {
     }
 }
 
-/// Reloads connectors and templates on every SIGHUP.
 /// Pending deliveries of a connector that is not configured wait until it is configured
 /// again (a removed or renamed instance): says so, rather than leaving them unexplained.
 async fn warn_of_unconfigured(store: &dyn Store, configured: &[String]) {
@@ -379,40 +380,57 @@ async fn warn_of_unconfigured(store: &dyn Store, configured: &[String]) {
     }
 }
 
-async fn reload_on_hangup(reloader: Reloader) {
+/// Reloads connectors and templates on every SIGHUP. The handler is installed when this is
+/// called, not when the returned future is first polled, so that a SIGHUP sent once the
+/// service has logged "listening" reloads instead of ending the process.
+fn reload_on_hangup(reloader: Reloader) -> impl Future<Output = ()> + Send {
+    #[cfg(unix)]
+    let hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup());
+    async move {
+        #[cfg(unix)]
+        {
+            let Ok(mut hangups) = hangups else {
+                tracing::warn!("cannot listen for SIGHUP; reload through the admin API instead");
+                return;
+            };
+            while hangups.recv().await.is_some() {
+                // Refusals are logged by `reload`; the running set stays.
+                let _ = reloader.reload().await;
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = reloader;
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+/// Completes on Ctrl-C or SIGTERM. Like [`reload_on_hangup`], the handlers are installed
+/// at the call.
+fn shutdown_signal() -> impl Future<Output = ()> + Send {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        let Ok(mut hangups) = signal(SignalKind::hangup()) else {
-            tracing::warn!("cannot listen for SIGHUP; reload through the admin API instead");
-            return;
-        };
-        while hangups.recv().await.is_some() {
-            // Refusals are logged by `reload`; the running set stays.
-            let _ = reloader.reload().await;
+        let interrupt = signal(SignalKind::interrupt());
+        let terminate = signal(SignalKind::terminate());
+        async move {
+            let next = |s: std::io::Result<tokio::signal::unix::Signal>| async move {
+                match s {
+                    Ok(mut s) => {
+                        s.recv().await;
+                    }
+                    Err(_) => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                () = next(interrupt) => {}
+                () = next(terminate) => {}
+            }
         }
     }
     #[cfg(not(unix))]
-    std::future::pending::<()>().await;
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = async {
+    async {
         let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = terminate => {}
     }
 }
