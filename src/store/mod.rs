@@ -13,6 +13,7 @@
 //! several replicas sharing one queue. Both pass the same test suite.
 
 pub mod postgres;
+mod postgres_tls;
 pub mod sqlite;
 
 use std::collections::BTreeMap;

@@ -21,13 +21,12 @@
 //! [`StoreError::Database`], which ingest answers 503 so the source sends again.
 
 use std::collections::BTreeMap;
-use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
-use tokio_postgres::NoTls;
 use tokio_postgres::types::ToSql;
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::{
     AttemptRecord, AttemptRow, ConnectorStats, ConversationFilter, ConversationRow, DeliveryFilter,
@@ -69,12 +68,11 @@ impl PostgresStore {
     /// # Errors
     /// When the URL is invalid, the server cannot be reached, or a migration fails.
     pub async fn open(url: &str, max_connections: usize) -> Result<Self, StoreError> {
-        let config = tokio_postgres::Config::from_str(url)
-            .map_err(|e| StoreError::Open(format!("store.url: {e}")))?;
-        migrate(&config).await?;
+        let (config, tls) = super::postgres_tls::connect_config(url)?;
+        migrate(&config, tls.clone()).await?;
         let manager = Manager::from_config(
             config,
-            NoTls,
+            tls,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -126,9 +124,12 @@ impl PostgresStore {
 
 /// Applies the migrations not yet recorded, holding the advisory lock on a connection of
 /// its own for the whole run.
-async fn migrate(config: &tokio_postgres::Config) -> Result<(), StoreError> {
+async fn migrate(
+    config: &tokio_postgres::Config,
+    tls: MakeRustlsConnect,
+) -> Result<(), StoreError> {
     let open = |e: tokio_postgres::Error| StoreError::Open(describe(&e));
-    let (mut client, connection) = config.connect(NoTls).await.map_err(open)?;
+    let (mut client, connection) = config.connect(tls).await.map_err(open)?;
     let connection = tokio::spawn(connection);
     client
         .batch_execute(&format!(

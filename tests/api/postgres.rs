@@ -276,3 +276,104 @@ async fn while_the_database_is_unreachable_the_source_is_answered_503_and_nothin
         "both chats made one ticket each"
     );
 }
+
+/// Whether the connections that `application_name` names are encrypted, one entry each.
+async fn encrypted(admin: &str, application_name: &str) -> Vec<bool> {
+    let (client, connection) = tokio_postgres::connect(admin, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    client
+        .query(
+            "SELECT s.ssl FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid)
+             WHERE a.application_name = $1",
+            &[&application_name],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+#[tokio::test]
+async fn sslmode_and_sslrootcert_in_the_store_url_mean_what_they_mean_to_libpq() {
+    let Some(admin) = database() else {
+        return;
+    };
+    let (client, connection) = tokio_postgres::connect(&admin, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let setting = |name: &'static str| {
+        let client = &client;
+        async move {
+            let row = client
+                .query_one(&format!("SHOW {name}"), &[])
+                .await
+                .unwrap();
+            row.get::<_, String>(0)
+        }
+    };
+    if setting("ssl").await != "on" {
+        crate::helpers::say_skipped("TLS to PostgreSQL: the test server has ssl = off");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let url = store_url(dir.path()).await;
+    let open = |name: &str, params: &str| {
+        let url = format!("{url}&application_name={name}&{params}");
+        async move { PostgresStore::open(&url, 1).await }
+    };
+    for (name, params, expected) in [
+        ("cb_tls_default", "", true),
+        ("cb_tls_require", "sslmode=require", true),
+        ("cb_tls_disable", "sslmode=disable", false),
+    ] {
+        let store = open(name, params).await.unwrap();
+        store.ping().await.unwrap();
+        let seen = encrypted(&admin, name).await;
+        assert!(
+            !seen.is_empty() && seen.iter().all(|e| *e == expected),
+            "{params}: {seen:?}"
+        );
+    }
+
+    // The server's own certificate as the root: it names `localhost` only.
+    let cert = setting("ssl_cert_file").await;
+    if std::fs::read(&cert).is_err() {
+        crate::helpers::say_skipped(&format!(
+            "TLS to PostgreSQL with sslrootcert: cannot read the server's certificate {cert}"
+        ));
+        return;
+    }
+    let root = format!("sslrootcert={cert}");
+    let store = open("cb_tls_ca", &format!("sslmode=verify-ca&{root}"))
+        .await
+        .unwrap();
+    store.ping().await.unwrap();
+    assert_eq!(encrypted(&admin, "cb_tls_ca").await, [true]);
+    if url.contains("@127.0.0.1:") {
+        // With the system's roots: whether or not they trust it, it does not name the host.
+        let error = open("cb_tls_system", "sslmode=verify-full")
+            .await
+            .expect_err("no certificate of the test server names 127.0.0.1");
+        assert!(
+            error.to_string().contains("invalid peer certificate"),
+            "{error}"
+        );
+        let error = open("cb_tls_full", &format!("sslmode=verify-full&{root}"))
+            .await
+            .expect_err("the certificate does not name 127.0.0.1");
+        assert!(error.to_string().contains("not valid for name"), "{error}");
+        let by_name = url.replace("@127.0.0.1:", "@localhost:");
+        let store = PostgresStore::open(
+            &format!("{by_name}&application_name=cb_tls_full&sslmode=verify-full&{root}"),
+            1,
+        )
+        .await
+        .unwrap();
+        store.ping().await.unwrap();
+        assert_eq!(encrypted(&admin, "cb_tls_full").await, [true]);
+    }
+}
