@@ -164,8 +164,15 @@ async fn fresh_database(admin: &str) -> (String, String) {
         fastrand::u32(..)
     );
     admin_sql(admin, &format!("CREATE DATABASE {name}")).await;
-    let base = admin.rsplit_once('/').map_or(admin, |(base, _)| base);
-    (format!("{base}/{name}"), name)
+    // The admin URL's parameters (`?sslmode=...`) apply to the new database too.
+    let (server, params) = admin.split_once('?').map_or((admin, ""), |(s, p)| (s, p));
+    let base = server.rsplit_once('/').map_or(server, |(base, _)| base);
+    let params = if params.is_empty() {
+        String::new()
+    } else {
+        format!("?{params}")
+    };
+    (format!("{base}/{name}{params}"), name)
 }
 
 /// Runs `sql` on the server `admin` points at.
