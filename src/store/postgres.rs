@@ -211,13 +211,20 @@ fn column<'a, T: tokio_postgres::types::FromSql<'a>>(
 /// live process at `$4`, and the oldest pending one of its (conversation, connector) pair,
 /// so one pair's deliveries run one at a time, in order. At most `$3`, oldest first: the
 /// connector's range of the due index read in order and stopped at the limit.
+///
+/// `OFFSET 0` keeps the older-sibling check a subplan run per candidate, one lookup in
+/// `deliveries_pair`. Without it the planner makes it an anti-join, and on a table whose
+/// statistics are young (a new deployment's first burst, before autoanalyze) it chose to
+/// scan the connector's whole pending range once per candidate: 313 ms per lease with 8,000
+/// pending, against 0.45 ms.
 const DUE_OF_CONNECTOR: &str = "SELECT d.id, d.next_attempt_at FROM deliveries d
     WHERE d.connector = $1 AND d.state = 'pending' AND d.next_attempt_at <= $2
       AND (d.lease_until IS NULL OR d.lease_until < $4)
       AND NOT EXISTS (
           SELECT 1 FROM deliveries e
           WHERE e.conversation_id = d.conversation_id AND e.connector = d.connector
-            AND e.state = 'pending' AND e.id < d.id)
+            AND e.state = 'pending' AND e.id < d.id
+          OFFSET 0)
     ORDER BY d.next_attempt_at, d.id LIMIT $3";
 
 /// The columns [`conversation_row`] reads, from `conversations c`.
