@@ -224,8 +224,10 @@ async fn chatbridge(
     let before = sink.count();
     let started = Instant::now();
     let posted = post(&urls, settings, next_id).await;
+    // Only acknowledged chats are chatbridge's to deliver: a refused post is counted as an
+    // error, not waited for.
     let delivered = sink
-        .wait_for(before + settings.chats, Duration::from_secs(300))
+        .wait_for(before + posted.acked, Duration::from_secs(300))
         .await;
     let delivered_in = started.elapsed();
     let rss_kb = servers
