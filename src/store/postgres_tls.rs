@@ -139,12 +139,15 @@ fn roots(
 /// connection string; the rest, and each one's value (the last, if repeated).
 fn take_params<const N: usize>(url: &str, names: &[&str; N]) -> (String, [Option<String>; N]) {
     let mut found: [Option<String>; N] = std::array::from_fn(|_| None);
+    // Only the URL form percent-encodes; in the key=value form `%` is itself.
+    let is_url = url.contains("://");
     let mut take = |pair: &str| {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-        let decode = |s: &str| {
-            percent_encoding::percent_decode_str(s)
+        let decode = |s: &str| match is_url {
+            true => percent_encoding::percent_decode_str(s)
                 .decode_utf8_lossy()
-                .into_owned()
+                .into_owned(),
+            false => s.to_owned(),
         };
         match names.iter().position(|n| *n == decode(key)) {
             Some(i) => {
@@ -154,7 +157,7 @@ fn take_params<const N: usize>(url: &str, names: &[&str; N]) -> (String, [Option
             None => true,
         }
     };
-    let rest = if url.contains("://") {
+    let rest = if is_url {
         match url.split_once('?') {
             Some((base, query)) => {
                 let kept: Vec<&str> = query.split('&').filter(|p| take(p)).collect();
@@ -167,7 +170,7 @@ fn take_params<const N: usize>(url: &str, names: &[&str; N]) -> (String, [Option
             None => url.to_owned(),
         }
     } else {
-        // In the key=value form a value is never percent-encoded; none of these two is quoted.
+        // A quoted value with spaces is left to tokio-postgres, which refuses these two keys.
         url.split_whitespace()
             .filter(|p| take(p))
             .collect::<Vec<_>>()
@@ -249,6 +252,13 @@ mod tests {
         assert_eq!(
             (rest.as_str(), mode.as_deref(), root),
             ("postgres://db/chat", Some("require"), None)
+        );
+
+        let (_, [_, root]) = take_params("host=db sslrootcert=/etc/100%25.pem", names);
+        assert_eq!(
+            root.as_deref(),
+            Some("/etc/100%25.pem"),
+            "no decoding in key=value"
         );
 
         let (rest, [mode, _]) = take_params("host=db dbname=chat sslmode=disable", names);
