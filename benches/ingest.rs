@@ -68,7 +68,7 @@ fn main() {
     let mut targets = [
         Target::start(
             "chatbridge (SQLite, synchronous=FULL)",
-            Command::new(env!("CARGO_BIN_EXE_chatbridge"))
+            Command::new(common::server_binary())
                 .args(["--config", config.to_str().expect("utf-8 path"), "serve"])
                 .env_remove("RUST_LOG"),
             "/hooks/smartsupp/bench-token",

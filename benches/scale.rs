@@ -211,7 +211,7 @@ async fn chatbridge(
     let mut servers: Vec<(Child, String)> = (0..replicas)
         .map(|_| {
             common::start_server(
-                Command::new(env!("CARGO_BIN_EXE_chatbridge"))
+                Command::new(common::server_binary())
                     .args(["--config", config.to_str().expect("utf-8"), "serve"])
                     .env_remove("RUST_LOG"),
             )

@@ -16,4 +16,10 @@ if [ ! -x "$node_red" ]; then
     npm install --prefix "$cache/node-red-$node_red_version" --no-audit --no-fund --loglevel=error \
         "node-red@$node_red_version"
 fi
-CHATBRIDGE_BENCH_NODE_RED="$node_red" cargo bench --bench scale -- "$@"
+# The binary under test is the one `cargo build --release` makes, copied aside: the benchmark
+# build that follows writes its own, with dev-dependency features, to the same path.
+cargo build --release --bin chatbridge
+mkdir -p target/scale
+cp target/release/chatbridge target/scale/chatbridge
+CHATBRIDGE_BENCH_BIN="$PWD/target/scale/chatbridge" CHATBRIDGE_BENCH_NODE_RED="$node_red" \
+    cargo bench --bench scale -- "$@"

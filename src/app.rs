@@ -70,6 +70,10 @@ pub fn http_client(config: &Config) -> Result<reqwest::Client, StartupError> {
         .user_agent(concat!("chatbridge/", env!("CARGO_PKG_VERSION")))
         .timeout(config.delivery.request_timeout)
         .connect_timeout(config.delivery.request_timeout.min(Duration::from_secs(10)))
+        // A redirect is the target's answer, classified like any other status: following a
+        // 301/302 would resend a POST as a GET without its body, and the GET's 200 would
+        // count as delivered.
+        .redirect(reqwest::redirect::Policy::none())
         .build()
         .map_err(|e| StartupError::Client(e.to_string()))
 }

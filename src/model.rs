@@ -101,8 +101,38 @@ impl Timestamp {
     }
 }
 
+impl Timestamp {
+    /// The RFC 3339 text of a year 0–9999 instant, written digit by digit: every message of
+    /// every conversation carries one, and it is serialized at ingest and again for each
+    /// delivery, where the formatting machinery was a measurable share of the time.
+    fn rfc3339(self) -> Option<[u8; 24]> {
+        let t = self.0.to_offset(time::UtcOffset::UTC);
+        let year = u32::try_from(t.year()).ok().filter(|&y| y <= 9999)?;
+        let mut text = *b"0000-00-00T00:00:00.000Z";
+        let fields = [
+            (0, 4, year),
+            (5, 2, u32::from(u8::from(t.month()))),
+            (8, 2, u32::from(t.day())),
+            (11, 2, u32::from(t.hour())),
+            (14, 2, u32::from(t.minute())),
+            (17, 2, u32::from(t.second())),
+            (20, 3, u32::from(t.millisecond())),
+        ];
+        for (at, width, mut value) in fields {
+            for digit in text[at..at + width].iter_mut().rev() {
+                *digit = b'0' + (value % 10) as u8;
+                value /= 10;
+            }
+        }
+        Some(text)
+    }
+}
+
 impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(text) = self.rfc3339() {
+            return f.write_str(std::str::from_utf8(&text).map_err(|_| fmt::Error)?);
+        }
         let t = self.0.to_offset(time::UtcOffset::UTC);
         write!(
             f,
@@ -120,7 +150,11 @@ impl fmt::Display for Timestamp {
 
 impl Serialize for Timestamp {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(self)
+        match self.rfc3339() {
+            Some(text) => serializer
+                .serialize_str(std::str::from_utf8(&text).map_err(serde::ser::Error::custom)?),
+            None => serializer.collect_str(self),
+        }
     }
 }
 
@@ -418,6 +452,21 @@ mod tests {
         assert_eq!(t.to_string(), "2015-03-27T15:33:59.703Z");
         assert_eq!(Timestamp::parse(&t.to_string()).unwrap(), t);
         assert_eq!(t.unix_millis(), 1_427_470_439_703);
+    }
+
+    #[test]
+    fn timestamps_serialize_as_they_print_in_every_year_range() {
+        for (ms, text) in [
+            (0, "1970-01-01T00:00:00.000Z"),
+            (-1, "1969-12-31T23:59:59.999Z"),
+            (253_402_300_799_999, "9999-12-31T23:59:59.999Z"),
+            (-62_167_219_200_000, "0000-01-01T00:00:00.000Z"),
+            (-62_167_219_200_001, "-001-12-31T23:59:59.999Z"),
+        ] {
+            let t = Timestamp::from_unix_millis(ms).unwrap();
+            assert_eq!(t.to_string(), text);
+            assert_eq!(serde_json::to_string(&t).unwrap(), format!("\"{text}\""));
+        }
     }
 
     #[test]

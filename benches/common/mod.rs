@@ -5,6 +5,16 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+/// The `chatbridge` executable under test: `CHATBRIDGE_BENCH_BIN` when set, otherwise the
+/// one Cargo built with this benchmark. They differ: a benchmark build turns on the features
+/// the dev-dependencies ask of shared crates (wiremock's HTTP/2, for one), which adds code, and
+/// resident memory, that a `cargo build --release` binary does not have. `benches/scale.sh`
+/// points it at the release build, so memory is measured on what users run.
+pub fn server_binary() -> std::path::PathBuf {
+    std::env::var_os("CHATBRIDGE_BENCH_BIN")
+        .map_or_else(|| env!("CARGO_BIN_EXE_chatbridge").into(), Into::into)
+}
+
 /// The seed payload split where its channel id goes, so every request is a new
 /// conversation.
 pub struct SeedTemplate {

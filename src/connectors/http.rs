@@ -73,7 +73,10 @@ impl std::fmt::Debug for HttpConnector {
 /// A request ready to send (or to print).
 struct Prepared {
     method: reqwest::Method,
-    url: String,
+    /// Parsed once: reqwest takes it as it is.
+    url: reqwest::Url,
+    /// The URL as rendered, before parsing normalized it: what the dry run masks secrets in.
+    rendered_url: String,
     headers: HeaderMap,
     body: Option<String>,
 }
@@ -280,8 +283,9 @@ impl HttpConnector {
         };
         let r = self.renderer();
         let path = r.snippet(&snippet::step_url(&self.kind, index), context)?;
-        let url = format!("{}{}", self.base_url, path.trim());
-        reqwest::Url::parse(&url).map_err(|e| invalid(format!("bad URL: {e}")))?;
+        let rendered_url = format!("{}{}", self.base_url, path.trim());
+        let url =
+            reqwest::Url::parse(&rendered_url).map_err(|e| invalid(format!("bad URL: {e}")))?;
         let method = reqwest::Method::from_bytes(step.method.as_bytes())
             .map_err(|_| invalid(format!("bad method `{}`", step.method)))?;
 
@@ -363,6 +367,7 @@ impl HttpConnector {
         Ok(Prepared {
             method,
             url,
+            rendered_url,
             headers,
             body,
         })
@@ -378,7 +383,7 @@ impl HttpConnector {
             .cx
             .shared
             .client
-            .request(prepared.method, &prepared.url)
+            .request(prepared.method, prepared.url)
             .headers(prepared.headers);
         if let Some(body) = prepared.body {
             request = request.body(body);
@@ -546,7 +551,7 @@ impl Connector for HttpConnector {
             planned.push(PlannedRequest {
                 step: step.name.clone(),
                 method: prepared.method.to_string(),
-                target: self.settings.mask(&prepared.url),
+                target: self.settings.mask(&prepared.rendered_url),
                 headers,
                 body: prepared.body.map(|b| self.settings.mask(&b)),
                 depends_on_earlier: self.reads_earlier_steps(step),

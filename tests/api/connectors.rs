@@ -72,6 +72,49 @@ async fn the_webhook_connector_posts_the_signed_conversation_to_matching_instanc
     );
 }
 
+/// A redirect is not followed: following a 302 would repeat the POST as a GET without its body,
+/// and the GET's 200 would mark a chat delivered that never arrived.
+#[tokio::test]
+async fn a_redirecting_target_is_not_followed_and_the_delivery_is_dead_with_the_status() {
+    let receiver = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/in"))
+        .respond_with(ResponseTemplate::new(302).insert_header("location", "/moved"))
+        .mount(&receiver)
+        .await;
+    Mock::given(path("/moved"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&receiver)
+        .await;
+    let app = spawn_app_with(Options {
+        extra: format!(
+            "[connectors.webhook_out]\ntype = \"webhook\"\nsettings = {{ url = \"{}/in\" }}\n",
+            receiver.uri()
+        ),
+        helpdesk: false,
+        ..Options::default()
+    })
+    .await;
+
+    app.post_smartsupp(fixture("smartsupp/seed-example.json"))
+        .await;
+    let dead = app.wait_for_deliveries(DeliveryState::Dead, 1).await;
+
+    let error = dead[0].last_error.as_deref().unwrap_or_default();
+    assert!(
+        error.contains("302"),
+        "the reason names the status: {error}"
+    );
+    let paths: Vec<String> = receiver
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| format!("{} {}", r.method, r.url.path()))
+        .collect();
+    assert_eq!(paths, ["POST /in"]);
+}
+
 #[tokio::test]
 async fn the_file_connector_writes_each_delivery_to_its_folder() {
     let outbox = tempfile::tempdir().unwrap();
