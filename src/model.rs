@@ -99,9 +99,7 @@ impl Timestamp {
                 .saturating_sub(time::Duration::try_from(by).unwrap_or(time::Duration::MAX)),
         )
     }
-}
 
-impl Timestamp {
     /// The RFC 3339 text of a year 0–9999 instant, written digit by digit: every message of
     /// every conversation carries one, and it is serialized at ingest and again for each
     /// delivery, where the formatting machinery was a measurable share of the time.
