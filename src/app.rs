@@ -13,7 +13,7 @@ use tokio::net::TcpListener;
 use crate::config::{Config, ConfigError, Problem, StoreLocation};
 use crate::connectors::{LiveRegistry, Registry, Shared};
 use crate::delivery::{RetryPolicy, Worker};
-use crate::http::{self, AppState, SourceAuth, SourceTokens, TokenScope};
+use crate::http::{self, AppState, SharedState, SourceAuth, SourceTokens, TokenScope};
 use crate::maintenance::Retention;
 use crate::privacy::Redactor;
 use crate::store::postgres::PostgresStore;
@@ -247,7 +247,7 @@ impl Application {
         let workers = config.delivery.workers;
         let grace = config.delivery.request_timeout;
         let retention = Retention::new(store.clone(), &config.retention);
-        let state = AppState {
+        let state = AppState::new(SharedState {
             store,
             registry: registry.clone(),
             sources,
@@ -263,7 +263,7 @@ impl Application {
                 live: registry,
                 config: Arc::new(RwLock::new(Arc::new(config))),
             },
-        };
+        });
         Ok(Self {
             listener,
             state,

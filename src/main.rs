@@ -11,7 +11,15 @@ use clap::Parser;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// `mi_option_purge_delay` in mimalloc's option enum (the same place in its versions 2 and 3).
+const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+
 fn main() -> ExitCode {
+    // Memory freed is given back to the OS at once rather than after mimalloc 3's default
+    // second: under load, pages freed by one thread sat unused for that second while others
+    // took new ones, a fifth of the resident memory; the cost in CPU was within the noise.
+    // SAFETY: sets a plain option, before any other thread exists.
+    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 0) };
     let cli = chatbridge::cli::Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

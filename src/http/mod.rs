@@ -58,9 +58,29 @@ impl SourceAuth {
     }
 }
 
-/// What handlers share. Cheap to clone.
+/// What handlers share. axum clones it for every request, so it is one reference count to
+/// bump rather than one per field.
 #[derive(Debug, Clone)]
-pub struct AppState {
+pub struct AppState(Arc<SharedState>);
+
+impl AppState {
+    /// Shares `state` among the handlers.
+    pub fn new(state: SharedState) -> Self {
+        Self(Arc::new(state))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = SharedState;
+
+    fn deref(&self) -> &SharedState {
+        &self.0
+    }
+}
+
+/// The fields of [`AppState`].
+#[derive(Debug)]
+pub struct SharedState {
     /// Where conversations are kept.
     pub store: Arc<dyn Store>,
     /// Connector instances (for `when` filters at ingest, previews).
