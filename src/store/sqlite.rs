@@ -1364,13 +1364,16 @@ mod tests {
         // they make one batch.
         let (started, writer_busy) = std::sync::mpsc::channel::<()>();
         let (release, released) = std::sync::mpsc::channel::<()>();
-        let released = std::sync::Mutex::new(released);
+        let mut released = Some(released);
         let holder = store.clone();
         let holder = tokio::spawn(async move {
             holder
                 .call(move |_| {
-                    let _ = started.send(());
-                    let _ = released.lock().unwrap().recv();
+                    // Only its first run waits: a job may run again (see `Batch::run`).
+                    if let Some(released) = released.take() {
+                        let _ = started.send(());
+                        let _ = released.recv();
+                    }
                     Ok(())
                 })
                 .await
@@ -1410,5 +1413,31 @@ mod tests {
             .query_row("SELECT count(*) FROM conversations", [], |r| r.get(0))
             .unwrap();
         assert_eq!(stored, 50);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn dropping_the_last_handle_ends_the_threads_and_folds_the_wal_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("d.db");
+        let store = SqliteStore::open(&path, Synchronous::Full).unwrap();
+        ingest_at_once(&store, 0..10).await;
+        let wal = wal_path(&path);
+        assert!(std::fs::metadata(&wal).unwrap().len() > 0);
+        drop(store);
+        // The checkpointer truncates the WAL as it exits, after the writer and the sync
+        // thread have.
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while std::fs::metadata(&wal).map_or(0, |m| m.len()) > 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the store's threads did not end"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let reader = Connection::open(&path).unwrap();
+        let stored: i64 = reader
+            .query_row("SELECT count(*) FROM conversations", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(stored, 10);
     }
 }
