@@ -123,11 +123,13 @@ pub enum StoreLocation {
     Postgres(String),
 }
 
-/// SQLite's `synchronous` setting, limited to the two levels that make sense with WAL.
+/// How durable a SQLite commit is before it is answered: the two levels of SQLite's
+/// `synchronous` that make sense with WAL.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Synchronous {
-    /// fsync at every commit.
+    /// The WAL is synced past a commit before any of its work is answered (by the store's
+    /// sync thread, beside the writer rather than inside its commit).
     Full,
     /// fsync at checkpoints only.
     Normal,
