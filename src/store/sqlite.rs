@@ -334,7 +334,7 @@ fn write_loop(
                 Err(_) => break,
             }
         }
-        let committed = commit_and_answer(&mut conn, batch);
+        let committed = commit(&mut conn, batch);
         let Some(syncer) = &syncer else {
             committed.into_iter().for_each(|job| job.answer(Ok(())));
             continue;
@@ -355,7 +355,7 @@ fn write_loop(
 /// Runs `batch` in one transaction; if one job fails, each runs again in a transaction of
 /// its own, so one bad job fails alone. Answers the jobs that failed; returns the committed
 /// ones, for the caller to answer.
-fn commit_and_answer(conn: &mut Connection, mut batch: Vec<Job>) -> Vec<Job> {
+fn commit(conn: &mut Connection, mut batch: Vec<Job>) -> Vec<Job> {
     match run_together(conn, &mut batch) {
         Ok(true) => batch,
         Ok(false) => {
@@ -1324,6 +1324,14 @@ mod tests {
         tasks.join_all().await
     }
 
+    /// Conversations in the file at `path`, read by a connection of its own.
+    fn stored_in_file(path: &Path) -> i64 {
+        Connection::open(path)
+            .unwrap()
+            .query_row("SELECT count(*) FROM conversations", [], |r| r.get(0))
+            .unwrap()
+    }
+
     async fn count(store: &SqliteStore) -> u64 {
         store
             .conversation_count(&ConversationFilter::default())
@@ -1407,12 +1415,8 @@ mod tests {
         );
         assert!(ingested.iter().all(Result::is_ok));
         assert_eq!(count(&store).await, 50);
-        // What was answered is in the file, read by a connection of its own.
-        let reader = Connection::open(&path).unwrap();
-        let stored: i64 = reader
-            .query_row("SELECT count(*) FROM conversations", [], |r| r.get(0))
-            .unwrap();
-        assert_eq!(stored, 50);
+        // What was answered is in the file.
+        assert_eq!(stored_in_file(&path), 50);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1434,10 +1438,6 @@ mod tests {
             );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        let reader = Connection::open(&path).unwrap();
-        let stored: i64 = reader
-            .query_row("SELECT count(*) FROM conversations", [], |r| r.get(0))
-            .unwrap();
-        assert_eq!(stored, 10);
+        assert_eq!(stored_in_file(&path), 10);
     }
 }
