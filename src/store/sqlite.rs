@@ -65,6 +65,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/sqlite/0002_ledger.sql"),
     include_str!("migrations/sqlite/0003_admin.sql"),
     include_str!("migrations/sqlite/0004_lease_ranges.sql"),
+    include_str!("migrations/sqlite/0005_drop_unused_due_index.sql"),
 ];
 
 /// A unit of work for the writer.
