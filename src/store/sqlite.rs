@@ -1378,7 +1378,7 @@ mod tests {
         let holder = tokio::spawn(async move {
             holder
                 .call(move |_| {
-                    // Only its first run waits: a job may run again (see `Batch::run`).
+                    // Only its first run waits: a job may run again (see `commit`).
                     if let Some(released) = released.take() {
                         let _ = started.send(());
                         let _ = released.recv();
