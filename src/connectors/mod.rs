@@ -456,6 +456,8 @@ pub struct Registry {
     instances: Vec<Instance>,
     definitions: Definitions,
     renderer: Arc<Renderer>,
+    /// Whether any instance's `when` reads `raw`; ingest parses the document only then.
+    filters_read_raw: bool,
 }
 
 impl Registry {
@@ -483,6 +485,7 @@ impl Registry {
         let definitions = Definitions::load(config.connectors_dir.as_deref())?;
         let mut snippets = definitions.snippets();
         let mut filtered = std::collections::BTreeSet::new();
+        let mut filters_read_raw = false;
         for (name, instance) in &config.connectors {
             // The type's own condition (a CRM needs an e-mail) and the instance's, both.
             let type_when = definitions
@@ -495,10 +498,9 @@ impl Registry {
                 .collect();
             if !conditions.is_empty() {
                 filtered.insert(name.as_str());
-                snippets.push((
-                    snippet::instance_when(name),
-                    crate::render::condition_source(&conditions.join(" and ")),
-                ));
+                let source = crate::render::condition_source(&conditions.join(" and "));
+                filters_read_raw |= Reads::read_by(&source).raw;
+                snippets.push((snippet::instance_when(name), source));
             }
         }
         let renderer = Renderer::build_with(
@@ -560,6 +562,7 @@ impl Registry {
                 instances,
                 definitions,
                 renderer,
+                filters_read_raw,
             })
         } else {
             Err(problems)
@@ -600,6 +603,11 @@ impl Registry {
             names.push(name.to_owned());
         }
         Ok(names)
+    }
+
+    /// Whether a `when` filter reads `raw`, so [`Registry::matching`] needs the document.
+    pub fn filters_read_raw(&self) -> bool {
+        self.filters_read_raw
     }
 
     /// The instance of that name.

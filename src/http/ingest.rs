@@ -194,8 +194,8 @@ async fn receive(
         );
         Ok::<_, ApiError>((reason, quarantine_id))
     };
-    let mut parsed = match source.parse(body) {
-        Ok(parsed) => parsed,
+    let mut conversation = match source.conversation(body) {
+        Ok(conversation) => conversation,
         Err(error) => {
             let (reason, quarantine_id) = refuse(error.to_string()).await?;
             return Err(ApiError::Unparseable {
@@ -205,11 +205,11 @@ async fn receive(
         }
     };
     if let TokenScope::Tenant { name, .. } = scope
-        && !scope.admits(&parsed.conversation.account_id)
+        && !scope.admits(&conversation.account_id)
     {
         let (reason, quarantine_id) = refuse(format!(
             "account {} is not one of tenant `{name}`'s accounts; this URL takes only its chats",
-            parsed.conversation.account_id
+            conversation.account_id
         ))
         .await?;
         return Err(ApiError::OtherTenant {
@@ -217,17 +217,22 @@ async fn receive(
             quarantine_id,
         });
     }
-    let redacted = state
-        .redactor
-        .conversation(&mut parsed.conversation, &mut parsed.raw);
-    let conversation_id = parsed.conversation.id.to_string();
-    let status = parsed.conversation.status.as_str();
-    let connectors = state.registry.current().matching(&parsed.conversation, &parsed.raw).unwrap_or_else(|e| {
+    let registry = state.registry.current();
+    // The body parsed above, so it parses again; `raw` stays null for what does not read it.
+    let mut raw = if state.redactor.is_empty() && !registry.filters_read_raw() {
+        Value::Null
+    } else {
+        serde_json::from_slice(body).unwrap_or(Value::Null)
+    };
+    let redacted = state.redactor.conversation(&mut conversation, &mut raw);
+    let conversation_id = conversation.id.to_string();
+    let status = conversation.status.as_str();
+    let connectors = registry.matching(&conversation, &raw).unwrap_or_else(|e| {
         // The conversation is still stored; fixing the filter and replaying delivers it.
         tracing::error!(conversation_id, error = %e, "a connector filter failed; no deliveries created");
         Vec::new()
     });
-    let mut version = NewVersion::new(parsed.conversation, body.to_vec(), connectors, received_at)?;
+    let mut version = NewVersion::new(conversation, body.to_vec(), connectors, received_at)?;
     // The digest stays that of the body as sent, so a resend is still a duplicate.
     if let Some(redacted) = redacted {
         version.raw = redacted;

@@ -5,8 +5,9 @@
 //! Smartsupp field name. Authentication of the request (tokens, signatures) is the HTTP
 //! layer's job (`http::ingest`); a source only parses.
 //!
-//! Adding a source: a module with `parse(body: &[u8]) -> Result<Parsed, SourceError>`, a
-//! variant in [`Source`], and fixtures under `tests/fixtures/<source>/` with a test each.
+//! Adding a source: a module with `conversation(body: &[u8]) -> Result<Conversation,
+//! SourceError>` and `parse` (the same with the document as JSON), a variant in [`Source`],
+//! and fixtures under `tests/fixtures/<source>/` with a test each.
 
 pub mod lenient;
 pub mod smartsupp;
@@ -53,13 +54,24 @@ impl Source {
         }
     }
 
-    /// Parses a request body from this source.
+    /// Parses a request body from this source, with the document as JSON.
     ///
     /// # Errors
     /// When the body is not something this source sends; see [`SourceError`].
     pub fn parse(self, body: &[u8]) -> Result<Parsed, SourceError> {
         match self {
             Self::Smartsupp => smartsupp::parse(body),
+        }
+    }
+
+    /// Reads the conversation of a request body, without keeping the document: what ingest
+    /// does unless a rule or a filter reads `raw`.
+    ///
+    /// # Errors
+    /// As [`Source::parse`].
+    pub fn conversation(self, body: &[u8]) -> Result<Conversation, SourceError> {
+        match self {
+            Self::Smartsupp => smartsupp::conversation(body),
         }
     }
 }

@@ -19,9 +19,9 @@
 
 use std::collections::BTreeMap;
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
-use super::lenient;
+use super::lenient::{self, Node};
 use super::{Parsed, SourceError};
 use crate::model::{
     Conversation, ConversationId, Email, Flags, Message, MessageKind, Page, Rating, Stats, Status,
@@ -35,25 +35,31 @@ pub const SOURCE: &str = "smartsupp";
 /// 10^11 s is the year 5138).
 const MILLIS_THRESHOLD: i64 = 100_000_000_000;
 
-/// Parses a POST hook body.
+/// Parses a POST hook body into the conversation and the document as JSON.
 ///
 /// # Errors
-/// When the body is not JSON, not an object, or lacks `accountId` or `channel.id`.
+/// As [`conversation`].
 pub fn parse(body: &[u8]) -> Result<Parsed, SourceError> {
-    let raw: Value = serde_json::from_slice(body)?;
-    let conversation = normalize(&raw)?;
+    let conversation = conversation(body)?;
+    let raw = serde_json::from_slice(body)?;
     Ok(Parsed { conversation, raw })
 }
 
-/// Builds the conversation from an already parsed document.
+/// Reads the conversation of a POST hook body.
 ///
 /// # Errors
-/// As [`parse`], less the JSON syntax.
-pub fn normalize(raw: &Value) -> Result<Conversation, SourceError> {
-    let root = raw.as_object().ok_or(SourceError::NotAnObject)?;
-    let empty = Map::new();
-    let channel = object(root.get("channel")).unwrap_or(&empty);
-    let visitor_obj = object(root.get("visitor")).unwrap_or(&empty);
+/// When the body is not JSON, not an object, or lacks `accountId` or `channel.id`.
+pub fn conversation(body: &[u8]) -> Result<Conversation, SourceError> {
+    normalize(&Node::parse(body)?)
+}
+
+fn normalize(root: &Node<'_>) -> Result<Conversation, SourceError> {
+    if root.entries().is_none() {
+        return Err(SourceError::NotAnObject);
+    }
+    let empty = Node::Object(Vec::new());
+    let channel = lenient::object(root.get("channel")).unwrap_or(&empty);
+    let visitor_obj = lenient::object(root.get("visitor")).unwrap_or(&empty);
 
     let account_id =
         lenient::text(root.get("accountId")).ok_or(SourceError::MissingField("accountId"))?;
@@ -115,7 +121,7 @@ pub fn normalize(raw: &Value) -> Result<Conversation, SourceError> {
         visitor,
         pages: lenient::array(root.get("paths"))
             .iter()
-            .filter_map(|p| p.as_object())
+            .filter(|p| p.entries().is_some())
             .map(|p| Page {
                 url: lenient::text(p.get("url")),
                 title: lenient::text(p.get("title")),
@@ -128,11 +134,7 @@ pub fn normalize(raw: &Value) -> Result<Conversation, SourceError> {
     })
 }
 
-fn object(value: Option<&Value>) -> Option<&Map<String, Value>> {
-    value.and_then(Value::as_object)
-}
-
-fn instant(value: Option<&Value>) -> Option<Timestamp> {
+fn instant(value: Option<&Node<'_>>) -> Option<Timestamp> {
     let n = lenient::integer(value)?;
     if n <= 0 {
         return None;
@@ -146,31 +148,32 @@ fn instant(value: Option<&Value>) -> Option<Timestamp> {
 }
 
 /// `rating` null means "not rated"; `ratingDesc` is `""` when rated without a comment.
-fn rating(channel: &Map<String, Value>) -> Option<Rating> {
+fn rating(channel: &Node<'_>) -> Option<Rating> {
     let score = lenient::integer(channel.get("rating"));
     let comment = lenient::text(channel.get("ratingDesc"));
     (score.is_some() || comment.is_some()).then_some(Rating { score, comment })
 }
 
-fn visitor(v: &Map<String, Value>) -> Visitor {
-    let variables = object(v.get("variables"))
-        .map(|vars| {
-            vars.iter()
-                .map(|(key, entry)| {
-                    // The documented form is {label, value}; the newer JS API sends flat values.
-                    let (label, value) = match entry.as_object() {
-                        Some(o) if o.contains_key("value") || o.contains_key("label") => (
-                            lenient::text(o.get("label")),
-                            o.get("value").cloned().unwrap_or(Value::Null),
-                        ),
-                        _ => (None, entry.clone()),
-                    };
-                    let label = label.unwrap_or_else(|| key.clone());
-                    (key.clone(), Variable { label, value })
-                })
-                .collect::<BTreeMap<_, _>>()
+fn visitor(v: &Node<'_>) -> Visitor {
+    let variables = lenient::object(v.get("variables"))
+        .and_then(Node::entries)
+        .unwrap_or_default()
+        .iter()
+        .map(|(key, entry)| {
+            // The documented form is {label, value}; the newer JS API sends flat values.
+            let documented = entry.get("value").is_some() || entry.get("label").is_some();
+            let (label, value) = if documented {
+                (
+                    lenient::text(entry.get("label")),
+                    entry.get("value").map_or(Value::Null, Node::to_value),
+                )
+            } else {
+                (None, entry.to_value())
+            };
+            let label = label.unwrap_or_else(|| key.as_ref().to_owned());
+            (key.as_ref().to_owned(), Variable { label, value })
         })
-        .unwrap_or_default();
+        .collect::<BTreeMap<_, _>>();
     Visitor {
         id: lenient::text(v.get("id")),
         name: lenient::text(v.get("name")),
@@ -189,10 +192,10 @@ fn visitor(v: &Map<String, Value>) -> Visitor {
     }
 }
 
-fn messages(value: Option<&Value>) -> Vec<Message> {
+fn messages(value: Option<&Node<'_>>) -> Vec<Message> {
     let mut messages: Vec<Message> = lenient::array(value)
         .iter()
-        .filter_map(Value::as_object)
+        .filter(|m| m.entries().is_some())
         .map(message)
         .collect();
     // Stable sort: equal instants keep the array's order.
@@ -200,7 +203,7 @@ fn messages(value: Option<&Value>) -> Vec<Message> {
     messages
 }
 
-fn message(m: &Map<String, Value>) -> Message {
+fn message(m: &Node<'_>) -> Message {
     let kind_name = lenient::text(m.get("type")).map(|t| t.to_lowercase());
     let author_id = lenient::text(m.get("from"));
     let author_prefix = author_id
@@ -278,11 +281,16 @@ mod tests {
 
     use super::*;
 
+    /// The conversation of `doc` sent as a hook body.
+    fn read(doc: &Value) -> Result<Conversation, SourceError> {
+        conversation(doc.to_string().as_bytes())
+    }
+
     #[test]
     fn status_precedence_is_offline_missed_dropped_completed() {
         let with = |flags: Value| {
             let doc = json!({"accountId": 1, "channel": flags});
-            normalize(&doc).unwrap().status
+            read(&doc).unwrap().status
         };
         assert_eq!(
             with(json!({"id": 1, "isOffline": true, "isMissed": true})),
@@ -299,24 +307,21 @@ mod tests {
     #[test]
     fn ids_are_required_and_may_be_strings() {
         let doc = json!({"accountId": "208", "channel": {"id": "55039"}});
-        assert_eq!(normalize(&doc).unwrap().id.as_str(), "smartsupp:208:55039");
-        let err = normalize(&json!({"channel": {"id": 1}})).unwrap_err();
+        assert_eq!(read(&doc).unwrap().id.as_str(), "smartsupp:208:55039");
+        let err = read(&json!({"channel": {"id": 1}})).unwrap_err();
         assert_eq!(
             err.to_string(),
             "required field `accountId` is missing or empty"
         );
-        let err = normalize(&json!({"accountId": 1, "channel": {"id": ""}})).unwrap_err();
+        let err = read(&json!({"accountId": 1, "channel": {"id": ""}})).unwrap_err();
         assert!(err.to_string().contains("channel.id"));
-        assert!(matches!(
-            normalize(&json!([1])),
-            Err(SourceError::NotAnObject)
-        ));
+        assert!(matches!(read(&json!([1])), Err(SourceError::NotAnObject)));
     }
 
     #[test]
     fn instants_in_seconds_are_recognized() {
         let doc = json!({"accountId": 1, "channel": {"id": 1}, "beginAt": 1_718_271_000});
-        let started = normalize(&doc).unwrap().started_at.unwrap();
+        let started = read(&doc).unwrap().started_at.unwrap();
         assert_eq!(started.to_string(), "2024-06-13T09:30:00.000Z");
     }
 
@@ -326,7 +331,7 @@ mod tests {
             {"type": "agent", "name": "Sam", "from": "agent:3", "content": "second", "sentAt": 2_000_000_000_000_i64},
             {"type": "visitor", "from": "visitor:x", "content": "first", "sentAt": 1_999_999_999_000_i64},
         ]});
-        let c = normalize(&doc).unwrap();
+        let c = read(&doc).unwrap();
         assert_eq!(c.messages[0].text, "first");
         assert_eq!(c.started_at, c.messages[0].sent_at);
         assert_eq!(c.ended_at, c.messages[1].sent_at);
@@ -340,7 +345,7 @@ mod tests {
             {"type": "bot", "from": "system", "content": "hi"},
             {"type": "weird", "from": null, "content": "code.x"},
         ]});
-        let kinds: Vec<_> = normalize(&doc)
+        let kinds: Vec<_> = read(&doc)
             .unwrap()
             .messages
             .iter()
@@ -360,7 +365,7 @@ mod tests {
     fn flat_variables_get_their_key_as_label() {
         let doc = json!({"accountId": 1, "channel": {"id": 1},
             "visitor": {"variables": {"plan": "pro", "n": {"value": 3}}}});
-        let vars = normalize(&doc).unwrap().visitor.variables;
+        let vars = read(&doc).unwrap().visitor.variables;
         assert_eq!(vars["plan"].label, "plan");
         assert_eq!(vars["plan"].value, json!("pro"));
         assert_eq!(vars["n"].label, "n");

@@ -72,6 +72,42 @@ async fn the_webhook_connector_posts_the_signed_conversation_to_matching_instanc
     );
 }
 
+/// A `when` may read the document as it was sent (`raw`), not only the normalized
+/// conversation: ingest reads the document as JSON when a filter needs it.
+#[tokio::test]
+async fn a_when_filter_reading_the_document_as_sent_routes_at_ingest() {
+    let receiver = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(204))
+        .mount(&receiver)
+        .await;
+    let app = spawn_app_with(Options {
+        extra: format!(
+            "[connectors.offline_only]\ntype = \"webhook\"\nwhen = \"raw.channel.isOffline\"\n\
+             settings = {{ url = \"{}/in\" }}\n",
+            receiver.uri()
+        ),
+        ..Options::default()
+    })
+    .await;
+    let deliveries = |answer: Value| answer["deliveries"].as_u64();
+    let seed = app
+        .post_smartsupp(fixture("smartsupp/seed-example.json"))
+        .await;
+    let offline = app
+        .post_smartsupp(fixture("smartsupp/offline-message.json"))
+        .await;
+    assert_eq!(
+        (
+            deliveries(seed.json().await.unwrap()),
+            deliveries(offline.json().await.unwrap())
+        ),
+        (Some(1), Some(2))
+    );
+    app.wait_for_deliveries(DeliveryState::Delivered, 3).await;
+    assert_eq!(receiver.received_requests().await.unwrap().len(), 1);
+}
+
 /// A redirect is not followed: following a 302 would repeat the POST as a GET without its body,
 /// and the GET's 200 would mark a chat delivered that never arrived.
 #[tokio::test]
