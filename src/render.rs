@@ -356,7 +356,7 @@ impl Renderer {
     /// # Errors
     /// When rendering fails or the JSON does not parse.
     pub fn body(&self, name: &str, context: &Context) -> Result<String, RenderError> {
-        let out = render(&self.bodies, name, context)?;
+        let out = render(&self.bodies, name, context, DOCUMENT_CAPACITY)?;
         if name.ends_with(JSON_SUFFIX)
             && let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(&out)
         {
@@ -373,7 +373,7 @@ impl Renderer {
     /// # Errors
     /// When rendering fails.
     pub fn document(&self, name: &str, context: &Context) -> Result<String, RenderError> {
-        render(&self.documents, name, context)
+        render(&self.documents, name, context, DOCUMENT_CAPACITY)
     }
 
     /// Renders a definition snippet (URL, header, auth value).
@@ -381,7 +381,7 @@ impl Renderer {
     /// # Errors
     /// When rendering fails.
     pub fn snippet(&self, name: &str, context: &Context) -> Result<String, RenderError> {
-        render(&self.snippets, name, context)
+        render(&self.snippets, name, context, SNIPPET_CAPACITY)
     }
 
     /// Evaluates a condition snippet registered with [`condition_source`].
@@ -436,14 +436,29 @@ fn new_tera<const N: usize>(
     tera
 }
 
-fn render(tera: &Tera, name: &str, context: &Context) -> Result<String, RenderError> {
+/// Output buffer for bodies and documents: room for a conversation of a few dozen messages.
+/// Grown by doubling from the template's length instead, it was copied five or six times for
+/// every body.
+const DOCUMENT_CAPACITY: usize = 8192;
+/// Output buffer for snippets: a URL or a header value.
+const SNIPPET_CAPACITY: usize = 256;
+
+fn render(
+    tera: &Tera,
+    name: &str,
+    context: &Context,
+    capacity: usize,
+) -> Result<String, RenderError> {
     if !tera.contains_template(name) {
         return Err(RenderError::Missing(name.to_owned()));
     }
-    tera.render(name, context).map_err(|e| RenderError::Render {
+    let failed = |e: tera::Error| RenderError::Render {
         template: name.to_owned(),
         message: error_chain(&e),
-    })
+    };
+    let mut out = Vec::with_capacity(capacity);
+    tera.render_to(name, context, &mut out).map_err(failed)?;
+    String::from_utf8(out).map_err(|e| failed(tera::Error::message(e.to_string())))
 }
 
 fn syntax(e: tera::Error) -> RenderError {
@@ -526,7 +541,11 @@ fn escape_url(input: &str, out: &mut dyn Write) -> std::io::Result<()> {
 
 /// `{{ value | json }}`: the value as a JSON document (strings quoted), not escaped again.
 fn json_filter(value: Value, _: Kwargs, _: &State) -> tera::TeraResult<Value> {
-    let text = serde_json::to_string(&value).map_err(|e| tera::Error::message(e.to_string()))?;
+    let error = |e: &dyn std::error::Error| tera::Error::message(e.to_string());
+    // Sized for its usual argument, a whole conversation, as in `render`.
+    let mut out = Vec::with_capacity(DOCUMENT_CAPACITY);
+    serde_json::to_writer(&mut out, &value).map_err(|e| error(&e))?;
+    let text = String::from_utf8(out).map_err(|e| error(&e))?;
     Ok(Value::safe_string(&text))
 }
 

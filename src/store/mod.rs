@@ -135,8 +135,12 @@ impl NewVersion {
         received_at: Timestamp,
     ) -> Result<Self, StoreError> {
         use sha2::Digest as _;
-        let normalized =
-            serde_json::to_string(&conversation).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let corrupt = |e: &dyn std::error::Error| StoreError::Corrupt(e.to_string());
+        // A normalized chat is somewhat longer than the body it came from; sized for that, the
+        // buffer is not copied as it grows.
+        let mut normalized = Vec::with_capacity(raw.len() * 3 / 2);
+        serde_json::to_writer(&mut normalized, &conversation).map_err(|e| corrupt(&e))?;
+        let normalized = String::from_utf8(normalized).map_err(|e| corrupt(&e))?;
         let body_sha256 = hex::encode(sha2::Sha256::digest(&raw));
         Ok(Self {
             conversation,
