@@ -723,13 +723,6 @@ impl Definitions {
     pub fn iter(&self) -> impl Iterator<Item = (&str, &Definition)> {
         self.by_type.iter().map(|(k, d)| (k.as_str(), d))
     }
-
-    /// Snippets of every definition, for the renderer.
-    pub fn snippets(&self) -> Vec<(String, String)> {
-        self.iter()
-            .flat_map(|(kind, def)| def.snippets(kind))
-            .collect()
-    }
 }
 
 /// `zendesk.toml` → `zendesk`; other files are not definitions.

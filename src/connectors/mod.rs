@@ -20,7 +20,7 @@ pub mod email;
 pub mod file;
 pub mod http;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -483,8 +483,17 @@ impl Registry {
         templates: &BTreeMap<String, String>,
     ) -> Result<Self, Vec<Problem>> {
         let definitions = Definitions::load(config.connectors_dir.as_deref())?;
-        let mut snippets = definitions.snippets();
-        let mut filtered = std::collections::BTreeSet::new();
+        // Only the types some instance uses are parsed (see `render`).
+        let kinds: BTreeSet<&str> = config
+            .connectors
+            .values()
+            .map(|i| i.kind.as_str())
+            .collect();
+        let in_use = || definitions.iter().filter(|(kind, _)| kinds.contains(kind));
+        let mut snippets: Vec<(String, String)> =
+            in_use().flat_map(|(kind, d)| d.snippets(kind)).collect();
+        let templates_in_use: BTreeSet<&str> = in_use().flat_map(|(_, d)| d.templates()).collect();
+        let mut filtered = BTreeSet::new();
         let mut filters_read_raw = false;
         for (name, instance) in &config.connectors {
             // The type's own condition (a CRM needs an e-mail) and the instance's, both.
@@ -508,6 +517,7 @@ impl Registry {
             templates,
             &snippets,
             &config.transcript,
+            Some(&templates_in_use),
         )
         .map(Arc::new)
         .map_err(|e| {
