@@ -194,8 +194,16 @@ async fn receive(
         );
         Ok::<_, ApiError>((reason, quarantine_id))
     };
-    let mut conversation = match source.conversation(body) {
-        Ok(conversation) => conversation,
+    let registry = state.registry.current();
+    // The document as JSON only for a redaction rule or a filter that reads `raw`.
+    let needs_raw = !state.redactor.is_empty() || registry.filters_read_raw();
+    let parsed = if needs_raw {
+        source.parse(body).map(|p| (p.conversation, p.raw))
+    } else {
+        source.conversation(body).map(|c| (c, Value::Null))
+    };
+    let (mut conversation, mut raw) = match parsed {
+        Ok(parsed) => parsed,
         Err(error) => {
             let (reason, quarantine_id) = refuse(error.to_string()).await?;
             return Err(ApiError::Unparseable {
@@ -217,13 +225,6 @@ async fn receive(
             quarantine_id,
         });
     }
-    let registry = state.registry.current();
-    // The body parsed above, so it parses again; `raw` stays null for what does not read it.
-    let mut raw = if state.redactor.is_empty() && !registry.filters_read_raw() {
-        Value::Null
-    } else {
-        serde_json::from_slice(body).unwrap_or(Value::Null)
-    };
     let redacted = state.redactor.conversation(&mut conversation, &mut raw);
     let conversation_id = conversation.id.to_string();
     let status = conversation.status.as_str();
