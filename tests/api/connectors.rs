@@ -7,7 +7,9 @@ use sha2::Sha256;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use crate::helpers::{Options, WEBHOOK_SECRET, fixture, spawn_app_with, wait_until};
+use crate::helpers::{
+    Options, WEBHOOK_SECRET, fixture, receiver_answering, spawn_app_with, wait_until,
+};
 
 #[tokio::test]
 async fn the_webhook_connector_posts_the_signed_conversation_to_matching_instances_only() {
@@ -76,11 +78,7 @@ async fn the_webhook_connector_posts_the_signed_conversation_to_matching_instanc
 /// conversation: ingest reads the document as JSON when a filter needs it.
 #[tokio::test]
 async fn a_when_filter_reading_the_document_as_sent_routes_at_ingest() {
-    let receiver = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(204))
-        .mount(&receiver)
-        .await;
+    let receiver = receiver_answering(204).await;
     let app = spawn_app_with(Options {
         extra: format!(
             "[connectors.offline_only]\ntype = \"webhook\"\nwhen = \"raw.channel.isOffline\"\n\

@@ -67,6 +67,16 @@ impl Write for CaptureWriter {
     }
 }
 
+/// A target that answers every POST with `status`, keeping what it received.
+pub async fn receiver_answering(status: u16) -> wiremock::MockServer {
+    let receiver = wiremock::MockServer::start().await;
+    wiremock::Mock::given(wiremock::matchers::method("POST"))
+        .respond_with(wiremock::ResponseTemplate::new(status))
+        .mount(&receiver)
+        .await;
+    receiver
+}
+
 /// Reads a fixture from `tests/fixtures`.
 pub fn fixture(name: &str) -> Vec<u8> {
     std::fs::read(fixture_path(name)).unwrap_or_else(|e| panic!("fixture {name}: {e}"))

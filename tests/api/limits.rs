@@ -6,12 +6,11 @@ use std::time::{Duration, Instant};
 
 use chatbridge::store::{DeliveryFilter, DeliveryState};
 use serde_json::{Value, json};
-use wiremock::matchers::method;
-use wiremock::{Mock, MockServer, ResponseTemplate};
 
 use crate::fake_vendor::Scripted;
 use crate::helpers::{
-    Options, TestApp, fixture, seed_with_channel, spawn_app, spawn_app_with, wait_until,
+    Options, TestApp, fixture, receiver_answering, seed_with_channel, spawn_app, spawn_app_with,
+    wait_until,
 };
 
 async fn delivered(app: &TestApp, connector: &str) -> usize {
@@ -28,11 +27,7 @@ async fn delivered(app: &TestApp, connector: &str) -> usize {
 
 #[tokio::test]
 async fn a_connector_limited_to_5_rps_takes_9_s_for_50_while_another_finishes_at_full_speed() {
-    let target = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(200))
-        .mount(&target)
-        .await;
+    let target = receiver_answering(200).await;
     let hook = |name: &str, limit: &str| {
         format!(
             "[connectors.{name}]\ntype = \"webhook\"\n{limit}\n[connectors.{name}.settings]\nurl = \"{}/{name}\"\n",
