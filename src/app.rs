@@ -294,6 +294,11 @@ impl Application {
         self.state.store.clone()
     }
 
+    /// The connectors in use; replaced whole by a reload.
+    pub fn registry(&self) -> Arc<LiveRegistry> {
+        self.state.registry.clone()
+    }
+
     /// The delivery worker, for tests that drive it step by step.
     pub fn worker(&self) -> Arc<Worker> {
         self.worker.clone()

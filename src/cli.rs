@@ -190,7 +190,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let registry = app::registry(&config)?;
             let connector = find(&registry, &connector)?;
             let parsed = read_payload(&file)?;
-            let plan = connector.plan(&dry_job(connector.name(), &parsed))?;
+            let plan = connector.dry_run(&dry_job(connector.name(), &parsed))?;
             print_plan(&plan);
             Ok(ExitCode::SUCCESS)
         }
@@ -200,7 +200,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let connector = find(&registry, &connector)?;
             let parsed = read_payload(&file)?;
             let job = dry_job(connector.name(), &parsed);
-            match connector.deliver(&job, &PrintCheckpoint).await {
+            match connector.attempt(&job, &PrintCheckpoint).await {
                 Ok(receipt) => {
                     println!("delivered: {}", receipt.remote_ids());
                     Ok(ExitCode::SUCCESS)
@@ -370,7 +370,7 @@ fn check(path: &Path) -> ExitCode {
     let mut failed = false;
     println!("connector instances:");
     for connector in registry.connectors() {
-        match connector.plan(&dry_job(connector.name(), &sample)) {
+        match connector.dry_run(&dry_job(connector.name(), &sample)) {
             Ok(plan) => println!(
                 "  {:<12} type {:<10} ok ({} steps render)",
                 connector.name(),

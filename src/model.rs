@@ -74,9 +74,15 @@ impl Timestamp {
     /// Parses RFC 3339 text.
     ///
     /// # Errors
-    /// When the text is not an RFC 3339 date-time.
-    pub fn parse(text: &str) -> Result<Self, time::error::Parse> {
-        OffsetDateTime::parse(text, &Rfc3339).map(|t| Self(t.to_offset(time::UtcOffset::UTC)))
+    /// When the text is not an RFC 3339 date-time, or is one whose UTC time falls outside
+    /// years ±9999 (`9999-12-31T23:30:00-01:00`).
+    pub fn parse(text: &str) -> Result<Self, InvalidTimestamp> {
+        let parsed =
+            OffsetDateTime::parse(text, &Rfc3339).map_err(|e| InvalidTimestamp(e.to_string()))?;
+        parsed
+            .checked_to_offset(time::UtcOffset::UTC)
+            .map(Self)
+            .ok_or_else(|| InvalidTimestamp("its UTC time is out of range".into()))
     }
 
     /// The underlying date-time, for arithmetic.
@@ -172,6 +178,11 @@ impl<'de> Deserialize<'de> for Timestamp {
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct Email(String);
+
+/// Why a text is not accepted as a [`Timestamp`].
+#[derive(Debug, thiserror::Error)]
+#[error("not an RFC 3339 time: {0}")]
+pub struct InvalidTimestamp(String);
 
 /// Why a text is not accepted as an [`Email`].
 #[derive(Debug, thiserror::Error)]

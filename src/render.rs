@@ -611,6 +611,24 @@ fn urlencode_filter(value: &str, _: Kwargs, _: &State) -> String {
     url_encode(value)
 }
 
+/// Text made fit for one header line (an e-mail subject or display name, an HTTP header):
+/// control characters, CR and LF among them, become spaces, and runs of white space one
+/// space. Chat text written into a header can then neither start a header of its own nor
+/// reach a library that refuses, or panics on, what a header cannot carry.
+pub fn one_line(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for word in text
+        .split(|c: char| c.is_control() || c.is_whitespace())
+        .filter(|w| !w.is_empty())
+    {
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        out.push_str(word);
+    }
+    out
+}
+
 /// Percent-encodes everything but RFC 3986 unreserved characters.
 pub fn url_encode(value: &str) -> String {
     percent_encoding::utf8_percent_encode(value, URL_VALUE).to_string()
@@ -670,7 +688,11 @@ fn datetime(value: Value, kwargs: Kwargs, zone: &jiff::tz::TimeZone) -> tera::Te
     let at = jiff::Timestamp::from_second(instant.unix_timestamp()).map_err(|e| fail(&e))?;
     let offset =
         time::UtcOffset::from_whole_seconds(zone.to_offset(at).seconds()).map_err(|e| fail(&e))?;
-    let local = instant.to_offset(offset);
+    // Checked: the last hours of year 9999, which a payload may carry, have no local time
+    // east of UTC, and the unchecked conversion panics.
+    let local = instant
+        .checked_to_offset(offset)
+        .ok_or_else(|| fail(&"the time is out of range in this time zone"))?;
     let (format, named) = match kwargs.get::<&str>("format")? {
         Some(format) => (format, false),
         None => ("[year]-[month]-[day] [hour]:[minute]", true),
@@ -917,6 +939,36 @@ mod tests {
         ] {
             assert_eq!(read(whole), Reads::ALL, "{whole}");
         }
+    }
+
+    #[test]
+    fn a_time_with_no_local_time_in_the_zone_is_an_error_not_a_panic() {
+        let mut r = Renderer::build(
+            None,
+            &[],
+            &TranscriptConfig {
+                time_zone: "Asia/Tokyo".into(),
+                ..TranscriptConfig::default()
+            },
+        )
+        .unwrap();
+        r.bodies
+            .add_raw_template("d.txt.tera", "{{ t | datetime }}")
+            .unwrap();
+        let mut cx = Context::new();
+        cx.insert("t", "9999-12-31T23:30:00Z");
+        let error = r.bodies.render("d.txt.tera", &cx).unwrap_err();
+        assert!(error_chain(&error).contains("range"), "{error:?}");
+        assert!(Timestamp::parse("9999-12-31T23:30:00-01:00").is_err());
+    }
+
+    #[test]
+    fn one_line_leaves_no_control_characters() {
+        assert_eq!(
+            one_line(" Eve\r\nBcc: x@y\u{1b}[0m\t end "),
+            "Eve Bcc: x@y [0m end"
+        );
+        assert_eq!(one_line("\n\r"), "");
     }
 
     #[test]

@@ -24,7 +24,7 @@ use super::{
     Receipt, Settings, StepOutcome, StepOutputs, StepReport,
 };
 use crate::config::Problem;
-use crate::render::Reads;
+use crate::render::{Reads, one_line};
 
 /// The one step of an e-mail delivery, as it appears in reports and attempt logs.
 const STEP: &str = "send";
@@ -176,13 +176,18 @@ impl EmailConnector {
         let context =
             job.render_context(r, &self.name, &self.kind, &self.settings, "", self.reads)?;
         let subject = r.snippet(&snippet::subject(&self.kind), &context)?;
-        // A subject is one line; a newline in chat text must not start a header.
-        let subject = subject.split_whitespace().collect::<Vec<_>>().join(" ");
+        let subject = one_line(&subject);
         let text = r.document(&self.templates.text, &context)?;
         let html = r.document(&self.templates.html, &context)?;
         let message_id = self.message_id(&job.delivery.key, job.delivery.version);
         let reply_to = job.conversation.visitor.email.as_ref().and_then(|email| {
-            let name = job.conversation.visitor.name.clone();
+            let name = job
+                .conversation
+                .visitor
+                .name
+                .as_deref()
+                .map(one_line)
+                .filter(|n| !n.is_empty());
             email.as_str().parse().ok().map(|e| Mailbox::new(name, e))
         });
         let mut builder = Message::builder()

@@ -85,9 +85,18 @@ impl FileConnector {
     }
 }
 
-/// Keeps letters, digits, `-` and `_`; anything else (`:` from ids, path separators) is `_`.
-fn safe_file_name(text: &str) -> String {
-    text.chars()
+/// The longest readable prefix of a file name; with the hash and the version suffix the
+/// name stays well under the 255 bytes every common file system allows.
+const READABLE: usize = 80;
+
+/// A file name for a conversation id that every file system takes and that cannot leave the
+/// folder: letters, digits, `-` and `_` are kept and anything else (`:` from ids, path
+/// separators) becomes `_`. An id that was changed that way, or is long, gets a hash of the
+/// whole id after at most [`READABLE`] characters, so two ids never share a file.
+fn safe_file_name(id: &str) -> String {
+    let readable: String = id
+        .chars()
+        .take(READABLE)
         .map(|c| {
             if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
                 c
@@ -95,7 +104,17 @@ fn safe_file_name(text: &str) -> String {
                 '_'
             }
         })
-        .collect()
+        .collect();
+    // Ids of letters, digits and colons, as Smartsupp's (`smartsupp:208:55039`), are named
+    // without a hash, as outbox files always were. Such a name has no `-` and every hashed
+    // one has, and the colon is the only character turned into `_`: no two ids share a name.
+    let plain = id.len() <= READABLE && id.chars().all(|c| c.is_ascii_alphanumeric() || c == ':');
+    if plain && !readable.is_empty() {
+        return readable;
+    }
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::digest(id.as_bytes());
+    format!("{readable}-{}", hex::encode(&digest[..8]))
 }
 
 #[async_trait]
@@ -120,7 +139,7 @@ impl Connector for FileConnector {
     ) -> Result<Receipt, DeliveryError> {
         let (path, body) = self.render(job)?;
         let io = |what: &str, e: std::io::Error| {
-            DeliveryError::Io(format!("{what} {}: {e}", path.display()))
+            DeliveryError::io(&format!("{what} {}", path.display()), &e)
         };
         tokio::fs::create_dir_all(&self.dir)
             .await
@@ -167,6 +186,20 @@ mod tests {
     #[test]
     fn file_names_cannot_escape_the_folder() {
         assert_eq!(safe_file_name("smartsupp:208:55039"), "smartsupp_208_55039");
-        assert_eq!(safe_file_name("../../etc/passwd"), "______etc_passwd");
+        let escaping = safe_file_name("../../etc/passwd");
+        assert!(escaping.starts_with("______etc_passwd-"), "{escaping}");
+        assert!(!escaping.contains('/') && !escaping.contains(".."));
+    }
+
+    #[test]
+    fn long_or_unusual_ids_get_short_distinct_names() {
+        let long = format!("smartsupp:208:{}", "9".repeat(400));
+        let name = safe_file_name(&long);
+        assert!(name.len() < 120, "{}", name.len());
+        assert_ne!(name, safe_file_name(&format!("{long}8")));
+        // Two ids that read the same once cleaned are still two files.
+        assert_ne!(safe_file_name("a/b"), safe_file_name("a_b"));
+        assert_ne!(safe_file_name("a b"), safe_file_name("a/b"));
+        assert!(!safe_file_name("").is_empty());
     }
 }

@@ -298,7 +298,8 @@ impl HttpConnector {
         let mut put = |name: &str, value: String| -> Result<(), DeliveryError> {
             let header = HeaderName::from_bytes(name.as_bytes())
                 .map_err(|_| invalid(format!("bad header name `{name}`")))?;
-            let value = HeaderValue::from_str(value.trim()).map_err(|_| {
+            // Chat text in a header (a subject, a name) is made one line, as in e-mail.
+            let value = HeaderValue::from_str(&crate::render::one_line(&value)).map_err(|_| {
                 invalid(format!(
                     "header `{name}` has characters a header cannot carry"
                 ))

@@ -268,17 +268,52 @@ pub enum DeliveryError {
         excerpt: String,
     },
     /// Local I/O failed (the file connector, or recording a checkpoint).
-    #[error("{0}")]
-    Io(String),
+    #[error("{message}")]
+    Io {
+        /// What failed, and the system's reason.
+        message: String,
+        /// Classified by the error's kind (see [`DeliveryError::io`]).
+        class: Failure,
+    },
+    /// The connector panicked. Caught at the edge of the attempt, so the slot, the rate-limit
+    /// token and the circuit's count it held are given back, and recorded as permanent: the
+    /// same conversation through the same code panics again.
+    #[error(
+        "the connector failed unexpectedly ({0}); this conversation cannot go through it as it is"
+    )]
+    Panicked(String),
 }
 
 impl DeliveryError {
     /// How the worker should treat it.
     pub fn class(&self) -> Failure {
         match self {
-            Self::Render(_) | Self::Invalid { .. } => Failure::Invalid,
-            Self::Transport { .. } | Self::Io(_) => Failure::Transient,
-            Self::Status { class, .. } => *class,
+            Self::Render(_) | Self::Invalid { .. } | Self::Panicked(_) => Failure::Invalid,
+            Self::Transport { .. } => Failure::Transient,
+            Self::Status { class, .. } | Self::Io { class, .. } => *class,
+        }
+    }
+
+    /// A local I/O failure, `what` saying what was being done, classified by its kind: a
+    /// name the file system cannot take will not take it on a retry (invalid); a folder that
+    /// cannot be written to, or a full disk, is the configuration's or the machine's fault,
+    /// not the conversation's (the connector pauses, as for rejected credentials); anything
+    /// else may pass on a retry.
+    pub fn io(what: &str, error: &std::io::Error) -> Self {
+        use std::io::ErrorKind as Kind;
+        let class = match error.kind() {
+            Kind::InvalidInput | Kind::InvalidFilename | Kind::InvalidData => Failure::Invalid,
+            Kind::PermissionDenied
+            | Kind::ReadOnlyFilesystem
+            | Kind::StorageFull
+            | Kind::QuotaExceeded
+            | Kind::NotADirectory
+            | Kind::IsADirectory => Failure::Unhealthy,
+            _ => Failure::Transient,
+        };
+        Self::Io {
+            message: format!("{what}: {error}"),
+            class,
         }
     }
 
@@ -305,6 +340,10 @@ impl DeliveryError {
         match self {
             Self::Status { step, status, .. } => {
                 format!("step `{step}`: HTTP {status} (answer in the attempt log)")
+            }
+            // A panic's message can quote the value it choked on.
+            Self::Panicked(_) => {
+                "the connector failed unexpectedly (details in the attempt log)".to_owned()
             }
             other => other.to_string(),
         }
@@ -355,6 +394,47 @@ pub trait Connector: Send + Sync + std::fmt::Debug {
     /// # Errors
     /// When rendering fails.
     fn plan(&self, job: &DeliveryJob<'_>) -> Result<Vec<PlannedRequest>, DeliveryError>;
+}
+
+impl dyn Connector {
+    /// [`Connector::deliver`], with a panic inside it caught and returned as
+    /// [`DeliveryError::Panicked`]: whatever a connector does with a hostile chat, its
+    /// attempt ends, is recorded, and gives back what it held. Every caller that runs a
+    /// connector goes through here.
+    ///
+    /// # Errors
+    /// As [`Connector::deliver`].
+    pub async fn attempt(
+        &self,
+        job: &DeliveryJob<'_>,
+        checkpoint: &dyn Checkpoint,
+    ) -> Result<Receipt, DeliveryError> {
+        use futures_util::FutureExt as _;
+        std::panic::AssertUnwindSafe(self.deliver(job, checkpoint))
+            .catch_unwind()
+            .await
+            .unwrap_or_else(|panic| Err(panicked(panic.as_ref())))
+    }
+
+    /// [`Connector::plan`], with a panic caught as in [`attempt`](Self::attempt): `render`,
+    /// `check` and previews answer with an error instead of crashing.
+    ///
+    /// # Errors
+    /// As [`Connector::plan`].
+    pub fn dry_run(&self, job: &DeliveryJob<'_>) -> Result<Vec<PlannedRequest>, DeliveryError> {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.plan(job)))
+            .unwrap_or_else(|panic| Err(panicked(panic.as_ref())))
+    }
+}
+
+/// The message a panic carries, when it is text.
+fn panicked(payload: &(dyn std::any::Any + Send)) -> DeliveryError {
+    let message = payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "no message".to_owned());
+    DeliveryError::Panicked(message)
 }
 
 /// What every build of the registry shares, so that a reload keeps them: the HTTP client
@@ -626,6 +706,20 @@ impl Registry {
             .iter()
             .map(|i| &i.connector)
             .find(|c| c.name() == name)
+    }
+
+    /// Puts `connector` in place of the configured instance of the same name, which keeps
+    /// its filter, accounts and limits; returns the one replaced. How a program that embeds
+    /// chatbridge runs a connector written in Rust under a name its config declares.
+    pub fn replace_connector(
+        &mut self,
+        connector: Arc<dyn Connector>,
+    ) -> Option<Arc<dyn Connector>> {
+        let instance = self
+            .instances
+            .iter_mut()
+            .find(|i| i.connector.name() == connector.name())?;
+        Some(std::mem::replace(&mut instance.connector, connector))
     }
 
     /// Every configured instance.

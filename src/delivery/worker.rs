@@ -419,7 +419,11 @@ impl Worker {
                 message: format!("connector `{}` is no longer configured", leased.connector),
             })?;
         let conversation: Conversation = serde_json::from_str(&leased.normalized)
-            .map_err(|e| DeliveryError::Io(format!("stored conversation unreadable: {e}")))?;
+            // A stored row that does not read will not read on a retry either.
+            .map_err(|e| DeliveryError::Invalid {
+                step: "-".into(),
+                message: format!("stored conversation unreadable: {e}"),
+            })?;
         let raw: serde_json::Value = if connector.reads().raw {
             serde_json::from_slice(&leased.raw).unwrap_or(serde_json::Value::Null)
         } else {
@@ -441,7 +445,7 @@ impl Worker {
             store: self.store.as_ref(),
             delivery_id: leased.id,
         };
-        connector.deliver(&job, &checkpoint).await
+        connector.attempt(&job, &checkpoint).await
     }
 
     /// Turns an attempt's result into the record and the delivery's next state.
@@ -583,6 +587,9 @@ impl Checkpoint for StoreCheckpoint<'_> {
         self.store
             .complete_step(self.delivery_id, step, outputs, remember)
             .await
-            .map_err(|e| DeliveryError::Io(format!("cannot record step `{step}`: {e}")))
+            .map_err(|e| DeliveryError::Io {
+                message: format!("cannot record step `{step}`: {e}"),
+                class: crate::connectors::Failure::Transient,
+            })
     }
 }

@@ -713,7 +713,7 @@ pub async fn render_preview(
         .get(&names[0])
         .ok_or_else(|| ApiError::Invalid(format!("no connector instance `{}`", names[0])))?;
     let plan = connector
-        .plan(&DeliveryJob::first(
+        .dry_run(&DeliveryJob::first(
             connector.name(),
             &parsed.conversation,
             &parsed.raw,

@@ -17,8 +17,27 @@ pub async fn healthz() -> Json<Value> {
 
 /// `GET /readyz`: 200 when the store answers, 503 otherwise; each connector's circuit is
 /// shown (an open one does not make the service unready: ingest still works).
+///
+/// The probe needs no token, so it shows states and counts only: the failure that opened a
+/// circuit can name a file path, a conversation id or a target's answer, and is in the
+/// admin API (`GET /api/connectors`) instead.
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
-    let gates = state.worker.as_ref().map(|w| w.gates()).unwrap_or_default();
+    let gates: Vec<Value> = state
+        .worker
+        .as_ref()
+        .map(|w| w.gates())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|g| {
+            json!({
+                "connector": g.connector,
+                "circuit": g.circuit,
+                "failures": g.failures,
+                "retry_at": g.retry_at,
+                "running": g.running,
+            })
+        })
+        .collect();
     match state.store.ping().await {
         Ok(()) => (
             StatusCode::OK,

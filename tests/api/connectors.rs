@@ -177,3 +177,47 @@ async fn the_file_connector_writes_each_delivery_to_its_folder() {
             .contains("Dusan Kmet: Hello")
     );
 }
+
+#[tokio::test]
+async fn a_400_character_channel_id_is_written_under_a_valid_name_and_readyz_shows_no_ids() {
+    let outbox = tempfile::tempdir().unwrap();
+    let app = spawn_app_with(Options {
+        helpdesk: false,
+        extra: format!(
+            "[connectors.outbox]\ntype = \"file\"\nsettings = {{ dir = \"{}\" }}\n",
+            outbox.path().display()
+        ),
+        ..Options::default()
+    })
+    .await;
+    let long_id = format!("../{}", "x".repeat(400));
+    let mut doc: Value = serde_json::from_slice(&fixture("smartsupp/seed-example.json")).unwrap();
+    doc["channel"]["id"] = long_id.clone().into();
+    assert_eq!(
+        app.post_smartsupp(serde_json::to_vec(&doc).unwrap())
+            .await
+            .status(),
+        202
+    );
+    app.wait_for_deliveries(DeliveryState::Delivered, 1).await;
+
+    let names: Vec<String> = std::fs::read_dir(outbox.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(names.len(), 1, "{names:?}");
+    assert!(names[0].len() < 255 && !names[0].contains('/'), "{names:?}");
+    let written: Value =
+        serde_json::from_slice(&std::fs::read(outbox.path().join(&names[0])).unwrap()).unwrap();
+    assert_eq!(
+        written["conversation"]["id"],
+        format!("smartsupp:208:{long_id}")
+    );
+
+    let ready = app.get_text("/readyz").await;
+    assert!(!ready.contains("xxxx"), "{ready}");
+    assert!(
+        !ready.contains(&outbox.path().display().to_string()),
+        "{ready}"
+    );
+}

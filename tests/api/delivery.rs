@@ -299,8 +299,17 @@ async fn rejected_credentials_pause_the_connector_and_its_deliveries_wait() {
         .find(|c| c["connector"] == "badauth")
         .unwrap();
     assert_eq!(badauth["circuit"], "open");
+    // The reason is for the admin only: it can quote paths and ids.
+    assert!(badauth.get("reason").is_none(), "{badauth}");
+    let overview = app.api_get("/api/connectors").await;
+    let badauth = overview["connectors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "badauth")
+        .unwrap();
     assert!(
-        badauth["reason"].as_str().unwrap().contains("401"),
+        badauth["circuit_reason"].as_str().unwrap().contains("401"),
         "{badauth}"
     );
     // The healthy connector is not held up.

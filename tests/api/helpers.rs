@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use chatbridge::app::Application;
 use chatbridge::config::{Config, LogFormat};
+use chatbridge::connectors::LiveRegistry;
 use chatbridge::delivery::Worker;
 use chatbridge::store::{DeliveryFilter, DeliveryRow, DeliveryState, Store};
 use tempfile::TempDir;
@@ -161,6 +162,8 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub store: Arc<dyn Store>,
     pub worker: Arc<Worker>,
+    /// The connectors in use, for tests that put one of their own in place.
+    pub registry: Arc<LiveRegistry>,
     pub zendesk: FakeZendesk,
     pub config_path: PathBuf,
     /// `store.url`: the SQLite file or the PostgreSQL schema this app uses.
@@ -283,6 +286,7 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
     let address = format!("http://{}", app.local_addr());
     let store = app.store();
     let worker = app.worker();
+    let registry = app.registry();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(app.run_until(async move {
         let _ = stopped.await;
@@ -292,6 +296,7 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
         client: reqwest::Client::new(),
         store,
         worker,
+        registry,
         zendesk,
         config_path,
         store_url,

@@ -24,6 +24,7 @@ mod hubspot;
 mod ingest;
 mod limits;
 mod logs;
+mod panics;
 mod postgres;
 mod privacy;
 mod process;
