@@ -13,6 +13,7 @@ use tokio::net::TcpListener;
 use crate::config::{Config, ConfigError, Problem, StoreLocation};
 use crate::connectors::{LiveRegistry, Registry, Shared};
 use crate::delivery::{RetryPolicy, Worker};
+use crate::http::server::ConnectionLimits;
 use crate::http::{self, AppState, SharedState, SourceAuth, SourceTokens, TokenScope};
 use crate::maintenance::Retention;
 use crate::privacy::Redactor;
@@ -47,6 +48,7 @@ pub enum StartupError {
 #[derive(Debug)]
 pub struct Application {
     listener: TcpListener,
+    connections: ConnectionLimits,
     state: AppState,
     worker: Arc<Worker>,
     workers: usize,
@@ -245,6 +247,11 @@ impl Application {
             tracing::info!("admin.token is not set: the admin API and dashboard are off");
         }
         let workers = config.delivery.workers;
+        let connections = ConnectionLimits {
+            max_connections: config.server.max_connections,
+            header_read_timeout: config.server.header_read_timeout,
+            idle_timeout: config.server.idle_timeout,
+        };
         let grace = config.delivery.request_timeout;
         let retention = Retention::new(store.clone(), &config.retention);
         let state = AppState::new(SharedState {
@@ -254,6 +261,7 @@ impl Application {
             wake: worker.waker(),
             worker: (workers > 0).then(|| worker.clone()),
             max_body_bytes: config.server.max_body_bytes,
+            body_read_timeout: config.server.body_read_timeout,
             metrics: shared.metrics.clone(),
             redactor: Arc::new(Redactor::new(&config.privacy.redact)),
             admin,
@@ -266,6 +274,7 @@ impl Application {
         });
         Ok(Self {
             listener,
+            connections,
             state,
             worker,
             workers,
@@ -351,7 +360,10 @@ impl Application {
         });
         tracing::info!(address = %self.local_addr(), "listening");
         let mut stopped_http = stopped;
-        let server = axum::serve(self.listener, http::router(self.state)).with_graceful_shutdown(
+        let server = http::server::serve(
+            self.listener,
+            http::router(self.state),
+            self.connections,
             async move {
                 let _ = stopped_http.wait_for(|s| *s).await;
             },

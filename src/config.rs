@@ -78,6 +78,18 @@ pub struct ServerConfig {
     pub listen: String,
     /// Largest accepted request body in bytes; larger ones are answered 413.
     pub max_body_bytes: usize,
+    /// Connections served at once; more wait in the kernel's backlog. Keep it below the
+    /// process's open-file limit (`LimitNOFILE`), which also covers the store and targets.
+    pub max_connections: usize,
+    /// From a request's first byte to its complete head; a slower client is disconnected.
+    #[serde(deserialize_with = "duration")]
+    pub header_read_timeout: Duration,
+    /// The whole body of a request, once its head has arrived; a slower one is answered 408.
+    #[serde(deserialize_with = "duration")]
+    pub body_read_timeout: Duration,
+    /// A connection with no request in progress for this long is closed (keep-alive).
+    #[serde(deserialize_with = "duration")]
+    pub idle_timeout: Duration,
 }
 
 impl Default for ServerConfig {
@@ -85,6 +97,10 @@ impl Default for ServerConfig {
         Self {
             listen: "127.0.0.1:8080".into(),
             max_body_bytes: 2 * 1024 * 1024,
+            max_connections: 1024,
+            header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -639,6 +655,21 @@ impl Config {
                 "traces.sample_ratio",
                 format!("{} is not between 0.0 and 1.0", self.traces.sample_ratio),
             );
+        }
+        for (key, value) in [
+            (
+                "server.header_read_timeout",
+                self.server.header_read_timeout,
+            ),
+            ("server.body_read_timeout", self.server.body_read_timeout),
+            ("server.idle_timeout", self.server.idle_timeout),
+        ] {
+            if value.is_zero() {
+                problem(key, "must be more than 0".into());
+            }
+        }
+        if self.server.max_connections == 0 {
+            problem("server.max_connections", "must be at least 1".into());
         }
         if let Err(e) = jiff::tz::TimeZone::get(&self.transcript.time_zone) {
             problem(

@@ -30,6 +30,7 @@ pub mod config;
 pub mod connectors;
 pub mod delivery;
 pub mod http;
+pub mod intake;
 pub mod maintenance;
 pub mod metrics;
 pub mod model;

@@ -36,6 +36,12 @@ struct SourceLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Refused {
+    source: String,
+    reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ConnectorLabel {
     connector: String,
 }
@@ -64,7 +70,7 @@ fn latency() -> Histogram {
 pub struct Metrics {
     registry: Registry,
     received: Family<Received, Counter>,
-    quarantined: Family<SourceLabel, Counter>,
+    quarantined: Family<Refused, Counter>,
     deliveries: Family<Outcome, Counter>,
     retries: Family<ConnectorLabel, Counter>,
     queue_depth: Family<ConnectorLabel, Gauge>,
@@ -95,7 +101,7 @@ impl Metrics {
         let quarantined = Family::default();
         registry.register(
             "payloads_quarantined",
-            "Bodies refused as unparseable and kept for inspection",
+            "Bodies refused and kept in quarantine, by source and reason (unparseable, other_account)",
             quarantined.clone(),
         );
         let deliveries = Family::default();
@@ -183,11 +189,12 @@ impl Metrics {
             .observe(ack.as_secs_f64());
     }
 
-    /// A body was quarantined.
-    pub fn quarantined(&self, source: &str) {
+    /// A body was quarantined, refused for `reason` ([`crate::intake::Refusal::kind`]).
+    pub fn quarantined(&self, source: &str, reason: &str) {
         self.quarantined
-            .get_or_create(&SourceLabel {
+            .get_or_create(&Refused {
                 source: source.to_owned(),
+                reason: reason.to_owned(),
             })
             .inc();
     }

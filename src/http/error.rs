@@ -40,6 +40,9 @@ pub enum ApiError {
         /// The configured limit.
         limit: usize,
     },
+    /// 408: the body did not arrive within `server.body_read_timeout`.
+    #[error("the request body did not arrive in time")]
+    BodyTimeout,
     /// 400: the body could not be read.
     #[error("cannot read body: {0}")]
     BadBody(String),
@@ -76,6 +79,7 @@ impl ApiError {
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::Unrenderable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }

@@ -12,8 +12,7 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
+use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use secrecy::{ExposeSecret, SecretString};
@@ -24,9 +23,10 @@ use subtle::{ConditionallySelectable, ConstantTimeEq};
 
 use super::AppState;
 use super::error::ApiError;
+use crate::intake::{Admitted, Intake, Refusal};
 use crate::model::Timestamp;
 use crate::sources::Source;
-use crate::store::{IngestOutcome, NewVersion, Quarantined};
+use crate::store::{IngestOutcome, Quarantined};
 
 /// What a token may post.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -117,7 +117,7 @@ pub async fn smartsupp_path(
     State(state): State<AppState>,
     Path(token): Path<String>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     receive(&state, Source::Smartsupp, &token, &headers, body).await
 }
@@ -127,7 +127,7 @@ pub async fn smartsupp_query(
     State(state): State<AppState>,
     Query(query): Query<TokenQuery>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     receive(
         &state,
@@ -139,12 +139,14 @@ pub async fn smartsupp_query(
     .await
 }
 
+/// The handlers take the body unread: nothing of it is read before the token is checked, so
+/// a sender without the token costs a header's worth of memory, whatever it claims to send.
 async fn receive(
     state: &AppState,
     source: Source,
     token: &str,
     headers: &HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let tokens = state
         .sources
@@ -158,95 +160,76 @@ async fn receive(
         );
         return Err(ApiError::Unauthorized);
     };
-    let body = body.map_err(|rejection| match rejection {
-        BytesRejection::FailedToBufferBody(e) if is_too_large(&e) => ApiError::TooLarge {
-            limit: state.max_body_bytes,
-        },
-        other => ApiError::BadBody(other.body_text()),
-    })?;
+    let body = read_body(body, state.max_body_bytes).await?;
     let received_at = Timestamp::now();
     let clock = std::time::Instant::now();
-    // Keeps a refused body, with why, and says where.
-    let body = &body;
-    let refuse = |reason: String| async move {
-        let content_type = headers
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        let quarantine_id = state
-            .store
-            .quarantine(Quarantined {
-                source: source.name().to_owned(),
-                reason: reason.clone(),
-                body: state.redactor.body(body).unwrap_or_else(|| body.to_vec()),
-                content_type,
-                received_at,
-            })
-            .await?;
-        state.metrics.quarantined(source.name());
-        state.metrics.ack(source.name(), clock.elapsed());
-        // The reason is not logged: a parser's message can quote the body, and a log line
-        // cannot be erased by `forget`. It is in the answer and the quarantine.
-        tracing::warn!(
-            source = source.name(),
-            quarantine_id,
-            "payload refused and quarantined; the reason went back to the sender and is kept with the body"
-        );
-        Ok::<_, ApiError>((reason, quarantine_id))
-    };
     let registry = state.registry.current();
-    // The document as JSON only for a redaction rule or a filter that reads `raw`.
-    let needs_raw = !state.redactor.is_empty() || registry.filters_read_raw();
-    let parsed = if needs_raw {
-        source.parse(body).map(|p| (p.conversation, p.raw))
-    } else {
-        source.conversation(body).map(|c| (c, Value::Null))
+    let intake = Intake {
+        store: state.store.as_ref(),
+        registry: &registry,
+        redactor: &state.redactor,
+        wake: Some(&state.wake),
     };
-    let (mut conversation, mut raw) = match parsed {
-        Ok(parsed) => parsed,
-        Err(error) => {
-            let (reason, quarantine_id) = refuse(error.to_string()).await?;
-            return Err(ApiError::Unparseable {
-                reason,
+    let refused_account = |account: &str| match scope {
+        TokenScope::Tenant { name, .. } if !scope.admits(account) => Some(format!(
+            "account {account} is not one of tenant `{name}`'s accounts; this URL takes only its chats"
+        )),
+        _ => None,
+    };
+    let admitted = match intake
+        .admit(source, body.clone(), refused_account, received_at)
+        .await?
+    {
+        Ok(admitted) => admitted,
+        Err(refusal) => {
+            let content_type = headers
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            let quarantine_id = state
+                .store
+                .quarantine(Quarantined {
+                    source: source.name().to_owned(),
+                    reason: refusal.reason().to_owned(),
+                    body: state.redactor.body(&body).unwrap_or_else(|| body.to_vec()),
+                    content_type,
+                    received_at,
+                })
+                .await?;
+            state.metrics.quarantined(source.name(), refusal.kind());
+            state.metrics.ack(source.name(), clock.elapsed());
+            // The reason is not logged: a parser's message can quote the body, and a log line
+            // cannot be erased by `forget`. It is in the answer and the quarantine.
+            tracing::warn!(
+                source = source.name(),
                 quarantine_id,
+                "payload refused and quarantined; the reason went back to the sender and is kept with the body"
+            );
+            let reason = refusal.reason().to_owned();
+            return Err(match refusal {
+                Refusal::Unparseable(_) => ApiError::Unparseable {
+                    reason,
+                    quarantine_id,
+                },
+                Refusal::OtherAccount(_) => ApiError::OtherTenant {
+                    reason,
+                    quarantine_id,
+                },
             });
         }
     };
-    if let TokenScope::Tenant { name, .. } = scope
-        && !scope.admits(&conversation.account_id)
-    {
-        let (reason, quarantine_id) = refuse(format!(
-            "account {} is not one of tenant `{name}`'s accounts; this URL takes only its chats",
-            conversation.account_id
-        ))
-        .await?;
-        return Err(ApiError::OtherTenant {
-            reason,
-            quarantine_id,
-        });
-    }
-    let redacted = state.redactor.conversation(&mut conversation, &mut raw);
-    let conversation_id = conversation.id.to_string();
-    let status = conversation.status.as_str();
-    let connectors = registry.matching(&conversation, &raw).unwrap_or_else(|e| {
-        // The conversation is still stored; fixing the filter and replaying delivers it.
-        tracing::error!(conversation_id, error = %e, "a connector filter failed; no deliveries created");
-        Vec::new()
-    });
-    let mut version = NewVersion::new(conversation, body.to_vec(), connectors, received_at)?;
-    // The digest stays that of the body as sent, so a resend is still a duplicate.
-    if let Some(redacted) = redacted {
-        version.raw = redacted;
-    }
-    let outcome = state.store.ingest(version).await?;
     state.metrics.ack(source.name(), clock.elapsed());
+    let Admitted {
+        conversation_id,
+        status,
+        outcome,
+    } = admitted;
     match outcome {
         IngestOutcome::Stored {
             version,
             deliveries,
         } => {
             state.metrics.received(source.name(), status);
-            state.wake.notify_one();
             // Debug, not info: each delivery's outcome is logged at info with the same
             // conversation id, and at thousands of acks per second a line per ack is a
             // measurable share of the request's cost.
@@ -281,11 +264,22 @@ async fn receive(
     }
 }
 
-fn is_too_large(error: &axum::extract::rejection::FailedToBufferBody) -> bool {
-    matches!(
-        error,
-        axum::extract::rejection::FailedToBufferBody::LengthLimitError(_)
-    )
+/// Reads the whole body, up to `limit` bytes (413 past it). A body that stops arriving is
+/// cut off by the server's `body_read_timeout` (408).
+async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
+    axum::body::to_bytes(body, limit).await.map_err(|e| {
+        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+        while let Some(cause) = source {
+            if cause.is::<http_body_util::LengthLimitError>() {
+                return ApiError::TooLarge { limit };
+            }
+            if cause.is::<super::BodyTimeout>() {
+                return ApiError::BodyTimeout;
+            }
+            source = cause.source();
+        }
+        ApiError::BadBody(e.to_string())
+    })
 }
 
 #[cfg(test)]

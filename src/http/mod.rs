@@ -15,11 +15,14 @@ pub mod dashboard;
 pub mod error;
 pub mod health;
 pub mod ingest;
+pub mod server;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use axum::Router;
+use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, MatchedPath};
 use axum::http::{HeaderName, HeaderValue, Request};
 use axum::routing::{get, post};
@@ -93,6 +96,8 @@ pub struct SharedState {
     pub worker: Option<Arc<Worker>>,
     /// `server.max_body_bytes`, for the 413 message.
     pub max_body_bytes: usize,
+    /// `server.body_read_timeout`: the most a request's whole body may take to arrive.
+    pub body_read_timeout: Duration,
     /// Counters and histograms.
     pub metrics: Arc<Metrics>,
     /// `[privacy] redact` rules, applied at ingest.
@@ -106,6 +111,7 @@ pub struct SharedState {
 /// The application's routes and middleware.
 pub fn router(state: AppState) -> Router {
     let max_body = state.max_body_bytes;
+    let body_deadline = state.body_read_timeout;
     Router::new()
         .route("/hooks/smartsupp/{token}", post(ingest::smartsupp_path))
         .route("/hooks/smartsupp", post(ingest::smartsupp_query))
@@ -116,6 +122,9 @@ pub fn router(state: AppState) -> Router {
         .merge(dashboard::router(state.clone()))
         .with_state(state)
         .layer(DefaultBodyLimit::max(max_body))
+        .layer(axum::middleware::map_request(move |request: Request<Body>| {
+            std::future::ready(with_deadline(request, body_deadline))
+        }))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(
             TraceLayer::new_for_http()
@@ -129,6 +138,31 @@ pub fn router(state: AppState) -> Router {
         )
         .layer(SetRequestIdLayer::new(REQUEST_ID, Sequential::default()))
 }
+
+/// The request with its body cut off `within` after now: every route that reads a body
+/// fails with [`BodyTimeout`] past it, so a client trickling a body in cannot hold a
+/// connection and a task for longer.
+fn with_deadline(request: Request<Body>, within: Duration) -> Request<Body> {
+    use futures_util::StreamExt as _;
+    let deadline = tokio::time::Instant::now() + within;
+    request.map(|body| {
+        let chunks =
+            futures_util::stream::unfold(Some(body.into_data_stream()), move |rest| async move {
+                let mut chunks = rest?;
+                match tokio::time::timeout_at(deadline, chunks.next()).await {
+                    Ok(Some(chunk)) => Some((chunk.map_err(axum::Error::new), Some(chunks))),
+                    Ok(None) => None,
+                    Err(_) => Some((Err(axum::Error::new(BodyTimeout)), None)),
+                }
+            });
+        Body::from_stream(chunks)
+    })
+}
+
+/// A request body did not arrive within `server.body_read_timeout`.
+#[derive(Debug, thiserror::Error)]
+#[error("the request body did not arrive in time")]
+pub struct BodyTimeout;
 
 /// Request ids: a per-process random prefix and a counter; unique enough to follow a request
 /// through the logs, and free of any allocation-heavy generator.

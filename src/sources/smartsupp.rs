@@ -17,7 +17,7 @@
 //! - System messages carry an event code (`agent.join`) in `content`; it is kept verbatim
 //!   in `event`, and `text` is a readable sentence (the code itself when unknown).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 use serde_json::Value;
 
@@ -258,18 +258,20 @@ fn describe_event(code: &str, who: Option<&str>) -> String {
 
 /// Human agents in order of appearance: authors of agent messages and agents named by
 /// `agent.*` events. Automatic messages (`triggered_by`, empty names) are not people.
+/// Linear in the messages: a payload may name tens of thousands of distinct authors.
 fn agents(messages: &[Message]) -> Vec<String> {
     let mut names: Vec<String> = Vec::new();
+    let mut seen: HashSet<&str> = HashSet::new();
     for m in messages {
         let is_agent = match m.kind {
             MessageKind::Agent => m.triggered_by.is_none(),
             MessageKind::System => m.event.as_deref().is_some_and(|e| e.starts_with("agent.")),
             MessageKind::Visitor => false,
         };
-        if let (true, Some(name)) = (is_agent, m.author_name.as_ref())
-            && !names.contains(name)
+        if let (true, Some(name)) = (is_agent, m.author_name.as_deref())
+            && seen.insert(name)
         {
-            names.push(name.clone());
+            names.push(name.to_owned());
         }
     }
     names

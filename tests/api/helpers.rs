@@ -111,6 +111,8 @@ pub struct Options {
     pub top: String,
     /// Extra TOML appended to the config (more connectors, other settings).
     pub extra: String,
+    /// More `[server]` keys (timeouts, the connection cap).
+    pub server: String,
     /// Run the worker loop (false: the test drives `try_run_once`).
     pub workers: bool,
     /// `[delivery]` table body.
@@ -128,6 +130,7 @@ impl Default for Options {
         Self {
             top: String::new(),
             extra: String::new(),
+            server: String::new(),
             workers: true,
             // Millisecond intervals; max_interval leaves room for a 3 s Retry-After.
             // A short lease: after a kill -9, a restarted process on a shared store takes the
@@ -221,6 +224,7 @@ pub fn config_text(store: &str, zendesk: &FakeZendesk, options: &Options) -> Str
 [server]
 listen = "127.0.0.1:0"
 max_body_bytes = 2097152
+{server}
 
 [store]
 url = "{store}"
@@ -237,6 +241,7 @@ token = "{HOOK_TOKEN}"
 {extra}
 "#,
         top = options.top,
+        server = options.server,
         delivery = options.delivery,
         admin = if options.admin {
             format!("[admin]\ntoken = \"{ADMIN_TOKEN}\"")

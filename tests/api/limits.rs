@@ -184,7 +184,7 @@ async fn metrics_parse_and_the_counters_move_with_what_happens() {
         1.0
     );
     assert_eq!(
-        get("chatbridge_payloads_quarantined_total{source=smartsupp}"),
+        get("chatbridge_payloads_quarantined_total{reason=unparseable,source=smartsupp}"),
         1.0
     );
     assert_eq!(

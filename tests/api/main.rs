@@ -29,6 +29,7 @@ mod postgres;
 mod privacy;
 mod process;
 mod real_counterparts;
+mod server;
 mod snapshots;
 mod store;
 mod tenants;
