@@ -253,7 +253,7 @@ impl Application {
             idle_timeout: config.server.idle_timeout,
         };
         let grace = config.delivery.request_timeout;
-        let retention = Retention::new(store.clone(), &config.retention);
+        let retention = Retention::new(store.clone(), registry.clone(), &config.retention);
         let state = AppState::new(SharedState {
             store,
             registry: registry.clone(),

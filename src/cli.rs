@@ -325,15 +325,17 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Forget { email } => {
             quiet_logs();
             let store = app::open_store(&config).await?;
-            let report = maintenance::forget(store.as_ref(), &email).await?;
+            let outboxes = app::registry(&config)?.outboxes();
+            let report = maintenance::forget(store.as_ref(), &email, &outboxes).await?;
             println!(
-                "erased {} conversations ({} versions, {} deliveries, {} attempts, {} remembered remote ids), {} quarantined bodies; blanked {} answer excerpts of other conversations",
+                "erased {} conversations ({} versions, {} deliveries, {} attempts, {} remembered remote ids), {} quarantined bodies, {} outbox files; blanked {} answer excerpts of other conversations",
                 report.conversations,
                 report.versions,
                 report.deliveries,
                 report.attempts,
                 report.ledger_entries,
                 report.quarantined,
+                report.files,
                 report.excerpts_blanked
             );
             Ok(ExitCode::SUCCESS)

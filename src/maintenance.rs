@@ -5,13 +5,16 @@
 //! Bulk work goes in pages, each its own transaction, so a replay of a month does not hold
 //! the store's writer for long and reports progress as it goes.
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
 
 use crate::config::RetentionConfig;
+use crate::connectors::LiveRegistry;
 use crate::model::Timestamp;
+use crate::privacy;
 use crate::store::{
     ConversationFilter, DeliveryFilter, DeliveryState, ForgetReport, PurgeReport, Store, StoreError,
 };
@@ -144,25 +147,82 @@ pub async fn retry_dead(
     Ok(retried)
 }
 
-/// Erases every stored trace of the visitor with this e-mail address.
+/// Erases every trace of the visitor with this e-mail address that chatbridge wrote: their
+/// conversations in the store, quarantined bodies that mention the address however they
+/// spell it ([`privacy::mentions`]), files in the connectors' `outboxes` that mention it;
+/// then [`Store::scrub`], so the store's files keep no older copy.
 ///
 /// # Errors
 /// When the address is blank, or the store fails.
-pub async fn forget(store: &dyn Store, email: &str) -> Result<ForgetReport, ForgetError> {
+pub async fn forget(
+    store: &dyn Store,
+    email: &str,
+    outboxes: &[PathBuf],
+) -> Result<ForgetReport, ForgetError> {
     let email = email.trim();
     if email.is_empty() || !email.contains('@') {
         return Err(ForgetError::NotAnAddress(email.to_owned()));
     }
-    let report = store.forget(email).await?;
+    let needle = email.to_lowercase();
+    let mut report = store.forget(email).await?;
+    let mut after = 0;
+    loop {
+        let page = store.quarantined_after(after, PAGE).await?;
+        let Some(last) = page.last() else { break };
+        after = last.id;
+        let matching: Vec<i64> = page
+            .iter()
+            .filter(|q| privacy::mentions(&q.item.body, &needle))
+            .map(|q| q.id)
+            .collect();
+        if !matching.is_empty() {
+            report.quarantined += store.drop_quarantined(&matching).await?;
+        }
+    }
+    for dir in outboxes {
+        report.files += remove_files(dir, |bytes, _| privacy::mentions(bytes, &needle)).await?;
+    }
+    store.scrub().await?;
     // The address itself is not logged: that would be a trace of the visitor.
     tracing::info!(
         conversations = report.conversations,
         versions = report.versions,
         attempts = report.attempts,
         quarantined = report.quarantined,
+        files = report.files,
         "erased a visitor's conversations"
     );
     Ok(report)
+}
+
+/// Removes the files of `dir` (not its sub-folders) for which `remove(content, modified)`
+/// holds; returns how many. A folder that does not exist yet holds nothing.
+///
+/// # Errors
+/// When the folder or a file cannot be read or removed: erasure must not report success
+/// while a copy stays behind.
+async fn remove_files(
+    dir: &Path,
+    remove: impl Fn(&[u8], std::time::SystemTime) -> bool,
+) -> Result<u64, std::io::Error> {
+    let mut entries = match tokio::fs::read_dir(dir).await {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e),
+    };
+    let mut removed = 0;
+    while let Some(entry) = entries.next_entry().await? {
+        let metadata = entry.metadata().await?;
+        if !metadata.is_file() {
+            continue;
+        }
+        let content = tokio::fs::read(entry.path()).await?;
+        if remove(&content, metadata.modified()?) {
+            tokio::fs::remove_file(entry.path()).await?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
 }
 
 /// Why [`forget`] refused.
@@ -174,26 +234,56 @@ pub enum ForgetError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// An outbox folder could not be read or cleaned.
+    #[error("cannot clean an outbox folder: {0}")]
+    Files(#[from] std::io::Error),
 }
 
 /// The retention purge: conversations settled longer ago than `[retention]` allows are
-/// removed with everything about them.
+/// removed with everything about them, and so are the outbox files written for them.
 #[derive(Debug, Clone)]
 pub struct Retention {
     store: Arc<dyn Store>,
+    /// The connectors in use, for their outbox folders.
+    registry: Arc<LiveRegistry>,
     delivered: Option<Duration>,
     dead: Option<Duration>,
 }
 
 impl Retention {
-    /// Retention of `store` by `config` (0 days: keep forever).
-    pub fn new(store: Arc<dyn Store>, config: &RetentionConfig) -> Self {
+    /// Retention of `store` and the outboxes of `registry`'s connectors by `config` (0 days:
+    /// keep forever).
+    pub fn new(
+        store: Arc<dyn Store>,
+        registry: Arc<LiveRegistry>,
+        config: &RetentionConfig,
+    ) -> Self {
         let days = |n: u32| (n > 0).then(|| Duration::from_secs(u64::from(n) * 86_400));
         Self {
             store,
+            registry,
             delivered: days(config.delivered_days),
             dead: days(config.dead_days),
         }
+    }
+
+    /// Removes outbox files written longer ago than `delivered_days`: a file is written when
+    /// its delivery succeeds, so it goes when its conversation does. Then, if anything was
+    /// removed from the store or the folders, [`Store::scrub`].
+    ///
+    /// # Errors
+    /// When a folder cannot be read or cleaned, or the store fails.
+    pub async fn purge_outboxes(&self, now: Timestamp) -> Result<u64, ForgetError> {
+        let Some(keep) = self.delivered else {
+            return Ok(0);
+        };
+        let cutoff = std::time::SystemTime::UNIX_EPOCH
+            + Duration::from_millis(u64::try_from(now.minus(keep).unix_millis()).unwrap_or(0));
+        let mut removed = 0;
+        for dir in self.registry.current().outboxes() {
+            removed += remove_files(&dir, |_, modified| modified < cutoff).await?;
+        }
+        Ok(removed)
     }
 
     /// Purges everything past its time, a page per transaction.
@@ -227,14 +317,28 @@ impl Retention {
         }
         tokio::pin!(shutdown);
         loop {
-            match self.purge(Timestamp::now()).await {
-                Ok(r) if r.conversations + r.quarantined > 0 => tracing::info!(
-                    conversations = r.conversations,
-                    quarantined = r.quarantined,
+            let now = Timestamp::now();
+            let purged = match self.purge(now).await {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::error!(error = %e, "retention purge failed; trying again later");
+                    PurgeReport::default()
+                }
+            };
+            let files = self.purge_outboxes(now).await.unwrap_or_else(|e| {
+                tracing::error!(error = %e, "retention: outbox files not purged; trying again later");
+                0
+            });
+            if purged.conversations + purged.quarantined + files > 0 {
+                tracing::info!(
+                    conversations = purged.conversations,
+                    quarantined = purged.quarantined,
+                    files,
                     "retention: purged"
-                ),
-                Ok(_) => {}
-                Err(e) => tracing::error!(error = %e, "retention purge failed; trying again later"),
+                );
+                if let Err(e) = self.store.scrub().await {
+                    tracing::error!(error = %e, "retention: the store's log still holds purged data; trying again later");
+                }
             }
             tokio::select! {
                 () = &mut shutdown => return,

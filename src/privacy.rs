@@ -104,9 +104,111 @@ impl Redactor {
     }
 }
 
+/// Whether `bytes` mention the e-mail address `needle` (given in lower case), however they
+/// spell it: in any letter case, with JSON string escapes (`zoe\u0040example.com`, a
+/// `\/`), or percent-encoded (`zoe%40example.com`, a form body). What erasure looks for in
+/// bodies it cannot parse (quarantined ones) and in files written for targets.
+pub fn mentions(bytes: &[u8], needle: &str) -> bool {
+    if needle.is_empty() {
+        return false;
+    }
+    let text = String::from_utf8_lossy(bytes).to_lowercase();
+    if text.contains(needle) {
+        return true;
+    }
+    let unescaped = unescape_json(&text).to_lowercase();
+    unescaped.contains(needle) || percent_decoded(&unescaped).to_lowercase().contains(needle)
+}
+
+/// `text` with JSON string escapes replaced by what they stand for, wherever they occur; a
+/// broken escape is kept as it is.
+fn unescape_json(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find('\\') {
+        out.push_str(&rest[..at]);
+        let escape = &rest[at + 1..];
+        let mut chars = escape.chars();
+        match chars.next() {
+            Some('u') => {
+                let unit = |s: &str| s.get(..4).and_then(|h| u16::from_str_radix(h, 16).ok());
+                let high = unit(&escape[1..]);
+                let low = escape
+                    .get(5..7)
+                    .filter(|s| *s == "\\u")
+                    .and_then(|_| unit(&escape[7..]));
+                match (high, low) {
+                    (Some(h), Some(l)) if (0xD800..0xDC00).contains(&h) => {
+                        match char::decode_utf16([h, l]).next() {
+                            Some(Ok(c)) => out.push(c),
+                            _ => out.push(char::REPLACEMENT_CHARACTER),
+                        }
+                        rest = &escape[11..];
+                    }
+                    (Some(h), _) => {
+                        out.push(
+                            char::from_u32(u32::from(h)).unwrap_or(char::REPLACEMENT_CHARACTER),
+                        );
+                        rest = &escape[5..];
+                    }
+                    (None, _) => {
+                        out.push('\\');
+                        rest = escape;
+                    }
+                }
+            }
+            Some(c) => {
+                out.push(match c {
+                    'n' => '\n',
+                    't' => '\t',
+                    'r' => '\r',
+                    'b' | 'f' => ' ',
+                    other => other,
+                });
+                rest = &escape[c.len_utf8()..];
+            }
+            None => {
+                out.push('\\');
+                rest = escape;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+fn percent_decoded(text: &str) -> String {
+    percent_encoding::percent_decode_str(&text.replace('+', " "))
+        .decode_utf8_lossy()
+        .into_owned()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_address_is_found_however_the_body_spells_it() {
+        let needle = "zoe.forgetme@example.com";
+        for body in [
+            r#"{"email":"Zoe.ForgetMe@Example.com"}"#,
+            r#"{"email":"zoe.forgetme\u0040example.com""#,
+            r#"{"email":"zoe.forgetme\u0040EXAMPLE\u002ecom"}"#,
+            "email=zoe.forgetme%40example.com&name=Zoe",
+            r#"{"note":"see \"zoe.forgetme@example.com\""}"#,
+        ] {
+            assert!(mentions(body.as_bytes(), needle), "{body}");
+        }
+        for body in [
+            r#"{"email":"zoe.forget@example.com"}"#,
+            r#"{"broken":"\u00"}"#,
+            "\\",
+            r#"\ud83d\ude00 \ud83d"#,
+        ] {
+            assert!(!mentions(body.as_bytes(), needle), "{body}");
+        }
+        assert_eq!(unescape_json(r#"\ud83d\ude00"#), "\u{1F600}");
+    }
 
     #[test]
     fn matching_text_is_replaced_and_other_text_left_alone() {

@@ -131,6 +131,10 @@ impl Connector for FileConnector {
         self.reads
     }
 
+    fn outbox(&self) -> Option<&std::path::Path> {
+        Some(&self.dir)
+    }
+
     async fn deliver(
         &self,
         job: &DeliveryJob<'_>,

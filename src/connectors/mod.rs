@@ -378,6 +378,12 @@ pub trait Connector: Send + Sync + std::fmt::Debug {
         Reads::ALL
     }
 
+    /// The folder it writes deliveries into on this machine, if it does: erasure and
+    /// retention clean it as they clean the store.
+    fn outbox(&self) -> Option<&std::path::Path> {
+        None
+    }
+
     /// Makes exactly one delivery attempt. Never sleeps or retries. Safe to repeat for the
     /// same delivery: completed steps are skipped, and definitions dedupe at the target.
     ///
@@ -725,6 +731,13 @@ impl Registry {
     /// Every configured instance.
     pub fn connectors(&self) -> impl Iterator<Item = &Arc<dyn Connector>> {
         self.instances.iter().map(|i| &i.connector)
+    }
+
+    /// The folders instances write deliveries into ([`Connector::outbox`]).
+    pub fn outboxes(&self) -> Vec<std::path::PathBuf> {
+        self.connectors()
+            .filter_map(|c| c.outbox().map(std::path::Path::to_path_buf))
+            .collect()
     }
 
     /// Every instance's name, in config order.

@@ -754,11 +754,13 @@ async fn forget(
     State(state): State<AppState>,
     Json(request): Json<ForgetRequest>,
 ) -> Result<Json<ForgetReport>, ApiError> {
-    let report = maintenance::forget(state.store.as_ref(), &request.email)
+    let outboxes = state.registry.current().outboxes();
+    let report = maintenance::forget(state.store.as_ref(), &request.email, &outboxes)
         .await
         .map_err(|e| match e {
             maintenance::ForgetError::NotAnAddress(_) => ApiError::Invalid(e.to_string()),
             maintenance::ForgetError::Store(e) => ApiError::Unavailable(e),
+            maintenance::ForgetError::Files(_) => ApiError::Internal(e.to_string()),
         })?;
     Ok(Json(report))
 }

@@ -61,6 +61,10 @@ pub enum ApiError {
     /// 422: a template or definition does not parse or render.
     #[error("{0}")]
     Unrenderable(String),
+    /// 500: something on this machine failed (a folder that cannot be cleaned); logged, not
+    /// sent.
+    #[error("{0}")]
+    Internal(String),
     /// 503: the store could not commit; the sender should send again.
     #[error("storage unavailable")]
     Unavailable(#[from] StoreError),
@@ -81,6 +85,7 @@ impl ApiError {
             Self::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -90,6 +95,10 @@ impl ApiError {
             Self::Unavailable(cause) => {
                 tracing::error!(error = %cause, "store failed; answering 503 so the sender retries");
                 "storage unavailable; send again later".to_owned()
+            }
+            Self::Internal(cause) => {
+                tracing::error!(error = %cause, "request failed");
+                "internal error; see the service's log".to_owned()
             }
             other => other.to_string(),
         }

@@ -185,6 +185,15 @@ pub struct Quarantined {
     pub received_at: Timestamp,
 }
 
+/// A quarantined body with its id, as shown and brought back.
+#[derive(Debug, Clone)]
+pub struct QuarantinedBody {
+    /// Store id.
+    pub id: i64,
+    /// The body and what is known of it.
+    pub item: Quarantined,
+}
+
 /// A quarantined body as listed.
 #[derive(Debug, Clone)]
 pub struct QuarantineRow {
@@ -577,6 +586,8 @@ pub struct ForgetReport {
     pub quarantined: u64,
     /// Answer excerpts and errors of other conversations that mentioned the address, blanked.
     pub excerpts_blanked: u64,
+    /// Files in connectors' outbox folders that mentioned the address, removed.
+    pub files: u64,
 }
 
 /// Durable storage for conversations, deliveries and their attempts.
@@ -600,6 +611,35 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// # Errors
     /// When the database fails.
     async fn quarantined(&self, limit: usize) -> Result<Vec<QuarantineRow>, StoreError>;
+
+    /// One quarantined body, whole.
+    ///
+    /// # Errors
+    /// When the database fails.
+    async fn quarantined_body(&self, id: i64) -> Result<Option<QuarantinedBody>, StoreError>;
+
+    /// Up to `limit` quarantined bodies with ids above `after`, oldest first: a page of a walk
+    /// through all of them (re-ingest, erasure) that never holds the writer for long.
+    ///
+    /// # Errors
+    /// When the database fails.
+    async fn quarantined_after(
+        &self,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<QuarantinedBody>, StoreError>;
+
+    /// Keeps a new reason for a quarantined body that was tried again and still refused.
+    ///
+    /// # Errors
+    /// When the database fails.
+    async fn requarantine(&self, id: i64, reason: &str) -> Result<(), StoreError>;
+
+    /// Removes quarantined bodies; returns how many there were.
+    ///
+    /// # Errors
+    /// When the database fails.
+    async fn drop_quarantined(&self, ids: &[i64]) -> Result<u64, StoreError>;
 
     /// Leases up to `limit` due deliveries for `lease_for`, oldest first, of the connectors
     /// in `caps` only, at most `caps[name]` of each (0 skips it: circuit open, rate limit
@@ -753,14 +793,24 @@ pub trait Store: Send + Sync + fmt::Debug {
         limit: usize,
     ) -> Result<PurgeReport, StoreError>;
 
-    /// Erases every trace of the visitor with this e-mail: their conversations (matched by
-    /// the visitor's address or the address anywhere in a stored body) with versions,
-    /// deliveries, attempts and ledger entries; quarantined bodies that mention it; and
-    /// blanks excerpts of other conversations' answers that mention it.
+    /// Erases the visitor with this e-mail from the conversations: theirs (matched by the
+    /// visitor's address or the address anywhere in a stored body) with versions,
+    /// deliveries, attempts and ledger entries; and blanks excerpts of other conversations'
+    /// answers that mention it. Quarantined bodies, which need their JSON escapes decoded
+    /// to be matched, are for [`crate::maintenance::forget`].
     ///
     /// # Errors
     /// When the database fails.
     async fn forget(&self, email: &str) -> Result<ForgetReport, StoreError>;
+
+    /// After an erasure: leaves no copy of what was deleted in the store's own files. SQLite
+    /// overwrites deleted content as it deletes (`secure_delete`), and here folds the
+    /// write-ahead log into the database and truncates it, so the log's older page images go.
+    /// PostgreSQL offers no such guarantee from inside a session (see docs/deploy.md).
+    ///
+    /// # Errors
+    /// When the database fails.
+    async fn scrub(&self) -> Result<(), StoreError>;
 
     /// Checks that the store answers.
     ///

@@ -31,8 +31,8 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 use super::{
     AttemptRecord, AttemptRow, ConnectorStats, ConversationFilter, ConversationRow, DeliveryFilter,
     DeliveryRow, DeliveryState, ForgetReport, IngestOutcome, LeasedDelivery, NewVersion, NextState,
-    PurgeReport, QuarantineRow, Quarantined, ReplayReport, StateCounts, Store, StoreError,
-    VersionRow, delivery_key, from_ms, ms,
+    PurgeReport, QuarantineRow, Quarantined, QuarantinedBody, ReplayReport, StateCounts, Store,
+    StoreError, VersionRow, delivery_key, from_ms, ms,
 };
 use crate::connectors::StepOutputs;
 use crate::model::Timestamp;
@@ -119,6 +119,38 @@ impl PostgresStore {
         let client = self.client().await?;
         let statement = client.prepare_cached(sql).await.map_err(pg)?;
         client.query(&statement, params).await.map_err(pg)
+    }
+
+    /// Quarantined bodies matching `condition` on `$1`, oldest first.
+    async fn quarantined_where(
+        &self,
+        condition: &str,
+        value: i64,
+        limit: usize,
+    ) -> Result<Vec<QuarantinedBody>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.query(
+            &format!(
+                "SELECT id, source, reason, body, content_type, received_at FROM quarantine
+                 WHERE {condition} ORDER BY id LIMIT $2"
+            ),
+            &[&value, &limit],
+        )
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(QuarantinedBody {
+                id: column(r, 0)?,
+                item: Quarantined {
+                    source: column(r, 1)?,
+                    reason: column(r, 2)?,
+                    body: column(r, 3)?,
+                    content_type: column(r, 4)?,
+                    received_at: from_ms(column(r, 5)?)?,
+                },
+            })
+        })
+        .collect()
     }
 }
 
@@ -1061,6 +1093,7 @@ impl Store for PostgresStore {
             .await?,
             quarantined: 0,
             excerpts_blanked: 0,
+            files: 0,
         };
         tx.execute(
             "DELETE FROM conversations WHERE id IN (SELECT id FROM forgotten)",
@@ -1068,17 +1101,6 @@ impl Store for PostgresStore {
         )
         .await
         .map_err(pg)?;
-        // A quarantined body need not be UTF-8: match its bytes, and its text where it is
-        // ASCII (escape encoding keeps ASCII as it is), case-insensitively.
-        let quarantined = tx
-            .execute(
-                "DELETE FROM quarantine
-                 WHERE position(convert_to($1, 'UTF8') in body) > 0
-                    OR position($1 in lower(encode(body, 'escape'))) > 0",
-                &[&needle],
-            )
-            .await
-            .map_err(pg)?;
         let blanked = tx
             .execute(
                 "UPDATE attempts SET
@@ -1099,10 +1121,43 @@ impl Store for PostgresStore {
                 .map_err(pg)?;
         tx.commit().await.map_err(pg)?;
         Ok(ForgetReport {
-            quarantined,
             excerpts_blanked: blanked,
             ..report
         })
+    }
+
+    async fn scrub(&self) -> Result<(), StoreError> {
+        // Deleted rows stay in their pages until VACUUM marks the space free and later
+        // writes reuse it; nothing a session can run here overwrites them at once (VACUUM
+        // FULL would, by rewriting whole tables under an exclusive lock). docs/deploy.md says
+        // what an operator can do.
+        Ok(())
+    }
+
+    async fn quarantined_body(&self, id: i64) -> Result<Option<QuarantinedBody>, StoreError> {
+        Ok(self.quarantined_where("id = $1", id, 1).await?.pop())
+    }
+
+    async fn quarantined_after(
+        &self,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<QuarantinedBody>, StoreError> {
+        self.quarantined_where("id > $1", after, limit).await
+    }
+
+    async fn requarantine(&self, id: i64, reason: &str) -> Result<(), StoreError> {
+        self.execute(
+            "UPDATE quarantine SET reason = $2 WHERE id = $1",
+            &[&id, &reason],
+        )
+        .await
+        .map(|_| ())
+    }
+
+    async fn drop_quarantined(&self, ids: &[i64]) -> Result<u64, StoreError> {
+        self.execute("DELETE FROM quarantine WHERE id = ANY($1)", &[&ids])
+            .await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -42,8 +42,8 @@ use tokio::sync::{mpsc, oneshot};
 use super::{
     AttemptRecord, AttemptRow, ConnectorStats, ConversationFilter, ConversationRow, DeliveryFilter,
     DeliveryRow, DeliveryState, ForgetReport, IngestOutcome, LeasedDelivery, NewVersion, NextState,
-    PurgeReport, QuarantineRow, Quarantined, ReplayReport, StateCounts, Store, StoreError,
-    VersionRow, delivery_key, from_ms, ms,
+    PurgeReport, QuarantineRow, Quarantined, QuarantinedBody, ReplayReport, StateCounts, Store,
+    StoreError, VersionRow, delivery_key, from_ms, ms,
 };
 use crate::config::Synchronous;
 use crate::connectors::StepOutputs;
@@ -118,6 +118,16 @@ type Job = Box<dyn Work>;
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     jobs: mpsc::Sender<Job>,
+    /// To the checkpointer: a scrub's request to truncate the WAL.
+    checkpoints: std::sync::mpsc::SyncSender<Checkpoint>,
+}
+
+/// What the checkpointer is asked to do.
+enum Checkpoint {
+    /// The WAL has grown: copy it into the database, never blocking the writer.
+    Passive,
+    /// After an erasure: copy all of it and truncate it, then answer.
+    Truncate(oneshot::Sender<Result<(), StoreError>>),
 }
 
 impl SqliteStore {
@@ -133,13 +143,14 @@ impl SqliteStore {
         let mut conn = connect(path)?;
         migrate(&conn)?;
         let checkpointer = connect(path)?;
-        let (nudge, nudged) = std::sync::mpsc::sync_channel::<()>(1);
+        let (checkpoints, nudged) = std::sync::mpsc::sync_channel::<Checkpoint>(4);
+        let nudge = checkpoints.clone();
         // Replaces SQLite's own auto-checkpoint, which would run inside the writer's commit.
         conn.wal_hook(Some(
             move |_: &mut rusqlite::hooks::Wal, pages: std::ffi::c_int| {
                 if pages >= CHECKPOINT_PAGES {
                     // A nudge already waiting covers this commit too.
-                    let _ = nudge.try_send(());
+                    let _ = nudge.try_send(Checkpoint::Passive);
                 }
                 Ok(())
             },
@@ -177,7 +188,7 @@ impl SqliteStore {
             "chatbridge-store",
             Box::new(move || write_loop(conn, queue, syncer)),
         )?;
-        Ok(Self { jobs })
+        Ok(Self { jobs, checkpoints })
     }
 
     /// Runs `work` on the writer inside the next batch; returns its result after the commit.
@@ -282,10 +293,37 @@ fn migrate(conn: &Connection) -> Result<(), StoreError> {
 /// Copies committed WAL pages into the database file when the writer's WAL has grown past
 /// [`CHECKPOINT_PAGES`]. PASSIVE never blocks the writer; a full pass lets the next commit
 /// restart the WAL from its beginning, which bounds its size.
-fn checkpoint_loop(conn: &Connection, nudged: &std::sync::mpsc::Receiver<()>) {
-    while nudged.recv().is_ok() {
-        if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
-            tracing::warn!(error = %e, "WAL checkpoint failed; will try again after the next commit");
+///
+/// A truncating checkpoint, asked for after an erasure, waits (the busy timeout) for the
+/// writer's batch in progress and for readers of older snapshots, and is tried again while
+/// they keep it from finishing.
+fn checkpoint_loop(conn: &Connection, nudged: &std::sync::mpsc::Receiver<Checkpoint>) {
+    while let Ok(request) = nudged.recv() {
+        match request {
+            Checkpoint::Passive => {
+                if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                    tracing::warn!(error = %e, "WAL checkpoint failed; will try again after the next commit");
+                }
+            }
+            Checkpoint::Truncate(done) => {
+                let mut result = Err(StoreError::Commit("the WAL stayed busy".into()));
+                for _ in 0..20 {
+                    match conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+                        r.get::<_, i64>(0)
+                    }) {
+                        Ok(0) => {
+                            result = Ok(());
+                            break;
+                        }
+                        Ok(_) => std::thread::sleep(std::time::Duration::from_millis(50)),
+                        Err(e) => {
+                            result = Err(db(e));
+                            break;
+                        }
+                    }
+                }
+                let _ = done.send(result);
+            }
         }
     }
     // The writer is gone: fold the WAL back into the database before exiting.
@@ -893,16 +931,11 @@ fn forget(conn: &Connection, email: &str) -> Result<ForgetReport, StoreError> {
         ))?,
         quarantined: 0,
         excerpts_blanked: 0,
+        files: 0,
     };
     conn.execute(&format!("DELETE FROM conversations WHERE id {in_set}"), [])
         .map_err(db)?;
     conn.execute("DELETE FROM temp.forgotten", []).map_err(db)?;
-    let quarantined = conn
-        .execute(
-            "DELETE FROM quarantine WHERE instr(lower(CAST(body AS TEXT)), ?1) > 0",
-            [&needle],
-        )
-        .map_err(db)?;
     let blanked = conn
         .execute(
             "UPDATE attempts SET
@@ -920,10 +953,51 @@ fn forget(conn: &Connection, email: &str) -> Result<ForgetReport, StoreError> {
             )
             .map_err(db)?;
     Ok(ForgetReport {
-        quarantined: quarantined as u64,
         excerpts_blanked: blanked as u64,
         ..report
     })
+}
+
+/// Quarantined bodies matching `condition` on `?1`, oldest first.
+fn quarantined_where(
+    conn: &Connection,
+    condition: &str,
+    value: i64,
+    limit: usize,
+) -> Result<Vec<QuarantinedBody>, StoreError> {
+    let rows = conn
+        .prepare_cached(&format!(
+            "SELECT id, source, reason, body, content_type, received_at FROM quarantine
+             WHERE {condition} ORDER BY id LIMIT ?2"
+        ))
+        .and_then(|mut s| {
+            s.query_map(params![value, limit as i64], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, Vec<u8>>(3)?,
+                    r.get::<_, Option<String>>(4)?,
+                    r.get::<_, i64>(5)?,
+                ))
+            })?
+            .collect::<Result<Vec<_>, _>>()
+        })
+        .map_err(db)?;
+    rows.into_iter()
+        .map(|(id, source, reason, body, content_type, at)| {
+            Ok(QuarantinedBody {
+                id,
+                item: Quarantined {
+                    source,
+                    reason,
+                    body,
+                    content_type,
+                    received_at: from_ms(at)?,
+                },
+            })
+        })
+        .collect()
 }
 
 #[async_trait]
@@ -1289,6 +1363,61 @@ impl Store for SqliteStore {
     async fn forget(&self, email: &str) -> Result<ForgetReport, StoreError> {
         let email = email.to_owned();
         self.call(move |conn| forget(conn, &email)).await
+    }
+
+    async fn scrub(&self) -> Result<(), StoreError> {
+        let (done, finished) = oneshot::channel();
+        let checkpoints = self.checkpoints.clone();
+        // A full queue waits for the checkpointer; not on an async thread.
+        tokio::task::spawn_blocking(move || checkpoints.send(Checkpoint::Truncate(done)))
+            .await
+            .map_err(|_| StoreError::Closed)?
+            .map_err(|_| StoreError::Closed)?;
+        finished.await.map_err(|_| StoreError::Closed)?
+    }
+
+    async fn quarantined_body(&self, id: i64) -> Result<Option<QuarantinedBody>, StoreError> {
+        self.call_soft(move |conn| {
+            quarantined_where(conn, "id = ?1", id, 1).map(|mut rows| rows.pop())
+        })
+        .await
+    }
+
+    async fn quarantined_after(
+        &self,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<QuarantinedBody>, StoreError> {
+        self.call_soft(move |conn| quarantined_where(conn, "id > ?1", after, limit))
+            .await
+    }
+
+    async fn requarantine(&self, id: i64, reason: &str) -> Result<(), StoreError> {
+        let reason = reason.to_owned();
+        self.call(move |conn| {
+            conn.execute(
+                "UPDATE quarantine SET reason = ?2 WHERE id = ?1",
+                params![id, reason],
+            )
+            .map(|_| ())
+            .map_err(db)
+        })
+        .await
+    }
+
+    async fn drop_quarantined(&self, ids: &[i64]) -> Result<u64, StoreError> {
+        let ids = ids.to_vec();
+        self.call(move |conn| {
+            let mut delete = conn
+                .prepare_cached("DELETE FROM quarantine WHERE id = ?1")
+                .map_err(db)?;
+            let mut dropped = 0;
+            for id in &ids {
+                dropped += delete.execute([id]).map_err(db)? as u64;
+            }
+            Ok(dropped)
+        })
+        .await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -109,7 +109,8 @@ pub fn seed_with_channel(channel_id: u64) -> Vec<u8> {
 pub struct Options {
     /// Top-level keys, placed before the first table (`templates_dir = ...`).
     pub top: String,
-    /// Extra TOML appended to the config (more connectors, other settings).
+    /// Extra TOML appended to the config (more connectors, other settings); `{zendesk}` is
+    /// the fake Zendesk's URL and `{data}` the app's folder.
     pub extra: String,
     /// More `[server]` keys (timeouts, the connection cap).
     pub server: String,
@@ -280,7 +281,9 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
         Some(url) => url.clone(),
         None => store_url(dir.path()).await,
     };
-    let mut text = config_text(&store_url, &zendesk, &options);
+    // `{data}` in the options stands for the app's own folder (an outbox beside the store).
+    let mut text = config_text(&store_url, &zendesk, &options)
+        .replace("{data}", &dir.path().display().to_string());
     if !options.workers {
         text = text.replace("workers = 4", "workers = 0");
     }

@@ -123,7 +123,7 @@ async fn forget_erases_conversations_excerpts_and_quarantined_bodies_and_reports
     assert_eq!(
         report,
         json!({ "conversations": 1, "versions": 1, "deliveries": 1, "attempts": 1,
-                "ledger_entries": 0, "quarantined": 1, "excerpts_blanked": 0 })
+                "ledger_entries": 0, "quarantined": 1, "excerpts_blanked": 0, "files": 0 })
     );
     assert_eq!(traces_in_store(&app, email).await, Vec::<String>::new());
     assert!(
@@ -141,6 +141,76 @@ async fn forget_erases_conversations_excerpts_and_quarantined_bodies_and_reports
 
     let (bad, answer) = app.api_post("/api/forget", json!({ "email": "  " })).await;
     assert_eq!(bad, 400, "{answer}");
+}
+
+/// Every file under `dir` whose bytes hold `needle` in any letter case, or a JSON-escaped or
+/// percent-encoded `@` of it.
+fn files_holding(dir: &std::path::Path, needle: &str) -> Vec<String> {
+    let needle = needle.to_lowercase();
+    let spellings = [
+        needle.clone(),
+        needle.replace('@', "\\u0040"),
+        needle.replace('@', "%40"),
+    ];
+    let mut found = Vec::new();
+    let mut folders = vec![dir.to_path_buf()];
+    while let Some(folder) = folders.pop() {
+        for entry in std::fs::read_dir(&folder).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                folders.push(path);
+                continue;
+            }
+            let text = String::from_utf8_lossy(&std::fs::read(&path).unwrap()).to_lowercase();
+            if spellings.iter().any(|s| text.contains(s.as_str())) {
+                found.push(path.display().to_string());
+            }
+        }
+    }
+    found
+}
+
+#[tokio::test]
+async fn after_forget_no_file_under_the_data_folder_holds_the_address() {
+    let app = spawn_app_with(Options {
+        extra: "[connectors.outbox]\ntype = \"file\"\nsettings = { dir = \"{data}/outbox\" }\n"
+            .into(),
+        ..Options::default()
+    })
+    .await;
+    let email = "zoe.forgetme@example.com";
+    let data = app.config_path.parent().unwrap().to_path_buf();
+    app.post_smartsupp(chat_of("Zoe.ForgetMe@example.com", 4901))
+        .await;
+    app.post_smartsupp(chat_of("stays@example.com", 4902)).await;
+    // Refused (no channel) and kept, the address written with a JSON escape.
+    let refused = app
+        .post_smartsupp(
+            r#"{"accountId": 208, "visitor": {"email": "zoe.forgetme\u0040example.com", "phone": "+420 777 123 456"}}"#,
+        )
+        .await;
+    assert_eq!(refused.status(), 400);
+    app.wait_for_deliveries(DeliveryState::Delivered, 4).await;
+    assert!(
+        !files_holding(&data, email).is_empty(),
+        "the test writes the address somewhere"
+    );
+
+    let (status, report) = app.api_post("/api/forget", json!({ "email": email })).await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(report["quarantined"], 1, "{report}");
+    assert_eq!(report["files"], 1, "{report}");
+    assert_eq!(files_holding(&data, email), Vec::<String>::new());
+    assert_eq!(traces_in_store(&app, email).await, Vec::<String>::new());
+    assert_eq!(
+        files_holding(&data, "stays@example.com").len(),
+        if app.store_url.starts_with("postgres") {
+            1
+        } else {
+            2
+        },
+        "another visitor's outbox file (and, with SQLite, store) stay"
+    );
 }
 
 #[tokio::test]
@@ -177,6 +247,7 @@ async fn the_retention_purge_removes_settled_conversations_past_their_time() {
     app.wait_for_deliveries(DeliveryState::Delivered, 1).await;
     let retention = Retention::new(
         app.store.clone(),
+        app.registry.clone(),
         &RetentionConfig {
             delivered_days: 30,
             dead_days: 90,
