@@ -138,6 +138,11 @@ impl Reloader {
         result
     }
 
+    /// The configuration the running set was built from (the latest accepted reload's).
+    pub fn config(&self) -> Arc<Config> {
+        self.config.read().expect("never poisoned").clone()
+    }
+
     /// The running set rebuilt with `templates` (name → text) over the template files, for
     /// previews of edits that are not saved. Nothing running changes.
     ///
@@ -164,6 +169,28 @@ impl Reloader {
                 message: e.to_string(),
             }]))
         })
+    }
+}
+
+/// The tokens each configured source accepts, and what each may post.
+pub fn source_auth(config: &Config) -> SourceAuth {
+    SourceAuth {
+        smartsupp: config.sources.smartsupp.as_ref().map(|s| {
+            let shared = [s.token.as_ref(), s.previous_token.as_ref()]
+                .into_iter()
+                .flatten()
+                .map(|t| (t, TokenScope::AnyAccount));
+            let tenants = s.tenants.iter().map(|t| {
+                (
+                    &t.token,
+                    TokenScope::Tenant {
+                        name: t.name.clone(),
+                        accounts: t.accounts.clone(),
+                    },
+                )
+            });
+            SourceTokens::scoped(shared.chain(tenants))
+        }),
     }
 }
 
@@ -220,24 +247,7 @@ impl Application {
             config.delivery.workers,
             lease_for,
         ));
-        let sources = SourceAuth {
-            smartsupp: config.sources.smartsupp.as_ref().map(|s| {
-                let shared = [s.token.as_ref(), s.previous_token.as_ref()]
-                    .into_iter()
-                    .flatten()
-                    .map(|t| (t, TokenScope::AnyAccount));
-                let tenants = s.tenants.iter().map(|t| {
-                    (
-                        &t.token,
-                        TokenScope::Tenant {
-                            name: t.name.clone(),
-                            accounts: t.accounts.clone(),
-                        },
-                    )
-                });
-                SourceTokens::scoped(shared.chain(tenants))
-            }),
-        };
+        let sources = source_auth(&config);
         let address = config.server.listen.clone();
         let listener = TcpListener::bind(&address)
             .await

@@ -98,6 +98,14 @@ enum Command {
         #[arg(long)]
         connector: Option<String>,
     },
+    /// Bodies refused at ingest: list, show, bring back through today's parser and config,
+    /// or drop.
+    ///
+    /// Example: chatbridge quarantine reingest --all
+    Quarantine {
+        #[command(subcommand)]
+        action: QuarantineCommand,
+    },
     /// Erase every stored trace of a visitor: conversations, versions, attempt excerpts and
     /// quarantined bodies; prints what was removed. Cannot be undone.
     ///
@@ -106,6 +114,45 @@ enum Command {
         /// The visitor's e-mail address.
         #[arg(long)]
         email: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum QuarantineCommand {
+    /// List quarantined bodies, newest first, with why each was refused.
+    ///
+    /// Example: chatbridge quarantine list
+    List {
+        /// At most this many.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+    /// Print one quarantined body as it arrived, after its reason.
+    ///
+    /// Example: chatbridge quarantine show 12
+    Show {
+        /// Quarantine id.
+        id: i64,
+    },
+    /// Run bodies through today's parser and config (after a fix or a new tenant): those
+    /// that pass become conversations with deliveries, as if posted now; the others stay,
+    /// with the new reason.
+    ///
+    /// Example: chatbridge quarantine reingest 12 13, or chatbridge quarantine reingest --all
+    Reingest {
+        /// Quarantine ids.
+        ids: Vec<i64>,
+        /// Every quarantined body.
+        #[arg(long, conflicts_with = "ids")]
+        all: bool,
+    },
+    /// Remove quarantined bodies for good.
+    ///
+    /// Example: chatbridge quarantine drop 12
+    Drop {
+        /// Quarantine ids.
+        #[arg(required = true)]
+        ids: Vec<i64>,
     },
 }
 
@@ -322,6 +369,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
+        Command::Quarantine { action } => {
+            quiet_logs();
+            let store = app::open_store(&config).await?;
+            quarantine(&config, store.as_ref(), action).await
+        }
         Command::Forget { email } => {
             quiet_logs();
             let store = app::open_store(&config).await?;
@@ -341,6 +393,98 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// `quarantine`: what it prints for each action.
+async fn quarantine(
+    config: &Config,
+    store: &dyn crate::store::Store,
+    action: QuarantineCommand,
+) -> anyhow::Result<ExitCode> {
+    match action {
+        QuarantineCommand::List { limit } => {
+            let rows = store.quarantined(limit).await?;
+            println!(
+                "{:>6}  {:<10}  {:>8}  {:<24}  reason",
+                "id", "source", "bytes", "received"
+            );
+            for row in &rows {
+                println!(
+                    "{:>6}  {:<10}  {:>8}  {:<24}  {}",
+                    row.id,
+                    row.source,
+                    row.size,
+                    row.received_at.to_string(),
+                    row.reason
+                );
+            }
+            println!("{} quarantined bodies", rows.len());
+        }
+        QuarantineCommand::Show { id } => {
+            let kept = store.quarantined_body(id).await?.with_context(|| {
+                format!("no quarantined body {id}; see `chatbridge quarantine list`")
+            })?;
+            println!("source:   {}", kept.item.source);
+            println!("received: {}", kept.item.received_at);
+            println!(
+                "type:     {}",
+                kept.item.content_type.as_deref().unwrap_or("-")
+            );
+            println!("reason:   {}", kept.item.reason);
+            println!();
+            println!("{}", String::from_utf8_lossy(&kept.item.body));
+        }
+        QuarantineCommand::Reingest { ids, all } => {
+            let registry = app::registry(config)?;
+            let redactor = crate::privacy::Redactor::new(&config.privacy.redact);
+            let intake = crate::intake::Intake {
+                store,
+                registry: &registry,
+                redactor: &redactor,
+                wake: None,
+            };
+            let tokens = app::source_auth(config);
+            let totals = if all {
+                let mut progress = Reporter::new("re-ingesting quarantined bodies");
+                let totals = maintenance::reingest_all(&intake, &tokens, &mut progress).await?;
+                progress.finish();
+                totals
+            } else if ids.is_empty() {
+                anyhow::bail!(
+                    "name quarantine ids, or use --all (see `chatbridge quarantine list`)"
+                );
+            } else {
+                let mut totals = maintenance::ReingestTotals::default();
+                for result in maintenance::reingest(&intake, &tokens, &ids).await? {
+                    totals.add(result.outcome);
+                    match (&result.conversation, &result.reason) {
+                        (Some(conversation), _) => println!(
+                            "{}: {:?}, conversation {conversation} v{}",
+                            result.id,
+                            result.outcome,
+                            result.version.unwrap_or_default()
+                        ),
+                        (None, reason) => println!(
+                            "{}: {:?}: {}",
+                            result.id,
+                            result.outcome,
+                            reason.as_deref().unwrap_or_default()
+                        ),
+                    }
+                }
+                totals
+            };
+            println!(
+                "{} stored, {} duplicates, {} still refused; a running `chatbridge serve` delivers the stored ones",
+                totals.stored, totals.duplicates, totals.refused
+            );
+        }
+        QuarantineCommand::Drop { ids } => {
+            let dropped = store.drop_quarantined(&ids).await?;
+            println!("{dropped} quarantined bodies removed");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `check`: loads everything and renders every connector against a sample payload, listing

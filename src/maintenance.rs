@@ -13,10 +13,14 @@ use serde::Serialize;
 
 use crate::config::RetentionConfig;
 use crate::connectors::LiveRegistry;
+use crate::intake::Intake;
 use crate::model::Timestamp;
 use crate::privacy;
+use crate::sources::Source;
+use crate::sources::auth::SourceAuth;
 use crate::store::{
-    ConversationFilter, DeliveryFilter, DeliveryState, ForgetReport, PurgeReport, Store, StoreError,
+    ConversationFilter, DeliveryFilter, DeliveryState, ForgetReport, IngestOutcome, PurgeReport,
+    QuarantinedBody, Store, StoreError,
 };
 
 /// Rows handled per transaction.
@@ -237,6 +241,169 @@ pub enum ForgetError {
     /// An outbox folder could not be read or cleaned.
     #[error("cannot clean an outbox folder: {0}")]
     Files(#[from] std::io::Error),
+}
+
+/// What became of a quarantined body brought back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ReingestOutcome {
+    /// A new conversation or version, with its deliveries; it left the quarantine.
+    Stored,
+    /// The very same body was stored since; it left the quarantine.
+    Duplicate,
+    /// Still not accepted; kept, with the new reason.
+    Refused,
+    /// No quarantined body has that id.
+    Missing,
+}
+
+/// One quarantined body brought back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct Reingested {
+    /// Its quarantine id.
+    pub id: i64,
+    /// What became of it.
+    pub outcome: ReingestOutcome,
+    /// The conversation it became.
+    pub conversation: Option<String>,
+    /// Its version.
+    pub version: Option<i64>,
+    /// Deliveries queued for it.
+    pub deliveries: Option<usize>,
+    /// Why it is still refused.
+    pub reason: Option<String>,
+}
+
+/// What `reingest --all` did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct ReingestTotals {
+    /// Bodies that became new conversations or versions.
+    pub stored: u64,
+    /// Bodies identical to what was stored since.
+    pub duplicates: u64,
+    /// Bodies still refused, kept with their new reason (or not found).
+    pub refused: u64,
+}
+
+impl ReingestTotals {
+    /// Counts one more body.
+    pub fn add(&mut self, outcome: ReingestOutcome) {
+        match outcome {
+            ReingestOutcome::Stored => self.stored += 1,
+            ReingestOutcome::Duplicate => self.duplicates += 1,
+            ReingestOutcome::Refused | ReingestOutcome::Missing => self.refused += 1,
+        }
+    }
+}
+
+/// Runs quarantined bodies through today's parser and configuration, as a fresh post would
+/// be: `tokens` are the source's accepted tokens, and a body's account must be one some
+/// token may post for. A body now accepted leaves the quarantine (an identical one stored
+/// since is a duplicate, as at ingest); one still refused stays, with the new reason.
+///
+/// # Errors
+/// When the store fails; the bodies handled before stay handled.
+pub async fn reingest(
+    intake: &Intake<'_>,
+    tokens: &SourceAuth,
+    ids: &[i64],
+) -> Result<Vec<Reingested>, StoreError> {
+    let mut results = Vec::with_capacity(ids.len());
+    for &id in ids {
+        let result = match intake.store.quarantined_body(id).await? {
+            Some(kept) => reingest_one(intake, tokens, kept).await?,
+            None => Reingested {
+                id,
+                outcome: ReingestOutcome::Missing,
+                conversation: None,
+                version: None,
+                deliveries: None,
+                reason: Some(format!("no quarantined body {id}")),
+            },
+        };
+        results.push(result);
+    }
+    Ok(results)
+}
+
+/// [`reingest`] of every quarantined body, a page at a time.
+///
+/// # Errors
+/// As [`reingest`].
+pub async fn reingest_all(
+    intake: &Intake<'_>,
+    tokens: &SourceAuth,
+    progress: &mut dyn Progress,
+) -> Result<ReingestTotals, StoreError> {
+    let mut totals = ReingestTotals::default();
+    let mut after = 0;
+    loop {
+        let page = intake.store.quarantined_after(after, PAGE).await?;
+        let Some(last) = page.last() else { break };
+        after = last.id;
+        let count = page.len() as u64;
+        for kept in page {
+            totals.add(reingest_one(intake, tokens, kept).await?.outcome);
+        }
+        progress.advance(count);
+    }
+    Ok(totals)
+}
+
+async fn reingest_one(
+    intake: &Intake<'_>,
+    tokens: &SourceAuth,
+    kept: QuarantinedBody,
+) -> Result<Reingested, StoreError> {
+    let id = kept.id;
+    let refused = |reason: String| Reingested {
+        id,
+        outcome: ReingestOutcome::Refused,
+        conversation: None,
+        version: None,
+        deliveries: None,
+        reason: Some(reason),
+    };
+    let Some((source, accepted)) =
+        Source::from_name(&kept.item.source).and_then(|s| Some((s, tokens.get(s)?)))
+    else {
+        let reason = format!("source `{}` is not configured", kept.item.source);
+        intake.store.requarantine(id, &reason).await?;
+        return Ok(refused(reason));
+    };
+    let account_refused = |account: &str| {
+        (!accepted.any_admits(account))
+            .then(|| format!("account {account} is not one of any configured tenant's accounts"))
+    };
+    let body = axum::body::Bytes::from(kept.item.body);
+    match intake
+        .admit(source, body, account_refused, kept.item.received_at)
+        .await?
+    {
+        Ok(admitted) => {
+            intake.store.drop_quarantined(&[id]).await?;
+            let (outcome, version, deliveries) = match admitted.outcome {
+                IngestOutcome::Stored {
+                    version,
+                    deliveries,
+                } => (ReingestOutcome::Stored, version, Some(deliveries)),
+                IngestOutcome::Duplicate { version } => (ReingestOutcome::Duplicate, version, None),
+            };
+            tracing::info!(quarantine_id = id, conversation_id = %admitted.conversation_id, ?outcome, "quarantined body re-ingested");
+            Ok(Reingested {
+                id,
+                outcome,
+                conversation: Some(admitted.conversation_id),
+                version: Some(version),
+                deliveries,
+                reason: None,
+            })
+        }
+        Err(refusal) => {
+            intake.store.requarantine(id, refusal.reason()).await?;
+            Ok(refused(refusal.reason().to_owned()))
+        }
+    }
 }
 
 /// The retention purge: conversations settled longer ago than `[retention]` allows are

@@ -109,6 +109,10 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/dead", get(dead))
         .route("/dead/retry", post(retry_all_dead))
         .route("/deliveries/{id}/retry", post(retry_delivery))
+        .route("/quarantine", get(quarantine))
+        .route("/quarantine/reingest", post(reingest))
+        .route("/quarantine/{id}", get(quarantined))
+        .route("/quarantine/{id}/drop", post(drop_quarantined))
         .route("/playground", get(playground).post(render_playground))
         .route("/logout", post(logout))
         .route_layer(middleware::from_fn_with_state(
@@ -479,6 +483,94 @@ async fn retry_all_dead(
         n => format!("{n} deliveries"),
     };
     Ok(Redirect::to(&with_notice("/dead", &what)).into_response())
+}
+
+/// What the last action on the quarantine did: counts the server computed, never request
+/// text, shown in the notice.
+#[derive(Debug, Default, Deserialize, Serialize)]
+struct QuarantineNotice {
+    stored: Option<u64>,
+    duplicates: Option<u64>,
+    refused: Option<u64>,
+    dropped: Option<u64>,
+}
+
+/// Bodies refused at ingest, with why, and buttons to bring them back or drop them.
+async fn quarantine(
+    State(dashboard): State<Dashboard>,
+    Query(notice): Query<QuarantineNotice>,
+) -> Result<Response, PageError> {
+    let items = dashboard
+        .app
+        .store
+        .quarantined(200)
+        .await
+        .map_err(|e| dashboard.fail(e.into()))?;
+    let items: Vec<_> = items
+        .into_iter()
+        .map(|r| {
+            json!({ "id": r.id, "source": r.source, "reason": r.reason, "size": r.size,
+                    "received_at": r.received_at })
+        })
+        .collect();
+    Ok(dashboard.show(
+        "quarantine.html",
+        &json!({ "section": "quarantine", "items": items, "notice": notice }),
+    ))
+}
+
+/// One quarantined body, as it arrived.
+async fn quarantined(
+    State(dashboard): State<Dashboard>,
+    Path(id): Path<i64>,
+) -> Result<Response, PageError> {
+    let detail = api::quarantined_detail(&dashboard.app, id)
+        .await
+        .map_err(|e| dashboard.fail(e))?;
+    Ok(dashboard.show(
+        "quarantined.html",
+        &json!({ "section": "quarantine", "item": detail }),
+    ))
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct ReingestForm {
+    /// One body; absent with `all`.
+    id: Option<i64>,
+    /// Any value: every body.
+    all: Option<String>,
+}
+
+async fn reingest(
+    State(dashboard): State<Dashboard>,
+    Form(form): Form<ReingestForm>,
+) -> Result<Response, PageError> {
+    let request = api::ReingestRequest {
+        ids: form.id.into_iter().collect(),
+        all: form.all.is_some(),
+    };
+    let answer = api::reingest_quarantined(&dashboard.app, &request)
+        .await
+        .map_err(|e| dashboard.fail(e))?;
+    let t = answer.totals;
+    Ok(Redirect::to(&format!(
+        "/quarantine?stored={}&duplicates={}&refused={}",
+        t.stored, t.duplicates, t.refused
+    ))
+    .into_response())
+}
+
+async fn drop_quarantined(
+    State(dashboard): State<Dashboard>,
+    Path(id): Path<i64>,
+) -> Result<Response, PageError> {
+    let dropped = dashboard
+        .app
+        .store
+        .drop_quarantined(&[id])
+        .await
+        .map_err(|e| dashboard.fail(e.into()))?;
+    Ok(Redirect::to(&format!("/quarantine?dropped={dropped}")).into_response())
 }
 
 /// The playground's state, as shown and as posted back.

@@ -9,102 +9,20 @@
 //! - a body that does not parse is kept (quarantined) and answered 400 with the reason;
 //! - an identical resend answers 200 `duplicate`; a changed body is a new version.
 
-use std::sync::Arc;
-
 use axum::Json;
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
-use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
-use subtle::{ConditionallySelectable, ConstantTimeEq};
 
 use super::AppState;
 use super::error::ApiError;
 use crate::intake::{Admitted, Intake, Refusal};
 use crate::model::Timestamp;
 use crate::sources::Source;
+use crate::sources::auth::TokenScope;
 use crate::store::{IngestOutcome, Quarantined};
-
-/// What a token may post.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TokenScope {
-    /// Chats of any account.
-    AnyAccount,
-    /// Only chats of these accounts: one customer's token in a shared deployment.
-    Tenant {
-        /// The customer.
-        name: String,
-        /// Its Smartsupp `accountId`s.
-        accounts: Vec<String>,
-    },
-}
-
-impl TokenScope {
-    /// Whether a chat of `account` may come with this token.
-    pub fn admits(&self, account: &str) -> bool {
-        match self {
-            Self::AnyAccount => true,
-            Self::Tenant { accounts, .. } => accounts.iter().any(|a| a == account),
-        }
-    }
-}
-
-/// The accepted tokens of a source, kept as digests, each with what it may post.
-#[derive(Clone)]
-pub struct SourceTokens {
-    tokens: Arc<Vec<([u8; 32], TokenScope)>>,
-}
-
-impl std::fmt::Debug for SourceTokens {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "SourceTokens({} accepted)", self.tokens.len())
-    }
-}
-
-impl SourceTokens {
-    /// Accepts any of `tokens` (the current one and, during a rotation, the previous) for
-    /// chats of any account.
-    pub fn new<'a>(tokens: impl IntoIterator<Item = &'a SecretString>) -> Self {
-        Self::scoped(tokens.into_iter().map(|t| (t, TokenScope::AnyAccount)))
-    }
-
-    /// Accepts each token for what its scope admits.
-    pub fn scoped<'a>(tokens: impl IntoIterator<Item = (&'a SecretString, TokenScope)>) -> Self {
-        let tokens = tokens
-            .into_iter()
-            .map(|(t, scope)| (digest(t.expose_secret().as_bytes()), scope))
-            .collect();
-        Self {
-            tokens: Arc::new(tokens),
-        }
-    }
-
-    /// The scope of `candidate` if it is an accepted token. Every token is compared, in
-    /// time independent of where they differ.
-    pub fn scope(&self, candidate: &str) -> Option<&TokenScope> {
-        let candidate = digest(candidate.as_bytes());
-        // 1 + the index of the matching token, chosen without branching on secret data.
-        let mut found = 0u32;
-        for (index, (d, _)) in self.tokens.iter().enumerate() {
-            let position = u32::try_from(index + 1).unwrap_or(u32::MAX);
-            found.conditional_assign(&position, d.ct_eq(&candidate));
-        }
-        let index = usize::try_from(found).ok()?.checked_sub(1)?;
-        self.tokens.get(index).map(|(_, scope)| scope)
-    }
-
-    /// Whether `candidate` is an accepted token.
-    pub fn accepts(&self, candidate: &str) -> bool {
-        self.scope(candidate).is_some()
-    }
-}
-
-fn digest(bytes: &[u8]) -> [u8; 32] {
-    Sha256::digest(bytes).into()
-}
 
 /// `?token=` for senders that cannot put it in the path.
 #[derive(Debug, Deserialize)]
@@ -280,21 +198,4 @@ async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
         }
         ApiError::BadBody(e.to_string())
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn tokens_match_exactly_and_rotation_keeps_the_previous_one() {
-        let current = SecretString::from("new-token");
-        let previous = SecretString::from("old-token");
-        let tokens = SourceTokens::new([&current, &previous]);
-        assert!(tokens.accepts("new-token"));
-        assert!(tokens.accepts("old-token"));
-        assert!(!tokens.accepts("new-toke"));
-        assert!(!tokens.accepts(""));
-        assert!(!format!("{tokens:?}").contains("token\""));
-    }
 }

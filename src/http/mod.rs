@@ -38,28 +38,11 @@ use crate::connectors::LiveRegistry;
 use crate::delivery::Worker;
 use crate::metrics::Metrics;
 use crate::privacy::Redactor;
-use crate::sources::Source;
+pub use crate::sources::auth::{SourceAuth, SourceTokens, TokenScope};
 use crate::store::Store;
-pub use ingest::{SourceTokens, TokenScope};
 
 /// The header carrying the request id.
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
-
-/// Accepted tokens per source; a source without an entry is not configured (404).
-#[derive(Debug, Clone, Default)]
-pub struct SourceAuth {
-    /// Smartsupp's POST hook.
-    pub smartsupp: Option<SourceTokens>,
-}
-
-impl SourceAuth {
-    /// The tokens of `source`, if it is configured.
-    pub fn get(&self, source: Source) -> Option<&SourceTokens> {
-        match source {
-            Source::Smartsupp => self.smartsupp.as_ref(),
-        }
-    }
-}
 
 /// What handlers share. axum clones it for every request, so it is one reference count to
 /// bump rather than one per field.

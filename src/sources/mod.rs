@@ -9,6 +9,7 @@
 //! SourceError>` and `parse` (the same with the document as JSON), a variant in [`Source`],
 //! and fixtures under `tests/fixtures/<source>/` with a test each.
 
+pub mod auth;
 pub mod lenient;
 pub mod smartsupp;
 
@@ -52,6 +53,11 @@ impl Source {
         match self {
             Self::Smartsupp => "smartsupp",
         }
+    }
+
+    /// The source of that name ([`Source::name`]).
+    pub fn from_name(name: &str) -> Option<Self> {
+        [Self::Smartsupp].into_iter().find(|s| s.name() == name)
     }
 
     /// Parses a request body from this source, with the document as JSON.

@@ -114,6 +114,8 @@ pub struct Options {
     pub extra: String,
     /// More `[server]` keys (timeouts, the connection cap).
     pub server: String,
+    /// Accept the shared hook token (false: only tenants' tokens, given in `extra`).
+    pub shared_token: bool,
     /// Run the worker loop (false: the test drives `try_run_once`).
     pub workers: bool,
     /// `[delivery]` table body.
@@ -132,6 +134,7 @@ impl Default for Options {
             top: String::new(),
             extra: String::new(),
             server: String::new(),
+            shared_token: true,
             workers: true,
             // Millisecond intervals; max_interval leaves room for a 3 s Retry-After.
             // A short lease: after a kill -9, a restarted process on a shared store takes the
@@ -232,7 +235,7 @@ url = "{store}"
 max_connections = 4
 
 [sources.smartsupp]
-token = "{HOOK_TOKEN}"
+{token}
 
 {admin}
 
@@ -243,6 +246,11 @@ token = "{HOOK_TOKEN}"
 "#,
         top = options.top,
         server = options.server,
+        token = if options.shared_token {
+            format!("token = \"{HOOK_TOKEN}\"")
+        } else {
+            String::new()
+        },
         delivery = options.delivery,
         admin = if options.admin {
             format!("[admin]\ntoken = \"{ADMIN_TOKEN}\"")

@@ -28,6 +28,7 @@ mod panics;
 mod postgres;
 mod privacy;
 mod process;
+mod quarantine;
 mod real_counterparts;
 mod server;
 mod snapshots;
