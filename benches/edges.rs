@@ -28,6 +28,7 @@ const BODY_LIMIT: usize = 2 * 1024 * 1024;
 
 fn main() {
     let seconds = common::arg("--seconds", 10);
+    chatbridge::app::install_tls_provider();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -104,8 +105,17 @@ impl Server {
     }
 }
 
-/// A body of one chat whose messages carry `authors` distinct agent names, as large as fits
-/// in the body limit.
+/// A name of three letters or digits for each number below 62³.
+fn short_name(n: usize) -> String {
+    const DIGITS: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
+    [n / (62 * 62), n / 62, n]
+        .iter()
+        .map(|d| DIGITS[d % 62] as char)
+        .collect()
+}
+
+/// A body of one chat whose messages each carry another agent's name, as many as fit in the
+/// body limit (about 75,000).
 fn many_authors() -> (String, usize) {
     let mut body = String::from(
         "{\"accountId\":208,\"channel\":{\"id\":900001},\"visitor\":{\"name\":\"V\"},\"messages\":[",
@@ -116,7 +126,8 @@ fn many_authors() -> (String, usize) {
             body.push(',');
         }
         body.push_str(&format!(
-            "{{\"type\":\"agent\",\"name\":\"a{authors}\",\"sentAt\":1}}"
+            "{{\"type\":\"bot\",\"name\":\"{}\"}}",
+            short_name(authors)
         ));
         authors += 1;
     }

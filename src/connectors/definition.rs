@@ -649,6 +649,32 @@ fn is_status(key: &str) -> bool {
     status.parse::<u16>().is_ok_and(|s| (100..600).contains(&s))
 }
 
+impl Definition {
+    /// Reads and checks one definition, `shown` naming its file in problems.
+    ///
+    /// # Errors
+    /// Every problem found in it.
+    pub fn from_toml(text: &str, shown: &str) -> Result<Self, Vec<Problem>> {
+        let mut definition = Figment::from(Toml::string(text))
+            .extract::<Definition>()
+            .map_err(|errors| {
+                errors
+                    .into_iter()
+                    .map(|e| Problem {
+                        key: format!("{shown}: {}", e.path.join(".")),
+                        message: e.kind.to_string(),
+                    })
+                    .collect::<Vec<_>>()
+            })?;
+        let problems = definition.validate(shown);
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        definition.inherit_status_rules();
+        Ok(definition)
+    }
+}
+
 /// All known connector types by name.
 #[derive(Debug, Clone, Default)]
 pub struct Definitions {
@@ -695,16 +721,11 @@ impl Definitions {
         }
         let mut by_type = BTreeMap::new();
         for (kind, (shown, text)) in sources {
-            match Figment::from(Toml::string(&text)).extract::<Definition>() {
-                Ok(mut definition) => {
-                    problems.extend(definition.validate(&shown));
-                    definition.inherit_status_rules();
+            match Definition::from_toml(&text, &shown) {
+                Ok(definition) => {
                     by_type.insert(kind, definition);
                 }
-                Err(errors) => problems.extend(errors.into_iter().map(|e| Problem {
-                    key: format!("{shown}: {}", e.path.join(".")),
-                    message: e.kind.to_string(),
-                })),
+                Err(found) => problems.extend(found),
             }
         }
         if problems.is_empty() {
