@@ -174,29 +174,19 @@ async fn refused_chats_are_listed_shown_reingested_once_their_tenant_exists_and_
         .build()
         .unwrap();
     let cookie = session(&app, &client).await;
-    let page = client
-        .get(format!("{}/quarantine", app.address))
-        .header(COOKIE, &cookie)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let get = |path: String| {
+        let request = client
+            .get(format!("{}{path}", app.address))
+            .header(COOKIE, &cookie);
+        async move { request.send().await.unwrap().text().await.unwrap() }
+    };
+    let page = get("/quarantine".into()).await;
     assert!(
         page.contains(&format!("id=\"quarantined-{broken}\"")),
         "{page}"
     );
     assert!(page.contains("not valid JSON"), "{page}");
-    let detail = client
-        .get(format!("{}/quarantine/{broken}", app.address))
-        .header(COOKIE, &cookie)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let detail = get(format!("/quarantine/{broken}")).await;
     assert!(
         detail.contains("&quot;accountId&quot;"),
         "the body is shown escaped: {detail}"
