@@ -4,8 +4,9 @@
 //! How a conversation flows through the modules:
 //!
 //! 1. [`http::ingest`] authenticates the chat product's POST (a token in the URL, compared in
-//!    constant time) and parses the body with [`sources`] into a [`model::Conversation`].
-//!    Bodies that do not parse are quarantined and answered 400.
+//!    constant time) before reading its body; [`intake`] parses the body with [`sources`]
+//!    into a [`model::Conversation`]. Bodies that do not parse are quarantined and answered
+//!    400; [`maintenance::reingest`] brings them back through the same intake.
 //! 2. [`connectors::Registry::matching`] picks the connector instances whose `when` filter
 //!    holds; [`store::Store::ingest`] commits the raw body, the conversation and one
 //!    delivery per instance in one transaction (group-committed with concurrent requests),

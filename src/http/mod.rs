@@ -4,11 +4,12 @@
 //! - `POST /hooks/smartsupp/{token}` and `POST /hooks/smartsupp?token=` ([`ingest`])
 //! - `GET /healthz`, `GET /readyz` ([`health`]), `GET /metrics`
 //! - `/api/*` ([`api`]), with the admin token
-//! - the dashboard's pages at `/`, `/conversations`, `/dead`, `/playground` ([`dashboard`]),
-//!   with the admin token through a login form and a cookie
+//! - the dashboard's pages at `/`, `/conversations`, `/dead`, `/quarantine`, `/playground`
+//!   ([`dashboard`]), with the admin token through a login form and a cookie
 //!
 //! Every request gets a span with method, matched route (never the URI: the hook token is
-//! in the path) and a request id, echoed in `x-request-id`.
+//! in the path) and a request id, echoed in `x-request-id`. Connections are accepted, capped
+//! and timed by [`server`]; a request's body is cut off after `server.body_read_timeout`.
 
 pub mod api;
 pub mod dashboard;
@@ -126,7 +127,12 @@ pub fn router(state: AppState) -> Router {
 /// fails with [`BodyTimeout`] past it, so a client trickling a body in cannot hold a
 /// connection and a task for longer.
 fn with_deadline(request: Request<Body>, within: Duration) -> Request<Body> {
+    use axum::body::HttpBody as _;
     use futures_util::StreamExt as _;
+    // Nothing to wait for (a GET, an empty POST): no wrapper to pay for.
+    if request.body().is_end_stream() {
+        return request;
+    }
     let deadline = tokio::time::Instant::now() + within;
     request.map(|body| {
         let chunks =
