@@ -240,11 +240,17 @@ async fn forget_from_the_command_line_reports_what_it_removed() {
 }
 
 #[tokio::test]
-async fn the_retention_purge_removes_settled_conversations_past_their_time() {
-    let app = spawn_app().await;
+async fn the_retention_purge_removes_settled_conversations_and_outbox_files_past_their_time() {
+    let app = spawn_app_with(Options {
+        extra: "[connectors.outbox]\ntype = \"file\"\nsettings = { dir = \"{data}/outbox\" }\n"
+            .into(),
+        ..Options::default()
+    })
+    .await;
+    let outbox = app.config_path.with_file_name("outbox");
     let email = "retention.4900@example.net";
     app.post_smartsupp(chat_of(email, 4900)).await;
-    app.wait_for_deliveries(DeliveryState::Delivered, 1).await;
+    app.wait_for_deliveries(DeliveryState::Delivered, 2).await;
     let retention = Retention::new(
         app.store.clone(),
         app.registry.clone(),
@@ -267,6 +273,24 @@ async fn the_retention_purge_removes_settled_conversations_past_their_time() {
     assert_eq!(report.conversations, 1);
     assert_eq!(traces_in_store(&app, email).await, Vec::<String>::new());
     assert!(!captured_logs().to_lowercase().contains(email));
+
+    // The outbox file goes 30 days after it was written, as its conversation did.
+    assert_eq!(
+        retention
+            .purge_outboxes(Timestamp::now().plus(day * 29))
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(files_holding(&outbox, email).len(), 1);
+    assert_eq!(
+        retention
+            .purge_outboxes(Timestamp::now().plus(day * 31))
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(files_holding(&outbox, email), Vec::<String>::new());
 }
 
 #[tokio::test]
