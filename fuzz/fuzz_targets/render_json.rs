@@ -14,16 +14,28 @@ use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
 
 const TYPES: &[&str] = &[
-    "webhook", "zendesk", "freshdesk", "hubspot", "pipedrive", "helpscout", "zammad", "rt",
-    "jira", "salesforce", "intercom", "slack",
+    "webhook",
+    "zendesk",
+    "freshdesk",
+    "hubspot",
+    "pipedrive",
+    "helpscout",
+    "zammad",
+    "rt",
+    "jira",
+    "salesforce",
+    "intercom",
+    "slack",
 ];
 
 fn registry() -> &'static Registry {
     static REGISTRY: OnceLock<Registry> = OnceLock::new();
     REGISTRY.get_or_init(|| {
         chatbridge::app::install_tls_provider();
-        let config = chatbridge::config::Config::from_toml(include_str!("../../tests/fixtures/catalog.toml"))
-            .expect("the catalog config loads");
+        let config = chatbridge::config::Config::from_toml(include_str!(
+            "../../tests/fixtures/catalog.toml"
+        ))
+        .expect("the catalog config loads");
         chatbridge::app::registry(&config).expect("the catalog builds")
     })
 }
@@ -61,7 +73,9 @@ fn shape(value: &Value) -> Value {
     match value {
         Value::String(_) => Value::String(String::new()),
         Value::Array(items) => Value::Array(items.iter().map(shape).collect()),
-        Value::Object(map) => Value::Object(map.iter().map(|(k, v)| (k.clone(), shape(v))).collect()),
+        Value::Object(map) => {
+            Value::Object(map.iter().map(|(k, v)| (k.clone(), shape(v))).collect())
+        }
         Value::Number(_) => Value::from(0),
         other => other.clone(),
     }
@@ -75,10 +89,16 @@ fn bodies(conversation: &Conversation) -> Vec<(String, Option<Value>)> {
             continue;
         };
         let job = DeliveryJob::first(connector.name(), conversation, &raw);
-        let plan = connector.dry_run(&job).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let plan = connector
+            .dry_run(&job)
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
         for request in plan {
             let Some(body) = request.body else { continue };
-            if !request.headers.iter().any(|(k, v)| k == "content-type" && v.contains("json")) {
+            if !request
+                .headers
+                .iter()
+                .any(|(k, v)| k == "content-type" && v.contains("json"))
+            {
                 continue;
             }
             let parsed = serde_json::from_str::<Value>(&body)

@@ -18,10 +18,17 @@ fuzz_target!(|body: &[u8]| {
             parsed.conversation.id
         );
     }
-    match (Node::parse(body), serde_json::from_slice::<serde_json::Value>(body)) {
+    match (
+        Node::parse(body),
+        serde_json::from_slice::<serde_json::Value>(body),
+    ) {
         (Ok(node), Ok(value)) => assert_eq!(node.to_value(), value),
         (Err(_), Err(_)) => {}
-        (node, value) => panic!("lenient {:?} but serde_json {:?}", node.is_ok(), value.is_ok()),
+        (node, value) => panic!(
+            "lenient {:?} but serde_json {:?}",
+            node.is_ok(),
+            value.is_ok()
+        ),
     }
     let _ = chatbridge::privacy::mentions(body, "zoe.forgetme@example.com");
 });
