@@ -21,7 +21,7 @@ use crate::maintenance::{self, Progress, ReplayRange};
 use crate::model::Timestamp;
 use crate::sources::{Parsed, Source};
 use crate::store::{DeliveryFilter, DeliveryState};
-use crate::telemetry;
+use crate::telemetry::{self, Escaped};
 
 /// A payload every connector is rendered against by `check`: Smartsupp's documented example.
 const SAMPLE_PAYLOAD: &[u8] = include_bytes!("../tests/fixtures/smartsupp/seed-example.json");
@@ -303,8 +303,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                             row.connector,
                             row.attempts,
                             when.to_string(),
-                            format!("{} v{}", row.conversation_id, row.version),
-                            row.last_error.as_deref().unwrap_or("")
+                            format!("{} v{}", Escaped(&row.conversation_id), row.version),
+                            Escaped(row.last_error.as_deref().unwrap_or(""))
                         );
                     }
                     println!("{} deliveries", rows.len());
@@ -412,10 +412,10 @@ async fn quarantine(
                 println!(
                     "{:>6}  {:<10}  {:>8}  {:<24}  {}",
                     row.id,
-                    row.source,
+                    Escaped(&row.source),
                     row.size,
                     row.received_at.to_string(),
-                    row.reason
+                    Escaped(&row.reason)
                 );
             }
             println!("{} quarantined bodies", rows.len());
@@ -424,15 +424,15 @@ async fn quarantine(
             let kept = store.quarantined_body(id).await?.with_context(|| {
                 format!("no quarantined body {id}; see `chatbridge quarantine list`")
             })?;
-            println!("source:   {}", kept.item.source);
+            println!("source:   {}", Escaped(&kept.item.source));
             println!("received: {}", kept.item.received_at);
             println!(
                 "type:     {}",
-                kept.item.content_type.as_deref().unwrap_or("-")
+                Escaped(kept.item.content_type.as_deref().unwrap_or("-"))
             );
-            println!("reason:   {}", kept.item.reason);
+            println!("reason:   {}", Escaped(&kept.item.reason));
             println!();
-            println!("{}", String::from_utf8_lossy(&kept.item.body));
+            print_lines(&String::from_utf8_lossy(&kept.item.body));
         }
         QuarantineCommand::Reingest { ids, all } => {
             let registry = app::registry(config)?;
@@ -459,16 +459,17 @@ async fn quarantine(
                     totals.add(result.outcome);
                     match (&result.conversation, &result.reason) {
                         (Some(conversation), _) => println!(
-                            "{}: {:?}, conversation {conversation} v{}",
+                            "{}: {:?}, conversation {} v{}",
                             result.id,
                             result.outcome,
+                            Escaped(conversation),
                             result.version.unwrap_or_default()
                         ),
                         (None, reason) => println!(
                             "{}: {:?}: {}",
                             result.id,
                             result.outcome,
-                            reason.as_deref().unwrap_or_default()
+                            Escaped(reason.as_deref().unwrap_or_default())
                         ),
                     }
                 }
@@ -578,6 +579,14 @@ fn dry_job<'a>(connector: &str, parsed: &'a Parsed) -> DeliveryJob<'a> {
     DeliveryJob::first(connector, &parsed.conversation, &parsed.raw)
 }
 
+/// Prints `text` line by line, each line's control characters escaped ([`Escaped`]): chat
+/// text shown in a terminal can neither move the cursor nor recolour what follows.
+fn print_lines(text: &str) {
+    for line in text.lines() {
+        println!("{}", Escaped(line));
+    }
+}
+
 fn print_plan(plan: &[PlannedRequest]) {
     for (index, request) in plan.iter().enumerate() {
         let note = if request.depends_on_earlier {
@@ -591,13 +600,15 @@ fn print_plan(plan: &[PlannedRequest]) {
             plan.len(),
             request.step
         );
-        println!("{} {}", request.method, request.target);
+        println!("{} {}", request.method, Escaped(&request.target));
         for (name, value) in &request.headers {
-            println!("{name}: {value}");
+            println!("{name}: {}", Escaped(value));
         }
         if let Some(body) = &request.body {
-            // Exactly as it would be sent: reformatting would reorder keys and hide mistakes.
-            println!("\n{}", body.trim_end());
+            // As it would be sent (reformatting would reorder keys and hide mistakes), but
+            // with no character that could drive the terminal.
+            println!();
+            print_lines(body.trim_end());
         }
         println!();
     }

@@ -13,6 +13,7 @@ use crate::model::{Conversation, Timestamp};
 use crate::privacy::Redactor;
 use crate::sources::{Source, SourceError};
 use crate::store::{IngestOutcome, NewVersion, Store, StoreError};
+use crate::telemetry::Escaped;
 
 /// Bodies larger than this are parsed on the blocking pool, so a slow payload cannot hold an
 /// async worker thread that health checks and other posts need. Smaller ones, nearly every
@@ -97,7 +98,7 @@ impl Intake<'_> {
         let status = conversation.status.as_str();
         let connectors = self.registry.matching(&conversation, &raw).unwrap_or_else(|e| {
             // The conversation is still stored; fixing the filter and replaying delivers it.
-            tracing::error!(conversation_id, error = %e, "a connector filter failed; no deliveries created");
+            tracing::error!(conversation_id = %Escaped(&conversation_id), error = %Escaped(&e.to_string()), "a connector filter failed; no deliveries created");
             Vec::new()
         });
         let mut version = NewVersion::new(conversation, body.to_vec(), connectors, received_at)?;

@@ -22,6 +22,7 @@ use crate::store::{
     ConversationFilter, DeliveryFilter, DeliveryState, ForgetReport, IngestOutcome, PurgeReport,
     QuarantinedBody, Store, StoreError,
 };
+use crate::telemetry::Escaped;
 
 /// Rows handled per transaction.
 const PAGE: usize = 500;
@@ -389,7 +390,7 @@ async fn reingest_one(
                 } => (ReingestOutcome::Stored, version, Some(deliveries)),
                 IngestOutcome::Duplicate { version } => (ReingestOutcome::Duplicate, version, None),
             };
-            tracing::info!(quarantine_id = id, conversation_id = %admitted.conversation_id, ?outcome, "quarantined body re-ingested");
+            tracing::info!(quarantine_id = id, conversation_id = %Escaped(&admitted.conversation_id), ?outcome, "quarantined body re-ingested");
             Ok(Reingested {
                 id,
                 outcome,

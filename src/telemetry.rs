@@ -131,6 +131,31 @@ impl HttpClient for OnRuntime {
     }
 }
 
+/// Text from a chat (a conversation id, an error that may quote one) as a log field: every
+/// control character is written escaped (`\n`, `\u{1b}`), so a value can neither start a
+/// forged log line nor drive the terminal that shows the log. Log such values as
+/// `field = %Escaped(&value)`, never inside the message.
+#[derive(Debug, Clone, Copy)]
+pub struct Escaped<'a>(pub &'a str);
+
+impl std::fmt::Display for Escaped<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use std::fmt::Write as _;
+        for c in self.0.chars() {
+            // Line and paragraph separators end a line in some viewers; bidirectional
+            // overrides reorder what a person reads.
+            if c.is_control()
+                || matches!(c, '\u{2028}' | '\u{2029}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+            {
+                write!(f, "{}", c.escape_default())?;
+            } else {
+                f.write_char(c)?;
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Installs the global subscriber writing logs to `writer` and, with `traces`, exporting
 /// spans. Returns false if a subscriber was already set.
 pub fn init<W>(format: LogFormat, default_filter: &str, writer: W, traces: Option<&Traces>) -> bool
@@ -162,4 +187,43 @@ where
         .with(filter)
         .try_init()
         .is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_escaped_field_stays_on_its_line_in_text_logs() {
+        let buffer = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let writer = buffer.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_writer(move || TestWriter(writer.clone()))
+            .finish();
+        let forged = "smartsupp:208:1\n2026-12-06T00:00:00Z ERROR forged\r\u{2028}\u{202e}";
+        tracing::subscriber::with_default(subscriber, || {
+            let span = tracing::info_span!("deliver", conversation_id = %Escaped(forged));
+            let _entered = span.enter();
+            tracing::info!("delivered");
+        });
+        let logged = String::from_utf8(buffer.lock().unwrap().clone()).unwrap();
+        assert_eq!(logged.lines().count(), 1, "{logged}");
+        assert!(logged.contains(r"smartsupp:208:1\n2026"), "{logged}");
+        assert!(
+            !logged.contains('\r') && !logged.contains('\u{2028}') && !logged.contains('\u{202e}')
+        );
+    }
+
+    struct TestWriter(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for TestWriter {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
 }

@@ -32,6 +32,7 @@ use crate::metrics::Metrics;
 use crate::model::{Conversation, Timestamp};
 use crate::render::DeliveryInfo;
 use crate::store::{AttemptOutcome, AttemptRecord, LeasedDelivery, NextState, Store, StoreError};
+use crate::telemetry::Escaped;
 
 /// The longest the loop sleeps without checking the store (a safety net if a wake-up is
 /// ever missed; wake-ups make the normal case immediate).
@@ -319,7 +320,7 @@ impl Worker {
             "deliver",
             connector = %leased.connector,
             r#type = %kind,
-            conversation_id = %leased.conversation_id,
+            conversation_id = %Escaped(&leased.conversation_id),
             delivery_id = leased.id,
             // Signed: trace exporters keep unsigned numbers as text.
             attempt = i64::from(attempt),
@@ -353,11 +354,11 @@ impl Worker {
                 }
                 NextState::RetryAt { at, .. } => {
                     self.metrics.retried(&leased.connector);
-                    tracing::warn!(error = %summary, retry_at = %at, "delivery failed, will retry")
+                    tracing::warn!(error = %Escaped(&summary), retry_at = %at, "delivery failed, will retry")
                 }
                 NextState::Dead { .. } => {
                     self.metrics.dead(&leased.connector);
-                    tracing::error!(error = %summary, "delivery dead")
+                    tracing::error!(error = %Escaped(&summary), "delivery dead")
                 }
             }
             if let Err(e) = self.store.finish_attempt(leased.id, record, next).await {
@@ -394,7 +395,7 @@ impl Worker {
         };
         match gate.finished(now, health, summary) {
             Some(CircuitState::Open) => tracing::error!(
-                error = %summary,
+                error = %Escaped(summary),
                 retry_at = ?gate.open_until().map(|t| t.to_string()),
                 "circuit open: not calling the target until the cool-down ends"
             ),
@@ -536,7 +537,7 @@ impl Worker {
                 let until =
                     refused_until.unwrap_or_else(|| Timestamp::now().plus(self.policy.pause(1)));
                 tracing::error!(
-                    error = %error.summary(),
+                    error = %Escaped(&error.summary()),
                     paused_until = %until,
                     "target rejected the connector's credentials or endpoint; deliveries wait until it is fixed"
                 );

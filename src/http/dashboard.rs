@@ -133,9 +133,15 @@ fn pages() -> Result<Tera, tera::Error> {
     let mut tera = Tera::default();
     tera.autoescape_on([".html"]);
     tera.register_filter("when", when_filter);
-    tera.register_filter("urlencode", |v: &str, _: Kwargs, _: &tera::State| {
-        crate::render::url_encode(v)
-    });
+    // Any value: a filter left empty in the query is null, and `default` keeps a null.
+    tera.register_filter(
+        "urlencode",
+        |v: tera::Value, _: Kwargs, _: &tera::State| match v.as_str() {
+            Some(text) => crate::render::url_encode(text),
+            None if v.is_none() || v.is_undefined() => String::new(),
+            None => crate::render::url_encode(&v.to_string()),
+        },
+    );
     tera.add_raw_templates(
         PAGES
             .files()
@@ -198,7 +204,7 @@ fn page(pages: &Tera, status: StatusCode, name: &str, data: &impl Serialize) -> 
         Ok(html) => (status, Html(html)).into_response(),
         Err(e) => {
             let message = crate::render::error_chain(&e);
-            tracing::error!(page = name, error = %message, "dashboard page failed to render");
+            tracing::error!(page = name, error = %crate::telemetry::Escaped(&message), "dashboard page failed to render");
             (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 format!("the page {name} failed to render: {message}"),
@@ -257,12 +263,21 @@ fn cross_site(headers: &HeaderMap) -> bool {
         .is_some_and(|site| site != "same-origin" && site != "none")
 }
 
-/// A local path to return to after a form, never another host.
+/// A local path to return to after a form, never another host: one leading `/` and then a
+/// path with no second `/` or `\\` right after it, and no white space, control character or
+/// backslash anywhere. Browsers drop tabs and line breaks from a `Location` and read `\\`
+/// as `/`, so `/\t/evil.example` would otherwise lead off-site.
 fn local_path(next: Option<&str>, fallback: &str) -> String {
+    let local = |path: &str| {
+        let mut chars = path.chars();
+        chars.next() == Some('/')
+            && !matches!(chars.next(), Some('/' | '\\'))
+            && !path
+                .chars()
+                .any(|c| c == '\\' || c.is_whitespace() || c.is_control())
+    };
     match next {
-        Some(path) if path.starts_with('/') && !path.starts_with("//") && !path.contains('\\') => {
-            path.to_owned()
-        }
+        Some(path) if local(path) => path.to_owned(),
         _ => fallback.to_owned(),
     }
 }
@@ -378,9 +393,21 @@ async fn conversations(
     ))
 }
 
+/// What a retry did, as the page returned to says it: numbers the server put in the URL.
+/// Anything else in those parameters (a link someone crafted) is not shown at all.
 #[derive(Debug, Default, Deserialize)]
 struct Notice {
+    /// How many deliveries a "retry all" queued.
     retried: Option<String>,
+    /// The one delivery a retry button queued.
+    retried_delivery: Option<String>,
+}
+
+impl Notice {
+    fn shown(&self) -> serde_json::Value {
+        let number = |text: &Option<String>| text.as_deref().and_then(|t| t.parse::<u64>().ok());
+        json!({ "retried": number(&self.retried), "delivery": number(&self.retried_delivery) })
+    }
 }
 
 /// A conversation's transcript (latest version), its versions and its deliveries with every
@@ -401,7 +428,7 @@ async fn conversation(
             "detail": detail,
             "latest": latest,
             "here": format!("/conversations/{}", crate::render::url_encode(&id)),
-            "retried": notice.retried,
+            "notice": notice.shown(),
         }),
     ))
 }
@@ -410,7 +437,8 @@ async fn conversation(
 struct DeadQuery {
     connector: Option<String>,
     cursor: Option<i64>,
-    retried: Option<String>,
+    #[serde(flatten)]
+    notice: Notice,
 }
 
 /// Dead letters, with a retry button each and one for all.
@@ -437,7 +465,7 @@ async fn dead(
             "page": page,
             "connector": query.connector.unwrap_or_default(),
             "connectors": connectors,
-            "retried": query.retried,
+            "notice": query.notice.shown(),
         }),
     ))
 }
@@ -448,13 +476,10 @@ struct RetryForm {
     connector: Option<String>,
 }
 
-/// Appends `retried=WHAT` to a local path, for the notice on the page returned to.
-fn with_notice(path: &str, what: &str) -> String {
+/// Appends `KEY=N` to a local path, for the notice on the page returned to.
+fn with_notice(path: &str, key: &str, n: u64) -> String {
     let separator = if path.contains('?') { '&' } else { '?' };
-    format!(
-        "{path}{separator}retried={}",
-        crate::render::url_encode(what)
-    )
+    format!("{path}{separator}{key}={n}")
 }
 
 async fn retry_delivery(
@@ -466,7 +491,8 @@ async fn retry_delivery(
         .await
         .map_err(|e| dashboard.fail(e))?;
     let back = local_path(form.next.as_deref(), "/dead");
-    Ok(Redirect::to(&with_notice(&back, &format!("delivery {id}"))).into_response())
+    let id = u64::try_from(id).unwrap_or_default();
+    Ok(Redirect::to(&with_notice(&back, "retried_delivery", id)).into_response())
 }
 
 async fn retry_all_dead(
@@ -478,11 +504,7 @@ async fn retry_all_dead(
         .await
         .map_err(|e| dashboard.fail(e.into()))?;
     dashboard.app.wake.notify_one();
-    let what = match retried {
-        1 => "1 delivery".to_owned(),
-        n => format!("{n} deliveries"),
-    };
-    Ok(Redirect::to(&with_notice("/dead", &what)).into_response())
+    Ok(Redirect::to(&with_notice("/dead", "retried", retried)).into_response())
 }
 
 /// What the last action on the quarantine did: counts the server computed, never request
@@ -684,6 +706,16 @@ mod tests {
         assert_eq!(local_path(Some("//evil.example/"), "/dead"), "/dead");
         assert_eq!(local_path(Some("https://evil.example/"), "/dead"), "/dead");
         assert_eq!(local_path(Some("/\\evil.example"), "/dead"), "/dead");
+        for hostile in [
+            "/\t/evil.example",
+            "/\n/evil.example",
+            "/ /evil.example",
+            "/\r\n//evil.example",
+            "/dead\\..\\",
+            "/\u{0}/evil.example",
+        ] {
+            assert_eq!(local_path(Some(hostile), "/dead"), "/dead", "{hostile:?}");
+        }
         assert_eq!(local_path(None, "/"), "/");
     }
 

@@ -23,6 +23,7 @@ use crate::model::Timestamp;
 use crate::sources::Source;
 use crate::sources::auth::TokenScope;
 use crate::store::{IngestOutcome, Quarantined};
+use crate::telemetry::Escaped;
 
 /// `?token=` for senders that cannot put it in the path.
 #[derive(Debug, Deserialize)]
@@ -153,7 +154,7 @@ async fn receive(
             // measurable share of the request's cost.
             tracing::debug!(
                 source = source.name(),
-                conversation_id,
+                conversation_id = %Escaped(&conversation_id),
                 version,
                 deliveries,
                 "conversation stored"
@@ -168,7 +169,7 @@ async fn receive(
         IngestOutcome::Duplicate { version } => {
             tracing::debug!(
                 source = source.name(),
-                conversation_id,
+                conversation_id = %Escaped(&conversation_id),
                 version,
                 "duplicate ignored"
             );

@@ -117,3 +117,38 @@ fn render_reports_an_unknown_instance_with_the_configured_ones() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn chat_text_reaches_the_terminal_escaped() {
+    let app = crate::helpers::spawn_app_with(crate::helpers::Options {
+        workers: false,
+        ..crate::helpers::Options::default()
+    })
+    .await;
+    let mut doc: serde_json::Value =
+        serde_json::from_slice(&crate::helpers::fixture("smartsupp/seed-example.json")).unwrap();
+    doc["channel"]["id"] = "66\n     1  dead  forged\u{1b}[2J\u{1b}]0;owned\u{7}".into();
+    doc["visitor"]["name"] = "Eve\u{1b}[31m".into();
+    let body = serde_json::to_vec(&doc).unwrap();
+    assert_eq!(app.post_smartsupp(body.clone()).await.status(), 202);
+    let config = app.config_path.to_str().unwrap();
+
+    let (code, out, err) = run_cli(&["--config", config, "deliveries", "list"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(!out.contains('\u{1b}') && !out.contains('\u{7}'), "{out:?}");
+    let row = out.lines().find(|l| l.contains("forged")).unwrap();
+    assert!(row.contains(r"66\n     1  dead  forged\u{1b}[2J"), "{row}");
+
+    let payload = app.config_path.with_file_name("hostile.json");
+    std::fs::write(&payload, &body).unwrap();
+    let (code, out, err) = run_cli(&[
+        "--config",
+        config,
+        "render",
+        "--connector",
+        "helpdesk",
+        payload.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(!out.contains('\u{1b}') && !out.contains('\u{7}'), "{out:?}");
+}

@@ -98,6 +98,18 @@ async fn pages_need_the_admin_token_entered_in_the_login_form() {
     assert!(browser.cookie.is_none());
     assert!(wrong.text().await.unwrap().contains("not the admin token"));
 
+    // A `next` that a browser would read as another host leads home instead.
+    for hostile in ["/\t/evil.example", "//evil.example", "/\\evil.example"] {
+        let answer = browser
+            .client
+            .post(format!("{}/login", browser.base))
+            .form(&[("token", ADMIN_TOKEN), ("next", hostile)])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(location(&answer), "/", "{hostile:?}");
+    }
+
     let right = browser.log_in(ADMIN_TOKEN).await;
     assert_eq!(right.status(), StatusCode::SEE_OTHER);
     assert_eq!(location(&right), "/dead");
@@ -125,6 +137,39 @@ async fn pages_need_the_admin_token_entered_in_the_login_form() {
             .unwrap()
             .contains("Max-Age=0")
     );
+}
+
+#[tokio::test]
+async fn the_conversation_list_pages_through_120_chats() {
+    let app = spawn_app_with(Options {
+        workers: false,
+        ..Options::default()
+    })
+    .await;
+    for channel in 1..=120 {
+        app.post_smartsupp(crate::helpers::seed_with_channel(channel))
+            .await;
+    }
+    let mut browser = Browser::new(&app);
+    browser.log_in(ADMIN_TOKEN).await;
+    let mut path = "/conversations".to_owned();
+    let mut seen = std::collections::BTreeSet::new();
+    let mut pages = 0;
+    loop {
+        let page = browser.page(&path).await;
+        pages += 1;
+        for id in page
+            .split("href=\"/conversations/smartsupp%3A208%3A")
+            .skip(1)
+        {
+            seen.insert(id.split('"').next().unwrap().to_owned());
+        }
+        let Some(next) = page.split(r#"id="next" href=""#).nth(1) else {
+            break;
+        };
+        path = next.split('"').next().unwrap().replace("&amp;", "&");
+    }
+    assert_eq!((pages, seen.len()), (3, 120));
 }
 
 #[tokio::test]
@@ -214,7 +259,7 @@ async fn the_seed_is_found_shown_with_its_attempts_and_its_dead_delivery_retried
         .post_form(&format!("/deliveries/{id}/retry"), &[("next", "/dead")])
         .await;
     assert_eq!(retried.status(), StatusCode::SEE_OTHER);
-    assert_eq!(location(&retried), format!("/dead?retried=delivery%20{id}"));
+    assert_eq!(location(&retried), format!("/dead?retried_delivery={id}"));
     app.wait_for_deliveries(DeliveryState::Delivered, 1).await;
     assert_eq!(app.zendesk.tickets().len(), 1);
     let after = browser.page(location(&retried)).await;
@@ -223,6 +268,16 @@ async fn the_seed_is_found_shown_with_its_attempts_and_its_dead_delivery_retried
         "{after}"
     );
     assert!(after.contains("No dead delivery"), "{after}");
+    // A crafted notice shows nothing: only numbers the server wrote are said.
+    let crafted = browser
+        .page("/dead?retried=all%20your%20data%20is%20gone&retried_delivery=owned")
+        .await;
+    assert!(
+        !crafted.contains("your data")
+            && !crafted.contains("owned")
+            && !crafted.contains("queued again"),
+        "{crafted}"
+    );
 
     // Retrying what is no longer dead says so.
     let again = browser
@@ -247,7 +302,7 @@ async fn retry_all_puts_every_dead_delivery_of_a_connector_back() {
     let retried = browser
         .post_form("/dead/retry", &[("connector", "helpdesk")])
         .await;
-    assert_eq!(location(&retried), "/dead?retried=2%20deliveries");
+    assert_eq!(location(&retried), "/dead?retried=2");
     app.wait_for_deliveries(DeliveryState::Delivered, 2).await;
     assert_eq!(app.zendesk.tickets().len(), 2);
 }

@@ -55,3 +55,35 @@ async fn secrets_and_chat_content_never_appear_in_logs() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_conversation_id_cannot_forge_a_log_line() {
+    let app = spawn_app_with(Options::default()).await;
+    let forged = "77\n2026-12-06T00:00:00.000000Z ERROR forged-log-line: \u{1b}[31mred";
+    let mut doc: serde_json::Value =
+        serde_json::from_slice(&fixture("smartsupp/seed-example.json")).unwrap();
+    doc["channel"]["id"] = forged.into();
+    app.post_smartsupp(serde_json::to_vec(&doc).unwrap()).await;
+    app.wait_for_deliveries(DeliveryState::Delivered, 1).await;
+
+    // Every value that carries the id holds it escaped: no line break, no escape character.
+    let mut seen = 0;
+    for line in captured_logs().lines() {
+        let entry: serde_json::Value = serde_json::from_str(line).unwrap();
+        let Some(id) = entry
+            .pointer("/span/conversation_id")
+            .or_else(|| entry.get("conversation_id"))
+            .and_then(|v| v.as_str())
+            .filter(|id| id.contains("forged-log-line"))
+        else {
+            continue;
+        };
+        seen += 1;
+        assert!(!id.contains('\n') && !id.contains('\u{1b}'), "{line}");
+        assert!(
+            id.contains("77\\n2026") && id.contains("\\u{1b}[31m"),
+            "{line}"
+        );
+    }
+    assert!(seen > 0, "the delivery's span names the conversation");
+}

@@ -87,7 +87,7 @@ async function main() {
     await page.waitForURL(`${base}/dead`);
     await shoot(page, "4-dead-letters");
     await page.click(`#dead-${deadId} button.retry`);
-    await page.waitForURL(/retried=/);
+    await page.waitForURL(/retried_delivery=/);
     await page.getByRole("status").filter({ hasText: `delivery ${deadId} queued again` }).waitFor();
     check(true, "the retry button queues it again");
 
