@@ -498,6 +498,41 @@ fn accounts<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D
         .collect())
 }
 
+/// The fewest characters an admin token may have: it opens every conversation, and the
+/// login form is the one place it can be guessed at.
+const MIN_ADMIN_TOKEN: usize = 20;
+
+/// A connection URL as it may be shown: the password of `user:password@` and of a
+/// `password=` parameter replaced by `***`.
+fn without_password(url: &str) -> String {
+    let mut shown = url.to_owned();
+    if let Some(scheme_end) = shown.find("://") {
+        let authority_start = scheme_end + 3;
+        let authority_end = shown[authority_start..]
+            .find(['/', '?', '#'])
+            .map_or(shown.len(), |i| authority_start + i);
+        if let Some(at) = shown[authority_start..authority_end].rfind('@') {
+            let userinfo = &shown[authority_start..authority_start + at];
+            if let Some(colon) = userinfo.find(':') {
+                shown.replace_range(authority_start + colon + 1..authority_start + at, "***");
+            }
+        }
+    }
+    let mut out = String::with_capacity(shown.len());
+    let mut rest = shown.as_str();
+    while let Some(at) = rest.to_ascii_lowercase().find("password=") {
+        let value_start = at + "password=".len();
+        out.push_str(&rest[..value_start]);
+        out.push_str("***");
+        let value_end = rest[value_start..]
+            .find(['&', ' ', ';'])
+            .map_or(rest.len(), |i| value_start + i);
+        rest = &rest[value_end..];
+    }
+    out.push_str(rest);
+    out
+}
+
 fn duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
     let text = String::deserialize(deserializer)?;
     humantime::parse_duration(&text).map_err(|e| {
@@ -685,7 +720,7 @@ impl Config {
                 "store.url",
                 format!(
                     "`{}` is not supported; use sqlite://PATH or postgres://USER@HOST/DATABASE",
-                    self.store.url
+                    without_password(&self.store.url)
                 ),
             );
         }
@@ -731,16 +766,17 @@ impl Config {
                 }
             }
         }
-        if self
-            .admin
-            .token
-            .as_ref()
-            .is_some_and(|t| t.expose_secret().trim().is_empty())
-        {
-            problem(
-                "admin.token",
-                "must not be empty (leave it out to turn the admin API off)".into(),
-            );
+        if let Some(token) = &self.admin.token {
+            let length = token.expose_secret().trim().chars().count();
+            if length < MIN_ADMIN_TOKEN {
+                problem(
+                    "admin.token",
+                    format!(
+                        "is {length} characters; use at least {MIN_ADMIN_TOKEN} random ones \
+                         (`openssl rand -hex 24` makes one), or leave it out to turn the admin API off"
+                    ),
+                );
+            }
         }
         let d = &self.delivery;
         if d.max_attempts == 0 {
@@ -851,6 +887,33 @@ mod tests {
         let config = Config::from_toml(text).unwrap();
         assert_eq!(config.server.max_body_bytes, 2_097_152);
         assert!(!config.connectors.is_empty());
+    }
+
+    #[test]
+    fn a_store_url_in_an_error_shows_no_password() {
+        for url in [
+            "mysql://chatbridge:hunter2-s3cret@db:3306/chatbridge",
+            "mysql://db/chatbridge?user=c&password=hunter2-s3cret&x=1",
+            "redis://:hunter2-s3cret@cache",
+        ] {
+            let error = Config::from_toml(&format!("[store]\nurl = \"{url}\"\n")).unwrap_err();
+            let text = error.to_string();
+            assert!(
+                text.contains("store.url") && !text.contains("hunter2"),
+                "{text}"
+            );
+        }
+        assert_eq!(
+            without_password("postgres://u:p%40ss@h:5432/d"),
+            "postgres://u:***@h:5432/d"
+        );
+    }
+
+    #[test]
+    fn a_short_admin_token_is_refused() {
+        let error = Config::from_toml("[admin]\ntoken = \"letmein\"\n").unwrap_err();
+        assert!(error.to_string().contains("admin.token"), "{error}");
+        assert!(Config::from_toml("[admin]\ntoken = \"2f9a61c0e4b7d3a8f1e6c2b9\"\n").is_ok());
     }
 
     #[test]

@@ -120,25 +120,38 @@ async fn require_admin(State(state): State<AppState>, request: Request, next: Ne
         )
             .into_response();
     };
-    if presented_token(&request).is_some_and(|t| tokens.accepts(&t)) {
-        next.run(request).await
-    } else {
-        ApiError::Unauthorized.into_response()
+    let by_cookie = bearer(&request).is_none();
+    if !presented_token(&request).is_some_and(|t| tokens.accepts(&t)) {
+        return ApiError::Unauthorized.into_response();
     }
+    if by_cookie && super::cross_site(request.headers()) {
+        return ApiError::Forbidden(
+            "the session cookie is not accepted from another site's page; use a bearer token"
+                .into(),
+        )
+        .into_response();
+    }
+    next.run(request).await
+}
+
+/// The token of `Authorization: Bearer`, if any.
+fn bearer(request: &Request) -> Option<&str> {
+    request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
 }
 
 /// The token from `Authorization: Bearer` or the session cookie (percent-decoded: the
 /// dashboard encodes what a cookie value may not hold).
 pub fn presented_token(request: &Request) -> Option<Cow<'_, str>> {
-    let headers = request.headers();
-    if let Some(bearer) = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-    {
-        return Some(Cow::Borrowed(bearer.trim()));
+    if let Some(bearer) = bearer(request) {
+        return Some(Cow::Borrowed(bearer));
     }
-    headers
+    request
+        .headers()
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())

@@ -25,11 +25,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tera::{Context, Kwargs, Tera};
 
-use super::AppState;
 use super::api::{
     self, ConversationQuery, DeliveryQuery, PreviewRequest, SESSION_COOKIE, presented_token,
 };
 use super::error::ApiError;
+use super::{AppState, cross_site};
 use crate::maintenance::{self, Silent};
 
 /// The page templates, compiled in.
@@ -121,8 +121,22 @@ pub fn router(state: AppState) -> Router<AppState> {
         ));
     Router::new()
         .route("/login", get(login_form).post(login))
+        .route("/assets/dashboard.js", get(script))
         .merge(pages)
         .with_state(dashboard)
+}
+
+/// The pages' one script (pickers that submit their form), a file of its own so that the
+/// Content-Security-Policy can forbid inline scripts.
+async fn script() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        include_str!("assets/dashboard.js"),
+    )
+        .into_response()
 }
 
 /// Parses the page templates.
@@ -253,14 +267,6 @@ fn off(dashboard: &Dashboard) -> Response {
             "the dashboard is off; set admin.token in the config to turn it on".into(),
         ))
         .into_response()
-}
-
-/// Whether the browser says the request was made by another site's page.
-fn cross_site(headers: &HeaderMap) -> bool {
-    headers
-        .get("sec-fetch-site")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|site| site != "same-origin" && site != "none")
 }
 
 /// A local path to return to after a form, never another host: one leading `/` and then a

@@ -106,6 +106,7 @@ pub fn router(state: AppState) -> Router {
         .merge(dashboard::router(state.clone()))
         .with_state(state)
         .layer(DefaultBodyLimit::max(max_body))
+        .layer(axum::middleware::map_response(secure_headers))
         .layer(axum::middleware::map_request(move |request: Request<Body>| {
             std::future::ready(with_deadline(request, body_deadline))
         }))
@@ -121,6 +122,41 @@ pub fn router(state: AppState) -> Router {
                 .on_response(DefaultOnResponse::new().level(Level::DEBUG)),
         )
         .layer(SetRequestIdLayer::new(REQUEST_ID, Sequential::default()))
+}
+
+/// Whether the browser says the request was made by another site's page (`Sec-Fetch-Site`
+/// other than `same-origin` or `none`; `same-site` is another site too: a sibling subdomain
+/// may be anyone's). A request with the session cookie is refused then, on the dashboard and
+/// the API alike; a bearer token is never sent by a browser on its own.
+pub(crate) fn cross_site(headers: &axum::http::HeaderMap) -> bool {
+    headers
+        .get("sec-fetch-site")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|site| site != "same-origin" && site != "none")
+}
+
+/// What every answer says about how a browser may use it: no script but the dashboard's own
+/// file (no inline script, so injected markup cannot run), no framing (clickjacking), no
+/// content-type guessing, and no `Referer` carrying a conversation URL elsewhere. Inline
+/// styles stay allowed: the pages' `<style>` and `style=` attributes run nothing.
+async fn secure_headers(mut response: axum::response::Response) -> axum::response::Response {
+    let headers = response.headers_mut();
+    for (name, value) in [
+        (
+            axum::http::header::CONTENT_SECURITY_POLICY,
+            "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; \
+             img-src 'self' data:; connect-src 'self'; form-action 'self'; \
+             frame-ancestors 'none'; base-uri 'none'",
+        ),
+        (axum::http::header::X_FRAME_OPTIONS, "DENY"),
+        (axum::http::header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (axum::http::header::REFERRER_POLICY, "no-referrer"),
+    ] {
+        headers
+            .entry(name)
+            .or_insert(HeaderValue::from_static(value));
+    }
+    response
 }
 
 /// The request with its body cut off `within` after now: every route that reads a body

@@ -173,6 +173,68 @@ async fn the_conversation_list_pages_through_120_chats() {
 }
 
 #[tokio::test]
+async fn pages_forbid_inline_scripts_and_framing_and_the_api_refuses_the_cookie_cross_site() {
+    let app = spawn_app().await;
+    let mut browser = Browser::new(&app);
+    browser.log_in(ADMIN_TOKEN).await;
+    for path in [
+        "/",
+        "/login",
+        "/conversations",
+        "/dead",
+        "/quarantine",
+        "/playground",
+        "/api/connectors",
+    ] {
+        let response = browser.get(path).await;
+        let headers = response.headers().clone();
+        let csp = headers["content-security-policy"].to_str().unwrap();
+        assert!(
+            csp.contains("script-src 'self';") && csp.contains("frame-ancestors 'none'"),
+            "{path}: {csp}"
+        );
+        assert_eq!(headers["x-frame-options"], "DENY", "{path}");
+        assert_eq!(headers["x-content-type-options"], "nosniff", "{path}");
+        assert_eq!(headers["referrer-policy"], "no-referrer", "{path}");
+        let html = response.text().await.unwrap();
+        for script in html.split("<script").skip(1) {
+            assert!(
+                script.starts_with(r#" src="/assets/dashboard.js""#),
+                "{path}: an inline script: {script}"
+            );
+        }
+        assert!(
+            !html.contains(" onchange=") && !html.contains(" onclick="),
+            "{path}"
+        );
+    }
+    let script = browser.get("/assets/dashboard.js").await;
+    assert_eq!(script.status(), 200);
+
+    // The session cookie opens the API only from the dashboard's own pages.
+    for (site, expected) in [
+        ("same-origin", StatusCode::OK),
+        ("same-site", StatusCode::FORBIDDEN),
+        ("cross-site", StatusCode::FORBIDDEN),
+    ] {
+        let answer = browser
+            .with_cookie(browser.client.post(format!("{}/api/reload", app.address)))
+            .header("sec-fetch-site", site)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), expected, "{site}");
+    }
+    let bearer = app
+        .api(reqwest::Method::POST, "/api/reload")
+        .header("sec-fetch-site", "cross-site")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bearer.status(), StatusCode::OK);
+}
+
+#[tokio::test]
 async fn without_an_admin_token_there_is_no_dashboard() {
     let app = spawn_app_with(Options {
         admin: false,
