@@ -143,8 +143,9 @@ impl Reloader {
         self.config.read().expect("never poisoned").clone()
     }
 
-    /// The running set rebuilt with `templates` (name → text) over the template files, for
-    /// previews of edits that are not saved. Nothing running changes.
+    /// The running set rebuilt for a preview: `templates` (name → text) over the template
+    /// files, for edits that are not saved, and every secret setting a placeholder
+    /// ([`Registry::build_preview`]). Nothing running changes.
     ///
     /// # Errors
     /// When an edited template does not parse.
@@ -152,13 +153,10 @@ impl Reloader {
         &self,
         templates: BTreeMap<String, String>,
     ) -> Result<Arc<Registry>, ConfigError> {
-        if templates.is_empty() {
-            return Ok(self.live.current());
-        }
         let config = self.config.read().expect("never poisoned").clone();
         let shared = self.shared.clone();
         tokio::task::spawn_blocking(move || {
-            Registry::build_with(&config, &shared, &templates)
+            Registry::build_preview(&config, &shared, &templates)
                 .map(Arc::new)
                 .map_err(ConfigError::from)
         })

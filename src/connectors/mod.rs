@@ -478,6 +478,10 @@ pub struct BuildContext {
     pub timeout: Duration,
     /// This instance's rate limit: every request to the target takes a token first.
     pub throttle: Option<Arc<TokenBucket>>,
+    /// Secret settings replaced by placeholders ([`placeholder`]): for previews, whose
+    /// templates anyone with the admin token may edit, so that no transformation of a
+    /// secret (`| upper`, `| reverse`) can show it.
+    pub placeholders: bool,
 }
 
 impl BuildContext {
@@ -555,18 +559,28 @@ impl Registry {
     /// # Errors
     /// Every problem found, by key.
     pub fn build(config: &Config, shared: &Shared) -> Result<Self, Vec<Problem>> {
-        Self::build_with(config, shared, &BTreeMap::new())
+        Self::assemble(config, shared, &BTreeMap::new(), false)
     }
 
-    /// As [`Registry::build`], with template texts (name → text) over the files, for
-    /// previews of unsaved edits.
+    /// As [`Registry::build`], for previews: with template texts (name → text) over the
+    /// files, for unsaved edits, and every secret setting a placeholder, so that what a
+    /// preview shows cannot reveal one, however an edited template transforms it.
     ///
     /// # Errors
     /// As [`Registry::build`].
-    pub fn build_with(
+    pub fn build_preview(
         config: &Config,
         shared: &Shared,
         templates: &BTreeMap<String, String>,
+    ) -> Result<Self, Vec<Problem>> {
+        Self::assemble(config, shared, templates, true)
+    }
+
+    fn assemble(
+        config: &Config,
+        shared: &Shared,
+        templates: &BTreeMap<String, String>,
+        placeholders: bool,
     ) -> Result<Self, Vec<Problem>> {
         let definitions = Definitions::load(config.connectors_dir.as_deref())?;
         // Only the types some instance uses are parsed (see `render`).
@@ -617,6 +631,7 @@ impl Registry {
             renderer: renderer.clone(),
             timeout: config.delivery.request_timeout,
             throttle: None,
+            placeholders,
         };
 
         let mut problems = Vec::new();
@@ -794,6 +809,9 @@ pub fn build(
             .map(|v| v.expose().to_owned())
             .or_else(|| spec.default.clone())
         {
+            Some(value) if spec.secret && cx.placeholders && !value.is_empty() => {
+                settings.insert(key, placeholder(key, &value), true);
+            }
             Some(value) => settings.insert(key, value, spec.secret),
             None if spec.required => problems.push(Problem {
                 key: at(&format!("settings.{key}")),
@@ -837,6 +855,19 @@ pub fn build(
         }
     };
     connector.map_err(|p| vec![p])
+}
+
+/// What a preview sees of secret setting `key`: its name, never its value. A secret that is
+/// a URL (a Slack webhook) keeps its scheme and host, so the requests still build.
+pub fn placeholder(key: &str, value: &str) -> String {
+    match reqwest::Url::parse(value) {
+        Ok(url) if url.has_host() => format!(
+            "{}://{}/secret-{key}",
+            url.scheme(),
+            url.host_str().unwrap_or_default()
+        ),
+        _ => format!("secret-{key}"),
+    }
 }
 
 /// A connector's resolved settings. Knows which are secret, so it can mask them anywhere

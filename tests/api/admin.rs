@@ -272,6 +272,38 @@ async fn preview_shows_the_requests_and_renders_template_edits_without_saving_th
         "{preview}"
     );
 
+    // However an edited template transforms a secret, the preview never had it.
+    let revealing = r#"{ "ticket": { "subject": "{{ settings.api_token | upper }}|{{ settings.api_token | reverse }}|{{ settings.api_token | replace(from="-", to="") }}|{{ settings.api_token | split(pat="") | join(sep=" ") }}", "comment": { "body": "x" } } }"#;
+    let (status, preview) = app
+        .api_post(
+            "/api/preview",
+            json!({ "connector": "helpdesk", "payload": payload,
+                    "templates": { "zendesk/ticket.json.tera": revealing } }),
+        )
+        .await;
+    assert_eq!(status, 200, "{preview}");
+    let shown = preview.to_string();
+    let token = crate::helpers::ZENDESK_TOKEN;
+    let reversed: String = token.chars().rev().collect();
+    let spaced = token
+        .chars()
+        .map(String::from)
+        .collect::<Vec<_>>()
+        .join(" ");
+    for form in [
+        token.to_uppercase(),
+        reversed,
+        token.replace('-', ""),
+        spaced,
+        "s3cr3t".to_owned(),
+    ] {
+        assert!(
+            !shown.to_lowercase().contains(&form.to_lowercase()),
+            "{form}: {shown}"
+        );
+    }
+    assert!(shown.contains("SECRET-API_TOKEN"), "{shown}");
+
     let (broken, answer) = app
         .api_post(
             "/api/preview",
