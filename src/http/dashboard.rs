@@ -10,15 +10,17 @@
 //! State-changing forms are also refused when the browser says the request came from
 //! another site (`Sec-Fetch-Site`), so a page elsewhere cannot press the retry button.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::time::Instant;
 
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{ConnectInfo, Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
-use axum::{Form, Router};
+use axum::{Extension, Form, Router};
 use include_dir::{Dir, include_dir};
 use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
 use serde::{Deserialize, Serialize};
@@ -90,6 +92,51 @@ const TEMPLATE_FIELD: &str = "template:";
 struct Dashboard {
     app: AppState,
     pages: Arc<Tera>,
+    logins: Arc<LoginThrottle>,
+}
+
+/// Wrong tokens a client address may send in [`LOGIN_WINDOW`]; past them the form refuses
+/// every try, right or wrong, until the window ends, so the token cannot be guessed at the
+/// speed of the server.
+const LOGIN_FAILURES: u32 = 10;
+/// See [`LOGIN_FAILURES`].
+const LOGIN_WINDOW: std::time::Duration = std::time::Duration::from_secs(300);
+/// Addresses remembered at most; the oldest windows are forgotten first.
+const LOGIN_CLIENTS: usize = 10_000;
+
+/// Wrong logins by client address: how many, since when.
+#[derive(Debug, Default)]
+struct LoginThrottle {
+    failures: std::sync::Mutex<HashMap<IpAddr, (u32, Instant)>>,
+}
+
+impl LoginThrottle {
+    /// How long `client` must wait before trying again, if it must.
+    fn wait(&self, client: IpAddr, now: Instant) -> Option<std::time::Duration> {
+        let failures = self.failures.lock().expect("never poisoned");
+        let (count, since) = failures.get(&client)?;
+        let ends = *since + LOGIN_WINDOW;
+        (*count >= LOGIN_FAILURES && ends > now).then(|| ends - now)
+    }
+
+    fn failed(&self, client: IpAddr, now: Instant) {
+        let mut failures = self.failures.lock().expect("never poisoned");
+        if failures.len() >= LOGIN_CLIENTS {
+            failures.retain(|_, (_, since)| *since + LOGIN_WINDOW > now);
+        }
+        let entry = failures.entry(client).or_insert((0, now));
+        if entry.1 + LOGIN_WINDOW <= now {
+            *entry = (0, now);
+        }
+        entry.0 += 1;
+    }
+
+    fn succeeded(&self, client: IpAddr) {
+        self.failures
+            .lock()
+            .expect("never poisoned")
+            .remove(&client);
+    }
 }
 
 /// The dashboard's routes, for merging at `/`.
@@ -101,6 +148,7 @@ pub fn router(state: AppState) -> Router<AppState> {
     let dashboard = Dashboard {
         app: state,
         pages: Arc::new(pages().expect("the dashboard's page templates parse")),
+        logins: Arc::default(),
     };
     let pages = Router::new()
         .route("/", get(overview))
@@ -316,6 +364,7 @@ async fn login_form(
 /// browser came over HTTPS).
 async fn login(
     State(dashboard): State<Dashboard>,
+    client: Option<Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
     Form(form): Form<LoginForm>,
 ) -> Response {
@@ -323,9 +372,27 @@ async fn login(
         return off(&dashboard);
     };
     let next = local_path(form.next.as_deref(), "/");
+    let client = client.map_or(IpAddr::from([0, 0, 0, 0]), |Extension(ConnectInfo(a))| {
+        a.ip()
+    });
+    let now = Instant::now();
+    if let Some(wait) = dashboard.logins.wait(client, now) {
+        let seconds = wait.as_secs() + 1;
+        let mut answer = page(
+            &dashboard.pages,
+            StatusCode::TOO_MANY_REQUESTS,
+            "login.html",
+            &json!({ "next": next, "error": format!("Too many wrong tokens from this address; try again in {seconds} s.") }),
+        );
+        if let Ok(value) = HeaderValue::from_str(&seconds.to_string()) {
+            answer.headers_mut().insert(header::RETRY_AFTER, value);
+        }
+        return answer;
+    }
     let token = form.token.trim();
     if !tokens.accepts(token) {
-        tracing::warn!("dashboard login refused: wrong admin token");
+        dashboard.logins.failed(client, now);
+        tracing::warn!(client = %client, "dashboard login refused: wrong admin token");
         return page(
             &dashboard.pages,
             StatusCode::UNAUTHORIZED,
@@ -333,6 +400,7 @@ async fn login(
             &json!({ "next": next, "error": "That is not the admin token." }),
         );
     }
+    dashboard.logins.succeeded(client);
     let secure = headers
         .get("x-forwarded-proto")
         .is_some_and(|p| p.as_bytes().eq_ignore_ascii_case(b"https"));
@@ -723,6 +791,32 @@ mod tests {
             assert_eq!(local_path(Some(hostile), "/dead"), "/dead", "{hostile:?}");
         }
         assert_eq!(local_path(None, "/"), "/");
+    }
+
+    #[test]
+    fn a_throttled_address_may_try_again_when_its_window_ends() {
+        let throttle = LoginThrottle::default();
+        let (client, other) = (IpAddr::from([192, 0, 2, 1]), IpAddr::from([192, 0, 2, 2]));
+        let start = Instant::now();
+        for _ in 0..LOGIN_FAILURES {
+            assert_eq!(throttle.wait(client, start), None);
+            throttle.failed(client, start);
+        }
+        assert_eq!(throttle.wait(client, start), Some(LOGIN_WINDOW));
+        assert_eq!(
+            throttle.wait(other, start),
+            None,
+            "another address is not held"
+        );
+        assert_eq!(throttle.wait(client, start + LOGIN_WINDOW), None);
+        throttle.failed(client, start + LOGIN_WINDOW);
+        assert_eq!(
+            throttle.wait(client, start + LOGIN_WINDOW),
+            None,
+            "a new window"
+        );
+        throttle.succeeded(client);
+        assert!(throttle.failures.lock().unwrap().is_empty());
     }
 
     #[test]

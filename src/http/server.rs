@@ -61,7 +61,7 @@ pub async fn serve(
             () = &mut shutdown => break,
             permit = permits.clone().acquire_owned() => permit.expect("never closed"),
         };
-        let (stream, _) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             () = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
@@ -77,7 +77,7 @@ pub async fn serve(
         let router = router.clone();
         let stopping = stopping.clone();
         connections.spawn(async move {
-            serve_connection(stream, router, limits, stopping).await;
+            serve_connection(stream, peer, router, limits, stopping).await;
             drop(permit);
         });
         // Reap finished connections as we go, so the set holds only live ones.
@@ -124,6 +124,7 @@ impl Phase {
 
 async fn serve_connection(
     stream: TcpStream,
+    peer: std::net::SocketAddr,
     router: Router,
     limits: ConnectionLimits,
     mut stopping: watch::Receiver<bool>,
@@ -136,8 +137,12 @@ async fn serve_connection(
     let service = {
         let phase = phase.clone();
         let router = TowerToHyperService::new(router);
-        hyper::service::service_fn(move |request: Request<hyper::body::Incoming>| {
+        hyper::service::service_fn(move |mut request: Request<hyper::body::Incoming>| {
             phase.set(BUSY);
+            // The client's address, for handlers that limit per client (the login form).
+            request
+                .extensions_mut()
+                .insert(axum::extract::ConnectInfo(peer));
             let response = hyper::service::Service::call(&router, request);
             let phase = phase.clone();
             async move {

@@ -235,6 +235,32 @@ async fn pages_forbid_inline_scripts_and_framing_and_the_api_refuses_the_cookie_
 }
 
 #[tokio::test]
+async fn after_ten_wrong_tokens_the_login_form_refuses_even_the_right_one_for_a_while() {
+    let app = spawn_app().await;
+    let mut browser = Browser::new(&app);
+    for _ in 0..10 {
+        assert_eq!(
+            browser.log_in("guess-1234567890abcdef").await.status(),
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    let throttled = browser.log_in(ADMIN_TOKEN).await;
+    assert_eq!(throttled.status(), StatusCode::TOO_MANY_REQUESTS);
+    let wait: u64 = throttled.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=300).contains(&wait), "{wait}");
+    assert!(browser.cookie.is_none());
+    // The API's bearer token is not the form: it still works.
+    assert_eq!(
+        app.api_get("/api/connectors").await["connectors"][0]["name"],
+        "helpdesk"
+    );
+}
+
+#[tokio::test]
 async fn without_an_admin_token_there_is_no_dashboard() {
     let app = spawn_app_with(Options {
         admin: false,
