@@ -26,6 +26,9 @@ use crate::telemetry::Escaped;
 
 /// Rows handled per transaction.
 const PAGE: usize = 500;
+/// Quarantined bodies read per page in a walk through them (erasure, re-ingest). Each may be
+/// as large as `server.max_body_bytes`, so a page of [`PAGE`] could hold a gigabyte.
+const BODY_PAGE: usize = 32;
 /// How often retention runs (also once at start).
 const RETENTION_EVERY: Duration = Duration::from_secs(3600);
 
@@ -172,7 +175,7 @@ pub async fn forget(
     let mut report = store.forget(email).await?;
     let mut after = 0;
     loop {
-        let page = store.quarantined_after(after, PAGE).await?;
+        let page = store.quarantined_after(after, BODY_PAGE).await?;
         let Some(last) = page.last() else { break };
         after = last.id;
         let matching: Vec<i64> = page
@@ -185,7 +188,7 @@ pub async fn forget(
         }
     }
     for dir in outboxes {
-        report.files += remove_files(dir, |bytes, _| privacy::mentions(bytes, &needle)).await?;
+        report.files += remove_files(dir, Doomed::Mentioning(&needle)).await?;
     }
     store.scrub().await?;
     // The address itself is not logged: that would be a trace of the visitor.
@@ -200,16 +203,22 @@ pub async fn forget(
     Ok(report)
 }
 
-/// Removes the files of `dir` (not its sub-folders) for which `remove(content, modified)`
-/// holds; returns how many. A folder that does not exist yet holds nothing.
+/// Which files of an outbox folder go.
+#[derive(Debug, Clone, Copy)]
+enum Doomed<'a> {
+    /// Those whose content mentions this address (lower case), however spelled.
+    Mentioning(&'a str),
+    /// Those last written before this time; their content is not read.
+    WrittenBefore(std::time::SystemTime),
+}
+
+/// Removes the files of `dir` (not its sub-folders) that are `doomed`; returns how many. A
+/// folder that does not exist yet holds nothing.
 ///
 /// # Errors
 /// When the folder or a file cannot be read or removed: erasure must not report success
 /// while a copy stays behind.
-async fn remove_files(
-    dir: &Path,
-    remove: impl Fn(&[u8], std::time::SystemTime) -> bool,
-) -> Result<u64, std::io::Error> {
+async fn remove_files(dir: &Path, doomed: Doomed<'_>) -> Result<u64, std::io::Error> {
     let mut entries = match tokio::fs::read_dir(dir).await {
         Ok(entries) => entries,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
@@ -221,8 +230,13 @@ async fn remove_files(
         if !metadata.is_file() {
             continue;
         }
-        let content = tokio::fs::read(entry.path()).await?;
-        if remove(&content, metadata.modified()?) {
+        let remove = match doomed {
+            Doomed::WrittenBefore(cutoff) => metadata.modified()? < cutoff,
+            Doomed::Mentioning(needle) => {
+                privacy::mentions(&tokio::fs::read(entry.path()).await?, needle)
+            }
+        };
+        if remove {
             tokio::fs::remove_file(entry.path()).await?;
             removed += 1;
         }
@@ -339,7 +353,7 @@ pub async fn reingest_all(
     let mut totals = ReingestTotals::default();
     let mut after = 0;
     loop {
-        let page = intake.store.quarantined_after(after, PAGE).await?;
+        let page = intake.store.quarantined_after(after, BODY_PAGE).await?;
         let Some(last) = page.last() else { break };
         after = last.id;
         let count = page.len() as u64;
@@ -449,7 +463,7 @@ impl Retention {
             + Duration::from_millis(u64::try_from(now.minus(keep).unix_millis()).unwrap_or(0));
         let mut removed = 0;
         for dir in self.registry.current().outboxes() {
-            removed += remove_files(&dir, |_, modified| modified < cutoff).await?;
+            removed += remove_files(&dir, Doomed::WrittenBefore(cutoff)).await?;
         }
         Ok(removed)
     }
