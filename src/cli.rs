@@ -444,37 +444,36 @@ async fn quarantine(
                 wake: None,
             };
             let tokens = app::source_auth(config);
-            let totals = if all {
+            let report = if all {
                 let mut progress = Reporter::new("re-ingesting quarantined bodies");
-                let totals = maintenance::reingest_all(&intake, &tokens, &mut progress).await?;
+                let report = maintenance::reingest_all(&intake, &tokens, &mut progress).await?;
                 progress.finish();
-                totals
+                report
             } else if ids.is_empty() {
                 anyhow::bail!(
                     "name quarantine ids, or use --all (see `chatbridge quarantine list`)"
                 );
             } else {
-                let mut totals = maintenance::ReingestTotals::default();
-                for result in maintenance::reingest(&intake, &tokens, &ids).await? {
-                    totals.add(result.outcome);
-                    match (&result.conversation, &result.reason) {
-                        (Some(conversation), _) => println!(
-                            "{}: {:?}, conversation {} v{}",
-                            result.id,
-                            result.outcome,
-                            Escaped(conversation),
-                            result.version.unwrap_or_default()
-                        ),
-                        (None, reason) => println!(
-                            "{}: {:?}: {}",
-                            result.id,
-                            result.outcome,
-                            Escaped(reason.as_deref().unwrap_or_default())
-                        ),
-                    }
-                }
-                totals
+                maintenance::reingest(&intake, &tokens, &ids).await?
             };
+            for result in &report.results {
+                match (&result.conversation, &result.reason) {
+                    (Some(conversation), _) => println!(
+                        "{}: {:?}, conversation {} v{}",
+                        result.id,
+                        result.outcome,
+                        Escaped(conversation),
+                        result.version.unwrap_or_default()
+                    ),
+                    (None, reason) => println!(
+                        "{}: {:?}: {}",
+                        result.id,
+                        result.outcome,
+                        Escaped(reason.as_deref().unwrap_or_default())
+                    ),
+                }
+            }
+            let totals = report.totals;
             println!(
                 "{} stored, {} duplicates, {} still refused; a running `chatbridge serve` delivers the stored ones",
                 totals.stored, totals.duplicates, totals.refused

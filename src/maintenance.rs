@@ -289,7 +289,16 @@ pub struct Reingested {
     pub reason: Option<String>,
 }
 
-/// What `reingest --all` did.
+/// What a re-ingest did (also the admin API's answer).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct ReingestReport {
+    /// Counts by outcome.
+    pub totals: ReingestTotals,
+    /// Each body named by id, in order (empty for all of them).
+    pub results: Vec<Reingested>,
+}
+
+/// Bodies re-ingested, by outcome.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct ReingestTotals {
     /// Bodies that became new conversations or versions.
@@ -322,8 +331,8 @@ pub async fn reingest(
     intake: &Intake<'_>,
     tokens: &SourceAuth,
     ids: &[i64],
-) -> Result<Vec<Reingested>, StoreError> {
-    let mut results = Vec::with_capacity(ids.len());
+) -> Result<ReingestReport, StoreError> {
+    let mut report = ReingestReport::default();
     for &id in ids {
         let result = match intake.store.quarantined_body(id).await? {
             Some(kept) => reingest_one(intake, tokens, kept).await?,
@@ -336,9 +345,10 @@ pub async fn reingest(
                 reason: Some(format!("no quarantined body {id}")),
             },
         };
-        results.push(result);
+        report.totals.add(result.outcome);
+        report.results.push(result);
     }
-    Ok(results)
+    Ok(report)
 }
 
 /// [`reingest`] of every quarantined body, a page at a time.
@@ -349,7 +359,7 @@ pub async fn reingest_all(
     intake: &Intake<'_>,
     tokens: &SourceAuth,
     progress: &mut dyn Progress,
-) -> Result<ReingestTotals, StoreError> {
+) -> Result<ReingestReport, StoreError> {
     let mut totals = ReingestTotals::default();
     let mut after = 0;
     loop {
@@ -362,7 +372,10 @@ pub async fn reingest_all(
         }
         progress.advance(count);
     }
-    Ok(totals)
+    Ok(ReingestReport {
+        totals,
+        results: Vec::new(),
+    })
 }
 
 async fn reingest_one(

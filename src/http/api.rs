@@ -827,8 +827,20 @@ async fn list_quarantine(
     State(state): State<AppState>,
     Query(query): Query<QuarantineQuery>,
 ) -> Result<Json<QuarantinePage>, ApiError> {
-    let rows = state.store.quarantined(page_size(query.limit)).await?;
-    Ok(Json(QuarantinePage {
+    Ok(Json(quarantine_page(&state, query.limit).await?))
+}
+
+/// The newest `limit` quarantined bodies (default 50, at most 500), for the API and the
+/// dashboard.
+///
+/// # Errors
+/// When the store fails.
+pub async fn quarantine_page(
+    state: &AppState,
+    limit: Option<usize>,
+) -> Result<QuarantinePage, ApiError> {
+    let rows = state.store.quarantined(page_size(limit)).await?;
+    Ok(QuarantinePage {
         items: rows
             .into_iter()
             .map(|r| QuarantineItem {
@@ -839,7 +851,7 @@ async fn list_quarantine(
                 received_at: r.received_at,
             })
             .collect(),
-    }))
+    })
 }
 
 /// A quarantined body, whole.
@@ -920,24 +932,15 @@ pub struct ReingestRequest {
     pub all: bool,
 }
 
-/// What a re-ingest did.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ReingestAnswer {
-    /// Counts by outcome.
-    pub totals: maintenance::ReingestTotals,
-    /// Each body named by `ids`, in order (empty for `all`).
-    pub results: Vec<maintenance::Reingested>,
-}
-
 /// Runs quarantined bodies through today's parser and configuration, as if posted now:
 /// those that pass become conversations with deliveries (or duplicates of what was stored
 /// since) and leave the quarantine; the others stay, with the new reason.
 #[utoipa::path(post, path = "/api/quarantine/reingest", request_body = ReingestRequest,
-    responses((status = 200, body = ReingestAnswer), (status = 400), (status = 401)))]
+    responses((status = 200, body = maintenance::ReingestReport), (status = 400), (status = 401)))]
 async fn reingest(
     State(state): State<AppState>,
     Json(request): Json<ReingestRequest>,
-) -> Result<Json<ReingestAnswer>, ApiError> {
+) -> Result<Json<maintenance::ReingestReport>, ApiError> {
     Ok(Json(reingest_quarantined(&state, &request).await?))
 }
 
@@ -948,7 +951,7 @@ async fn reingest(
 pub async fn reingest_quarantined(
     state: &AppState,
     request: &ReingestRequest,
-) -> Result<ReingestAnswer, ApiError> {
+) -> Result<maintenance::ReingestReport, ApiError> {
     if request.ids.is_empty() != request.all {
         return Err(ApiError::Invalid(
             "give quarantine `ids`, or `all: true`".into(),
@@ -963,19 +966,11 @@ pub async fn reingest_quarantined(
     };
     // Tenants as configured now: a reload may have added the one a body was waiting for.
     let tokens = crate::app::source_auth(&state.reloader.config());
-    if request.all {
-        let totals = maintenance::reingest_all(&intake, &tokens, &mut Silent).await?;
-        return Ok(ReingestAnswer {
-            totals,
-            results: Vec::new(),
-        });
-    }
-    let results = maintenance::reingest(&intake, &tokens, &request.ids).await?;
-    let mut totals = maintenance::ReingestTotals::default();
-    for result in &results {
-        totals.add(result.outcome);
-    }
-    Ok(ReingestAnswer { totals, results })
+    Ok(if request.all {
+        maintenance::reingest_all(&intake, &tokens, &mut Silent).await?
+    } else {
+        maintenance::reingest(&intake, &tokens, &request.ids).await?
+    })
 }
 
 /// One connector's health and queue.

@@ -479,9 +479,13 @@ struct Notice {
 
 impl Notice {
     fn shown(&self) -> serde_json::Value {
-        let number = |text: &Option<String>| text.as_deref().and_then(|t| t.parse::<u64>().ok());
         json!({ "retried": number(&self.retried), "delivery": number(&self.retried_delivery) })
     }
+}
+
+/// A notice's count, if the parameter is one: anything else in it is not shown.
+fn number(text: &Option<String>) -> Option<u64> {
+    text.as_deref().and_then(|t| t.parse().ok())
 }
 
 /// A conversation's transcript (latest version), its versions and its deliveries with every
@@ -581,14 +585,21 @@ async fn retry_all_dead(
     Ok(Redirect::to(&with_notice("/dead", "retried", retried)).into_response())
 }
 
-/// What the last action on the quarantine did: counts the server computed, never request
-/// text, shown in the notice.
-#[derive(Debug, Default, Deserialize, Serialize)]
+/// What the last action on the quarantine did, as [`Notice`] says a retry: counts the
+/// server wrote into the link, and nothing else from it.
+#[derive(Debug, Default, Deserialize)]
 struct QuarantineNotice {
-    stored: Option<u64>,
-    duplicates: Option<u64>,
-    refused: Option<u64>,
-    dropped: Option<u64>,
+    stored: Option<String>,
+    duplicates: Option<String>,
+    refused: Option<String>,
+    dropped: Option<String>,
+}
+
+impl QuarantineNotice {
+    fn shown(&self) -> serde_json::Value {
+        json!({ "stored": number(&self.stored), "duplicates": number(&self.duplicates),
+                "refused": number(&self.refused), "dropped": number(&self.dropped) })
+    }
 }
 
 /// Bodies refused at ingest, with why, and buttons to bring them back or drop them.
@@ -596,22 +607,12 @@ async fn quarantine(
     State(dashboard): State<Dashboard>,
     Query(notice): Query<QuarantineNotice>,
 ) -> Result<Response, PageError> {
-    let items = dashboard
-        .app
-        .store
-        .quarantined(200)
+    let page = api::quarantine_page(&dashboard.app, Some(200))
         .await
-        .map_err(|e| dashboard.fail(e.into()))?;
-    let items: Vec<_> = items
-        .into_iter()
-        .map(|r| {
-            json!({ "id": r.id, "source": r.source, "reason": r.reason, "size": r.size,
-                    "received_at": r.received_at })
-        })
-        .collect();
+        .map_err(|e| dashboard.fail(e))?;
     Ok(dashboard.show(
         "quarantine.html",
-        &json!({ "section": "quarantine", "items": items, "notice": notice }),
+        &json!({ "section": "quarantine", "items": page.items, "notice": notice.shown() }),
     ))
 }
 
