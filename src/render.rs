@@ -286,6 +286,7 @@ impl Renderer {
         let mut bodies = new_tera(escape_json, [JSON_SUFFIX], &zone);
         bodies.add_raw_templates(parsed()).map_err(syntax)?;
         let mut documents = new_tera(tera::escape_html, [".html.tera"], &zone);
+        documents.register_filter("newlines_to_br", html_lines);
         documents.add_raw_templates(parsed()).map_err(syntax)?;
         let mut snippet_tera = new_tera(escape_url, [URL_SUFFIX], &zone);
         snippet_tera
@@ -490,6 +491,9 @@ fn new_tera<const N: usize>(
     tera.register_filter("last_name", last_name_filter);
     tera.register_filter("marker", marker_filter);
     tera.register_filter("mrkdwn", mrkdwn_filter);
+    tera.register_filter("newlines_to_br", |text: &str, _: Kwargs, _: &State| {
+        html_lines_text(text)
+    });
     tera
 }
 
@@ -604,6 +608,30 @@ fn json_filter(value: Value, _: Kwargs, _: &State) -> tera::TeraResult<Value> {
     serde_json::to_writer(&mut out, &value).map_err(|e| error(&e))?;
     let text = String::from_utf8(out).map_err(|e| error(&e))?;
     Ok(Value::safe_string(&text))
+}
+
+/// `{{ text | newlines_to_br }}` in a template whose output is HTML: the text escaped and its
+/// line breaks made `<br>`, marked safe so the autoescaping does not escape the `<br>` again.
+/// Tera's own filter inserts `<br>` into the raw text, which autoescaping then turns into a
+/// literal `&lt;br&gt;`, and which without autoescaping leaves the chat's markup live.
+pub fn html_lines(text: &str, _: Kwargs, _: &State) -> Value {
+    Value::safe_string(&html_lines_text(text))
+}
+
+/// The HTML of [`html_lines`], for templates whose output is not HTML itself (a JSON body
+/// carrying an HTML field): their own escaping still applies to it.
+fn html_lines_text(text: &str) -> String {
+    let text = text.replace("\r\n", "\n");
+    let mut out = Vec::with_capacity(text.len() + text.len() / 8);
+    for (n, line) in text.split(['\n', '\r']).enumerate() {
+        if n > 0 {
+            out.extend_from_slice(b"<br>");
+        }
+        // Writing into a Vec cannot fail.
+        let _ = tera::escape_html(line, &mut out);
+    }
+    // Escaping valid UTF-8 yields valid UTF-8.
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// `{{ value | urlencode }}`: percent-encodes a value where autoescaping is off.

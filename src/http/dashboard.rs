@@ -195,6 +195,7 @@ fn pages() -> Result<Tera, tera::Error> {
     let mut tera = Tera::default();
     tera.autoescape_on([".html"]);
     tera.register_filter("when", when_filter);
+    tera.register_filter("newlines_to_br", crate::render::html_lines);
     // Any value: a filter left empty in the query is null, and `default` keeps a null.
     tera.register_filter(
         "urlencode",

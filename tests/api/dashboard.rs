@@ -7,6 +7,7 @@ use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
 use serde_json::json;
 
 use crate::helpers::{ADMIN_TOKEN, Options, TestApp, fixture, spawn_app, spawn_app_with};
+use crate::html;
 use chatbridge::store::DeliveryState;
 
 /// A client that keeps the session cookie and does not follow redirects, so that each
@@ -434,6 +435,39 @@ async fn hostile_chat_text_is_shown_as_text() {
         playground.matches("<textarea").count()
     );
     assert!(playground.contains("&lt;/textarea&gt;"), "{playground}");
+}
+
+/// The transcript on a conversation's page, parsed as a browser does: the chat's markup is
+/// text and its line breaks are `<br>`.
+#[tokio::test]
+async fn a_transcript_shows_markup_as_text_and_keeps_line_breaks() {
+    let app = spawn_app().await;
+    app.post_smartsupp(fixture("smartsupp/markup.json")).await;
+    app.wait_for_deliveries(DeliveryState::Delivered, 1).await;
+    let mut browser = Browser::new(&app);
+    browser.log_in(ADMIN_TOKEN).await;
+    let page = browser
+        .page("/conversations/smartsupp%3A184203%3A910077")
+        .await;
+    let document = scraper::Html::parse_document(&page);
+    let transcript = document
+        .select(&scraper::Selector::parse("div.transcript").unwrap())
+        .next()
+        .expect("a transcript");
+    let foreign = html::foreign(
+        transcript,
+        &["div", "p", "time", "span", "strong", "br"],
+        &["class"],
+    );
+    assert!(foreign.is_empty(), "{foreign:?} in {}", transcript.html());
+    let read = html::readable(transcript);
+    for line in [
+        "<b>Hello</b> & welcome <img src=x onerror=alert(6)>\nsecond line with \"quotes\" and 'apostrophes'\nthird line &amp; an entity",
+        "Try <a href=\"https://evil.example\" onclick=\"steal()\">this link</a>\n\n</p></div><script>alert(7)</script>",
+        "Mallory <img src=x onerror=alert(1)> \"O'Hara\" & Co:",
+    ] {
+        assert!(read.contains(line), "{line:?} in\n{read}");
+    }
 }
 
 #[tokio::test]

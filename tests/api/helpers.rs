@@ -5,6 +5,7 @@
 //! names a PostgreSQL database, a fresh schema in it for each app, so the whole suite runs
 //! against either store (`.ci/run` runs it twice).
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -13,8 +14,12 @@ use std::time::Duration;
 
 use chatbridge::app::Application;
 use chatbridge::config::{Config, LogFormat};
-use chatbridge::connectors::LiveRegistry;
+use chatbridge::connectors::{
+    Connector, DeliveryJob, LiveRegistry, PlannedRequest, Registry, StepOutputs,
+};
 use chatbridge::delivery::Worker;
+use chatbridge::render::DeliveryInfo;
+use chatbridge::sources::Parsed;
 use chatbridge::store::{DeliveryFilter, DeliveryRow, DeliveryState, Store};
 use tempfile::TempDir;
 
@@ -79,6 +84,50 @@ pub async fn receiver_answering(status: u16) -> wiremock::MockServer {
 }
 
 /// Reads a fixture from `tests/fixtures`.
+/// What `connector` would send for `parsed`, as `chatbridge render` prints it: the first
+/// version and, for types with `update` steps, a second one with every ledger entry known.
+pub fn every_version(
+    registry: &Registry,
+    connector: &dyn Connector,
+    parsed: &Parsed,
+) -> Vec<(i64, Vec<PlannedRequest>)> {
+    let definition = registry.definitions().get(connector.kind()).unwrap();
+    let completed = BTreeMap::new();
+    let nothing = StepOutputs::new();
+    // What a first delivery left in the ledger, for the later version's steps.
+    let known: StepOutputs = definition
+        .ledger
+        .iter()
+        .map(|name| (name.clone(), serde_json::json!("4242")))
+        .collect();
+    let versions: &[(i64, &StepOutputs)] = if definition.update.is_empty() {
+        &[(1, &nothing)]
+    } else {
+        &[(1, &nothing), (2, &known)]
+    };
+    versions
+        .iter()
+        .map(|&(version, ledger)| {
+            let job = DeliveryJob {
+                conversation: &parsed.conversation,
+                raw: &parsed.raw,
+                delivery: DeliveryInfo {
+                    id: 0,
+                    key: format!("cb:{}:{}", connector.name(), parsed.conversation.id),
+                    version,
+                    attempt: 1,
+                },
+                completed: &completed,
+                ledger,
+            };
+            let plan = connector
+                .plan(&job)
+                .unwrap_or_else(|e| panic!("{} v{version}: {e}", connector.kind()));
+            (version, plan)
+        })
+        .collect()
+}
+
 pub fn fixture(name: &str) -> Vec<u8> {
     std::fs::read(fixture_path(name)).unwrap_or_else(|e| panic!("fixture {name}: {e}"))
 }

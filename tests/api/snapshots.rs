@@ -4,15 +4,13 @@
 //! snapshot in `tests/api/snapshots/` (after a deliberate change, review and accept with
 //! `INSTA_UPDATE=always cargo test --test api snapshots`).
 
-use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use chatbridge::config::Config;
-use chatbridge::connectors::{DeliveryJob, PlannedRequest, StepOutputs};
-use chatbridge::render::DeliveryInfo;
+use chatbridge::connectors::PlannedRequest;
 use chatbridge::sources::Source;
 
-use crate::helpers::fixture_path;
+use crate::helpers::{every_version, fixture_path};
 
 fn print(out: &mut String, plan: &[PlannedRequest]) {
     for request in plan {
@@ -50,44 +48,15 @@ fn every_template_over_every_fixture() {
         .map(|e| e.unwrap().path())
         .collect();
     fixtures.sort();
-    let completed: BTreeMap<String, StepOutputs> = BTreeMap::new();
-    let nothing = StepOutputs::new();
     let mut kinds = 0;
     for connector in registry.connectors() {
-        let definition = registry.definitions().get(connector.kind()).unwrap();
-        // What a first delivery left in the ledger, for the later version's steps.
-        let known: StepOutputs = definition
-            .ledger
-            .iter()
-            .map(|name| (name.clone(), serde_json::json!("4242")))
-            .collect();
         let mut out = String::new();
         for path in &fixtures {
             let name = path.file_name().unwrap().to_string_lossy();
             let Ok(parsed) = Source::Smartsupp.parse(&std::fs::read(path).unwrap()) else {
                 continue; // refused payloads have their own tests
             };
-            let versions: &[(i64, &StepOutputs)] = if definition.update.is_empty() {
-                &[(1, &nothing)]
-            } else {
-                &[(1, &nothing), (2, &known)]
-            };
-            for (version, ledger) in versions {
-                let job = DeliveryJob {
-                    conversation: &parsed.conversation,
-                    raw: &parsed.raw,
-                    delivery: DeliveryInfo {
-                        id: 0,
-                        key: format!("cb:{}:{}", connector.name(), parsed.conversation.id),
-                        version: *version,
-                        attempt: 1,
-                    },
-                    completed: &completed,
-                    ledger,
-                };
-                let plan = connector
-                    .plan(&job)
-                    .unwrap_or_else(|e| panic!("{} over {name} v{version}: {e}", connector.kind()));
+            for (version, plan) in every_version(&registry, connector.as_ref(), &parsed) {
                 writeln!(out, "# {name}, version {version}\n").unwrap();
                 print(&mut out, &plan);
             }
