@@ -169,12 +169,15 @@ impl<'de> Deserialize<'de> for Timestamp {
     }
 }
 
-/// A syntactically plausible e-mail address: one `@`, something on each side, no white space
-/// or control characters, at most 254 characters.
+/// A syntactically plausible e-mail address: one `@`, something on each side, at most 254
+/// characters, no white space, control characters or the characters that quote, group or
+/// separate addresses (`" ( ) , : ; < > [ \ ]`).
 ///
 /// Deliberately loose: help desks do their own validation, and rejecting a real if unusual
-/// address would lose a contact. What it keeps out is text that would break a header or a
-/// requester field (`eve@example.com\r\nBcc: victim@example.org`).
+/// address would lose a contact. What it keeps out is text that would break a header or turn
+/// one requester into several (`eve@example.com\r\nBcc: victim@example.org`,
+/// `a,victim@example.org`); those characters are legal only in quoted local parts and
+/// address literals, which chat visitors do not type.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct Email(String);
@@ -199,7 +202,14 @@ impl Email {
             && !domain.is_empty()
             && !domain.contains('@')
             && text.len() <= 254
-            && !text.chars().any(|c| c.is_whitespace() || c.is_control());
+            && !text.chars().any(|c| {
+                c.is_whitespace()
+                    || c.is_control()
+                    || matches!(
+                        c,
+                        '"' | '(' | ')' | ',' | ':' | ';' | '<' | '>' | '[' | '\\' | ']'
+                    )
+            });
         if plausible {
             Ok(Self(text.to_owned()))
         } else {
@@ -483,6 +493,17 @@ mod tests {
         assert!(Email::parse("eve@example.com\r\nBcc: victim@example.org").is_err());
         assert!(Email::parse("no-at-sign").is_err());
         assert!(Email::parse("a@b@c").is_err());
+        for separated in [
+            "a,victim@example.org",
+            "a@b.example>, <c@d.example",
+            "\"a b\"@c.example",
+        ] {
+            assert!(Email::parse(separated).is_err(), "{separated}");
+        }
+        assert_eq!(
+            Email::parse("o'neil+chat*=x@example.com").unwrap().as_str(),
+            "o'neil+chat*=x@example.com"
+        );
         assert_eq!(
             Email::parse(" jane@example.com ").unwrap().as_str(),
             "jane@example.com"

@@ -491,6 +491,10 @@ fn new_tera<const N: usize>(
     tera.register_filter("last_name", last_name_filter);
     tera.register_filter("marker", marker_filter);
     tera.register_filter("mrkdwn", mrkdwn_filter);
+    tera.register_filter("quoted", |text: &str, _: Kwargs, _: &State| quoted(text));
+    tera.register_filter("display_name", |text: &str, _: Kwargs, _: &State| {
+        display_name(text)
+    });
     tera.register_filter("newlines_to_br", |text: &str, _: Kwargs, _: &State| {
         html_lines_text(text)
     });
@@ -682,6 +686,41 @@ fn mrkdwn_filter(value: &str, _: Kwargs, _: &State) -> String {
         .replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
+}
+
+/// `{{ value | quoted }}`: a string literal of a search language that quotes with `'` and
+/// escapes with a backslash, as Request Tracker's TicketSQL and Jira's JQL do. Chat text put
+/// in a query this way stays one value: `x' OR id > '0` cannot add a condition that matches
+/// every ticket.
+pub fn quoted(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('\'');
+    for c in text.chars() {
+        if matches!(c, '\'' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('\'');
+    out
+}
+
+/// `{{ conversation.visitor.name | display_name }}`: a name fit for the phrase before an
+/// address (`Name <a@b.example>`) in a field that takes a list of them, such as Request
+/// Tracker's requestors. The characters that quote, comment, group or separate addresses are
+/// dropped and the rest made one line, so `attacker@evil.example, Bob` cannot become a second
+/// requestor.
+pub fn display_name(text: &str) -> String {
+    let kept: String = text
+        .chars()
+        .filter(|c| {
+            !matches!(
+                c,
+                '"' | '\\' | ',' | ';' | ':' | '<' | '>' | '@' | '(' | ')' | '[' | ']'
+            )
+        })
+        .collect();
+    one_line(&kept)
 }
 
 /// `{{ conversation.visitor.name | first_name }}`: the first word of a full name, for CRMs
@@ -997,6 +1036,41 @@ mod tests {
             "Eve Bcc: x@y [0m end"
         );
         assert_eq!(one_line("\n\r"), "");
+    }
+
+    #[test]
+    fn quoted_keeps_quotes_and_backslashes_inside_the_literal() {
+        assert_eq!(quoted("cb:x"), "'cb:x'");
+        assert_eq!(quoted(r"x' OR id > '0 \"), r"'x\' OR id > \'0 \\'");
+    }
+
+    #[test]
+    fn display_names_cannot_add_or_quote_an_address() {
+        assert_eq!(
+            display_name("attacker@evil.example, Bob"),
+            "attackerevil.example Bob"
+        );
+        assert_eq!(
+            display_name("\"Eve\" <e@x>;\r\n(c) [d]: O'Hara"),
+            "Eve ex c d O'Hara"
+        );
+    }
+
+    #[test]
+    fn newlines_to_br_escapes_the_text_once_and_breaks_every_kind_of_line() {
+        let mut r = renderer_with("t.json.tera", "\"{{ text | newlines_to_br }}\"");
+        r.documents
+            .add_raw_template("t.html.tera", "{{ text | newlines_to_br }}")
+            .unwrap();
+        let mut cx = Context::new();
+        cx.insert("text", "<b>a</b> & \"b\"\r\nc\nd\re");
+        let expected = "&lt;b&gt;a&lt;/b&gt; &amp; &quot;b&quot;<br>c<br>d<br>e";
+        assert_eq!(r.document("t.html.tera", &cx).unwrap(), expected);
+        // In a JSON body the HTML is a string value: JSON escaping applies on top.
+        assert_eq!(
+            r.bodies.render("t.json.tera", &cx).unwrap(),
+            format!("\"{expected}\"")
+        );
     }
 
     #[test]

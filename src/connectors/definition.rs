@@ -241,16 +241,74 @@ fn post() -> String {
     "POST".to_owned()
 }
 
-/// Where a lookup finds the object chatbridge made: the first item of the list at `items`
-/// whose JSON text contains `containing` (a template, usually `{{ delivery.key | marker }}`).
-/// Output pointers then read that item (`/id`); with no such item every output is null.
+/// Where a lookup finds its object in a list the target answered, for targets whose search
+/// cannot be trusted to answer only that object: the first item of the list at `items` that
+/// either contains a text anywhere (`containing`, usually `{{ delivery.key | marker }}`, for
+/// targets that cannot search by the marker chatbridge wrote) or holds a value at a JSON
+/// pointer (`field` and `equals`, for a fuzzy search by e-mail whose first hit may be another
+/// person). Output pointers then read that item (`/id`); with no such item every output is
+/// null. The texts are templates.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(try_from = "SearchShape")]
 pub struct Search {
     /// JSON pointer to the list (`/data`).
     pub items: String,
-    /// The text the item must contain (template).
-    pub containing: String,
+    /// The text looked for (template).
+    pub text: String,
+    /// Where in each item the text must be, whole; `None`: anywhere, as part of it.
+    pub field: Option<String>,
+}
+
+impl Search {
+    /// Whether `item` is the one looked for, `text` being the rendered [`Search::text`]. An
+    /// empty text finds nothing. A field matches when it is the text, or a list holding it,
+    /// ignoring letter case as the targets compare e-mail addresses.
+    pub fn finds(&self, item: &serde_json::Value, text: &str) -> bool {
+        use serde_json::Value;
+        fn holds(value: &Value, text: &str) -> bool {
+            match value {
+                Value::String(s) => s.eq_ignore_ascii_case(text),
+                Value::Array(items) => items.iter().any(|v| holds(v, text)),
+                _ => false,
+            }
+        }
+        if text.is_empty() {
+            return false;
+        }
+        match &self.field {
+            Some(field) => item.pointer(field).is_some_and(|v| holds(v, text)),
+            None => item.to_string().contains(text),
+        }
+    }
+}
+
+/// A [`Search`] as written in a definition.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SearchShape {
+    items: String,
+    containing: Option<String>,
+    field: Option<String>,
+    equals: Option<String>,
+}
+
+impl TryFrom<SearchShape> for Search {
+    type Error = String;
+    fn try_from(shape: SearchShape) -> Result<Self, String> {
+        let (text, field) = match (shape.containing, shape.field, shape.equals) {
+            (Some(text), None, None) => (text, None),
+            (None, Some(field), Some(text)) if field.starts_with('/') => (text, Some(field)),
+            (None, Some(field), Some(_)) => {
+                return Err(format!("`{field}` is not a JSON pointer (start it with /)"));
+            }
+            _ => return Err("give `containing`, or `field` with `equals`".into()),
+        };
+        Ok(Self {
+            items: shape.items,
+            text,
+            field,
+        })
+    }
 }
 
 /// A definition's verdict on a status, overriding the engine's classification.
@@ -464,7 +522,7 @@ impl Definition {
                 out.push((snippet::step_when(kind, i), condition_source(when)));
             }
             if let Some(search) = &step.search {
-                out.push((snippet::step_search(kind, i), search.containing.clone()));
+                out.push((snippet::step_search(kind, i), search.text.clone()));
             }
         }
         out

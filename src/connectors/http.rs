@@ -719,7 +719,7 @@ fn wait_from(value: &str, unit: WaitUnit, now: SystemTime) -> Option<Duration> {
 
 /// Picks each output out of the answer; one that finds nothing (or a non-JSON answer) gives
 /// null, so a later `when` can test it. With a search, pointers read the first listed item
-/// that contains `search`'s text.
+/// the search finds by its rendered text.
 fn outputs(step: &Step, headers: &HeaderMap, answer: &[u8], search: Option<&str>) -> StepOutputs {
     use serde_json::Value;
     if step.outputs.is_empty() {
@@ -730,11 +730,7 @@ fn outputs(step: &Step, headers: &HeaderMap, answer: &[u8], search: Option<&str>
         document = document
             .pointer(&list.items)
             .and_then(Value::as_array)
-            .and_then(|items| {
-                items
-                    .iter()
-                    .find(|item| !text.is_empty() && item.to_string().contains(text))
-            })
+            .and_then(|items| items.iter().find(|item| list.finds(item, text)))
             .cloned()
             .unwrap_or(Value::Null);
     }
@@ -1026,7 +1022,8 @@ mod tests {
         let mut s = step(&[], &[]);
         s.search = Some(crate::connectors::definition::Search {
             items: "/data".into(),
-            containing: String::new(),
+            text: String::new(),
+            field: None,
         });
         s.outputs.insert("note_id".into(), spec("/id"));
         let answer =
@@ -1034,5 +1031,29 @@ mod tests {
         let none = HeaderMap::new();
         assert_eq!(outputs(&s, &none, answer, Some("cb12ab"))["note_id"], 2);
         assert!(outputs(&s, &none, answer, Some("cb99"))["note_id"].is_null());
+        assert!(outputs(&s, &none, answer, Some(""))["note_id"].is_null());
+    }
+
+    /// A fuzzy search by e-mail answers the people whose address merely contains it first.
+    #[test]
+    fn a_search_by_field_reads_the_item_holding_exactly_that_value() {
+        let mut s = step(&[], &[]);
+        s.search = Some(crate::connectors::definition::Search {
+            items: "/values".into(),
+            text: String::new(),
+            field: Some("/emails".into()),
+        });
+        s.outputs.insert("account_id".into(), spec("/id"));
+        let answer = br#"{"values": [
+            {"id": "a", "emails": ["jo.bob@example.com"]},
+            {"id": "b", "emails": "bob@example.com"},
+            {"id": "c", "emails": ["x@example.com", "Bob@Example.com"]}
+        ]}"#;
+        let none = HeaderMap::new();
+        let found = |text| outputs(&s, &none, answer, Some(text))["account_id"].clone();
+        assert_eq!(found("bob@example.com"), "b");
+        assert_eq!(found("BOB@example.com"), "b");
+        assert_eq!(found("x@example.com"), "c");
+        assert!(found("example.com").is_null());
     }
 }

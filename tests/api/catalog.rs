@@ -1,9 +1,10 @@
-//! The same five proofs for every HTTP connector type of the catalog, each against its
+//! The same six proofs for every HTTP connector type of the catalog, each against its
 //! vendor's stand-in (`fake_desks`): the seed chat arrives; a write whose answer is lost
 //! leaves one object upstream; a later version updates what was made instead of making it
 //! again; the vendor's throttle answer is waited out as the vendor asks; rejected
-//! credentials pause the connector and create nothing. (Zendesk and HubSpot have their own
-//! files; the e-mail connector is in `email.rs`.)
+//! credentials pause the connector and create nothing; a chat whose ids and e-mail are made
+//! of the search languages' quotes and operators finds only its own record. (Zendesk and
+//! HubSpot have their own files; the e-mail connector is in `email.rs`.)
 
 use std::time::Duration;
 
@@ -369,6 +370,71 @@ async fn refused(case: &Case) {
     desk.with(|d| assert_eq!(d.count(case.main), 0));
 }
 
+/// A chat of `email` under the channel id `channel`, otherwise the seed.
+fn chat(channel: &str, email: &str, name: &str) -> Vec<u8> {
+    let mut doc: serde_json::Value =
+        serde_json::from_slice(&fixture("smartsupp/seed-example.json")).unwrap();
+    doc["channel"]["id"] = json!(channel);
+    doc["visitor"]["email"] = json!(email);
+    doc["visitor"]["name"] = json!(name);
+    serde_json::to_vec(&doc).unwrap()
+}
+
+/// A chat whose id and e-mail hold the quote and operator characters of the vendors' search
+/// languages (TicketSQL, JQL, Freshdesk's filter, Zammad's query string), after an ordinary
+/// chat of someone whose address contains the hostile one's: each look-up finds its own
+/// record only, and the visitor's name adds no requestor.
+async fn lookups(case: &Case) {
+    const OTHER: &str = "jo'neil*@example.com";
+    const EMAIL: &str = "o'neil*@example.com";
+    const CHANNEL: &str = r#"x' OR id > '0" OR labels != x OR tags:* OR (priority:1) \"#;
+    let (desk, app) = start(case).await;
+    app.post_smartsupp(chat("4401", OTHER, "Jo O'Neil")).await;
+    app.wait_for_deliveries(DeliveryState::Delivered, 1).await;
+    let hostile = chat(CHANNEL, EMAIL, "attacker@evil.example, Bob");
+    app.post_smartsupp(hostile.clone()).await;
+    app.wait_for_deliveries(DeliveryState::Delivered, 2).await;
+
+    let made = desk.with(|d| d.all(case.main));
+    assert_eq!(
+        made.len(),
+        2,
+        "the second chat found the first's: {made:#?}"
+    );
+    for person in ["person", "customer", "contact"] {
+        let count = desk.with(|d| d.count(person));
+        assert!(
+            count == 0 || count == 2,
+            "{count} {person}s for two visitors"
+        );
+    }
+    if let Some(requestors) = made[1].body.get("Requestors") {
+        assert_eq!(requestors, &json!([EMAIL]));
+    }
+    if !case.dedupes {
+        return;
+    }
+    // A bridge without a record of the hostile chat (its store lost) looks it up upstream.
+    let amnesiac = app_for(case, &desk, case.secret).await;
+    amnesiac.post_smartsupp(hostile).await;
+    let again = amnesiac
+        .wait_for_deliveries(DeliveryState::Delivered, 1)
+        .await;
+    assert_eq!(desk.with(|d| d.count(case.main)), 2);
+    let found: Vec<String> = again[0]
+        .remote
+        .as_ref()
+        .and_then(|r| r.as_object())
+        .into_iter()
+        .flat_map(|r| r.values().map(fake_desks::id_text))
+        .collect();
+    let [first, second] = [&made[0].id, &made[1].id].map(fake_desks::id_text);
+    assert!(
+        found.contains(&second) && !found.contains(&first),
+        "found {found:?}; the chats made {first} and {second}"
+    );
+}
+
 macro_rules! proofs {
     ($module:ident, $case:expr) => {
         mod $module {
@@ -397,6 +463,11 @@ macro_rules! proofs {
             #[tokio::test]
             async fn refused_credentials_pause_the_connector() {
                 refused(&$case).await;
+            }
+
+            #[tokio::test]
+            async fn look_ups_find_only_their_own_record() {
+                lookups(&$case).await;
             }
         }
     };

@@ -100,6 +100,53 @@ fn render_shows_method_url_and_body_and_never_the_secret() {
     assert!(!out.contains("render-secret-4d5e6f") && !err.contains("render-secret-4d5e6f"));
 }
 
+/// URLs that are credentials, in the forms they take once a request is built from them: a
+/// Slack webhook written with a trailing `/`, a webhook with a token in its path and query, a
+/// password in a help desk's address.
+#[test]
+fn render_masks_credentials_carried_in_urls() {
+    let (_dir, config) = write_config(
+        r#"
+[store]
+url = "sqlite://unused.db"
+[connectors.slack]
+type = "slack"
+settings = { webhook_url = "https://hooks.slack.com/services/T0/B0/sl4ckT0ken/" }
+[connectors.hook]
+type = "webhook"
+settings = { url = "https://hooks.acme.example/catch/p4thT0ken/?key=qu3ryT0ken" }
+[connectors.rt]
+type = "rt"
+settings = { url = "https://bob:p%40ssW0rd@rt.acme.example", token = "rt-t0ken" }
+"#,
+    );
+    for connector in ["slack", "hook", "rt"] {
+        let (code, out, err) = run_cli(&[
+            "--config",
+            &config,
+            "render",
+            "--connector",
+            connector,
+            "tests/fixtures/smartsupp/seed-example.json",
+        ]);
+        assert_eq!(code, 0, "{err}");
+        for secret in [
+            "sl4ckT0ken",
+            "p4thT0ken",
+            "qu3ryT0ken",
+            "p%40ssW0rd",
+            "p@ssW0rd",
+            "rt-t0ken",
+        ] {
+            assert!(
+                !out.contains(secret) && !err.contains(secret),
+                "{secret}: {out}"
+            );
+        }
+        assert!(out.contains("***"), "{out}");
+    }
+}
+
 #[test]
 fn render_reports_an_unknown_instance_with_the_configured_ones() {
     let (_dir, config) = write_config(ZENDESK_INSTANCE);

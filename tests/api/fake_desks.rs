@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 use wiremock::{Request, ResponseTemplate};
 
 use crate::fake_vendor::{FakeVendor, Vendor, authorization, json_answer};
+use crate::query_language;
 
 /// The stand-ins, by the connector type they serve.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -138,14 +139,83 @@ impl Desk {
         self.objects
             .iter()
             .filter(|o| o.kind == kind && !tag.is_empty())
-            .filter(|o| match &o.body[field] {
-                Value::Array(tags) => tags.iter().any(|t| t == tag),
-                Value::String(tags) => tags.split(',').any(|t| t.trim() == tag),
-                _ => false,
-            })
+            .filter(|o| tags(&o.body[field]).iter().any(|t| t == tag))
             .cloned()
             .collect()
     }
+
+    /// The objects of `kind` a query in the vendor's search language finds, `condition`
+    /// deciding each of its conditions for an object; what does not parse, otherwise.
+    fn search(
+        &self,
+        kind: &str,
+        text: &str,
+        condition: impl Fn(&Object, &str, &str, &str) -> bool,
+    ) -> Result<Vec<Object>, String> {
+        let query = query_language::parse(text)?;
+        Ok(self
+            .objects
+            .iter()
+            .filter(|o| o.kind == kind && query.holds(&|f, op, v| condition(o, f, op, v)))
+            .cloned()
+            .collect())
+    }
+}
+
+/// A list of tags, sent as a JSON list or as one comma-separated text.
+fn tags(value: &Value) -> Vec<String> {
+    match value {
+        Value::Array(tags) => tags
+            .iter()
+            .filter_map(Value::as_str)
+            .map(str::to_owned)
+            .collect(),
+        Value::String(tags) => tags.split(',').map(|t| t.trim().to_owned()).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// A condition on a list of tags: `=` and `:` hold when one tag matches, `!=` when none does.
+fn tag_condition(list: &Value, operator: &str, value: &str) -> bool {
+    let tags = tags(list);
+    match operator {
+        "!=" => tags.iter().all(|t| t != value),
+        _ => tags
+            .iter()
+            .any(|t| query_language::compare(t, operator, value)),
+    }
+}
+
+/// The addresses in a list of mailboxes (`Name <a@b>, c@d`), split where Request Tracker
+/// splits them: at commas outside quotes and angle brackets.
+fn addresses(list: &str) -> Vec<String> {
+    let mut parts = Vec::new();
+    let (mut current, mut quoted, mut angled) = (String::new(), false, false);
+    for c in list.chars() {
+        match c {
+            '"' => quoted = !quoted,
+            '<' if !quoted => angled = true,
+            '>' if !quoted => angled = false,
+            ',' if !quoted && !angled => {
+                parts.push(std::mem::take(&mut current));
+                continue;
+            }
+            _ => {}
+        }
+        current.push(c);
+    }
+    parts.push(current);
+    parts
+        .iter()
+        .filter_map(|part| {
+            let part = part.trim();
+            let address = match (part.rfind('<'), part.rfind('>')) {
+                (Some(open), Some(close)) if open < close => &part[open + 1..close],
+                _ => part.rsplit(' ').next().unwrap_or_default(),
+            };
+            address.contains('@').then(|| address.to_owned())
+        })
+        .collect()
 }
 
 /// An id as text, whether the vendor made it a number or a string.
@@ -277,15 +347,22 @@ impl Desk {
                 )
             }
             ("GET", ["api", "v2", "search", "tickets"]) => {
+                // The filter comes wrapped in double quotes: "tag:'x' OR priority:1".
                 let q = query(request, "query");
-                let tag = q
-                    .trim_matches('"')
-                    .strip_prefix("tag:'")
-                    .and_then(|t| t.strip_suffix('\''))
-                    .unwrap_or_default()
-                    .to_owned();
-                let results: Vec<Value> = self
-                    .tagged("ticket", "tags", &tag)
+                let Some(filter) = q.strip_prefix('"').and_then(|q| q.strip_suffix('"')) else {
+                    return invalid("query", "invalid_value");
+                };
+                let found = self.search("ticket", filter, |t, field, op, value| match field {
+                    "tag" => tag_condition(&t.body["tags"], op, value),
+                    "status" | "priority" => {
+                        query_language::compare(&t.body[field].to_string(), op, value)
+                    }
+                    _ => false,
+                });
+                let Ok(found) = found else {
+                    return invalid("query", "invalid_value");
+                };
+                let results: Vec<Value> = found
                     .into_iter()
                     .map(|t| json!({"id": t.id, "subject": t.body["subject"]}))
                     .collect();
@@ -326,16 +403,24 @@ impl Desk {
         }
     }
 
-    /// Pipedrive: persons v2 with exact e-mail search, notes v1 listed by person.
+    /// Pipedrive: persons v2 searched by e-mail (whole and ignoring case with `exact_match`,
+    /// as part otherwise), notes v1 listed by person.
     fn pipedrive(&mut self, request: &Request, route: Route<'_>) -> ResponseTemplate {
         match route {
             ("GET", ["api", "v2", "persons", "search"]) => {
-                let term = query(request, "term");
+                let term = query(request, "term").to_lowercase();
+                let exact = query(request, "exact_match") == "true";
                 let items: Vec<Value> = self
                     .all("person")
                     .into_iter()
-                    .filter(|p| p.body["emails"][0]["value"] == term.as_str())
-                    .map(|p| json!({"result_score": 1, "item": {"id": p.id, "name": p.body["name"], "emails": [term]}}))
+                    .filter(|p| {
+                        let email = p.body["emails"][0]["value"]
+                            .as_str()
+                            .unwrap_or_default()
+                            .to_lowercase();
+                        if exact { email == term } else { email.contains(&term) }
+                    })
+                    .map(|p| json!({"result_score": 1, "item": {"id": p.id, "name": p.body["name"], "emails": [p.body["emails"][0]["value"]]}}))
                     .collect();
                 json_answer(
                     200,
@@ -482,9 +567,13 @@ impl Desk {
         match route {
             ("GET", ["api", "v1", "tickets", "search"]) => {
                 let q = query(request, "query");
-                let tag = q.strip_prefix("tags:").unwrap_or_default();
-                let found: Vec<Value> = self
-                    .tagged("ticket", "tags", tag)
+                let found = self.search("ticket", &q, |t, field, op, value| {
+                    field == "tags" && tag_condition(&t.body["tags"], op, value)
+                });
+                let Ok(found) = found else {
+                    return unprocessable("query_string: failed to parse the query");
+                };
+                let found: Vec<Value> = found
                     .into_iter()
                     .map(|t| json!({"id": t.id, "title": t.body["title"]}))
                     .collect();
@@ -527,21 +616,22 @@ impl Desk {
     fn rt(&mut self, request: &Request, route: Route<'_>) -> ResponseTemplate {
         match route {
             ("GET", ["REST", "2.0", "tickets"]) => {
+                // TicketSQL: 'CF.{ChatbridgeKey}' = 'value', id > 10, Subject = 'x', ...
                 let q = query(request, "query");
-                // 'CF.{ChatbridgeKey}' = 'value'
-                let (field, value) = q
-                    .split_once("}' = '")
-                    .map(|(f, v)| {
-                        (
-                            f.trim_start_matches("'CF.{").to_owned(),
-                            v.trim_end_matches('\'').to_owned(),
-                        )
-                    })
-                    .unwrap_or_default();
-                let items: Vec<Value> = self
-                    .all("ticket")
+                let found = self.search("ticket", &q, |t, field, op, value| {
+                    let actual = match field.strip_prefix("CF.{").and_then(|f| f.strip_suffix('}'))
+                    {
+                        Some(custom) => t.body["CustomFields"][custom].as_str().map(str::to_owned),
+                        None if field.eq_ignore_ascii_case("id") => Some(id_text(&t.id)),
+                        None => t.body[field].as_str().map(str::to_owned),
+                    };
+                    actual.is_some_and(|a| query_language::compare(&a, op, value))
+                });
+                let Ok(found) = found else {
+                    return json_answer(400, json!({"message": "Invalid query"}));
+                };
+                let items: Vec<Value> = found
                     .into_iter()
-                    .filter(|t| t.body["CustomFields"][&field] == value.as_str())
                     .map(|t| json!({"type": "ticket", "id": t.id, "_url": format!("/REST/2.0/ticket/{}", id_text(&t.id))}))
                     .collect();
                 json_answer(
@@ -558,6 +648,10 @@ impl Desk {
                     );
                 }
                 let id = self.next().to_string();
+                let mut b = b;
+                // RT keeps the requestors as the addresses it parsed out of the list.
+                let requestors = addresses(b["Requestor"].as_str().unwrap_or_default());
+                b["Requestors"] = json!(requestors);
                 self.add("ticket", json!(id), None, b);
                 json_answer(
                     201,
@@ -581,19 +675,19 @@ impl Desk {
         match route {
             ("POST", ["rest", "api", "3", "search", "jql"]) => {
                 let b = body(request);
-                let label = b["jql"]
-                    .as_str()
-                    .and_then(|q| q.strip_prefix("labels = "))
-                    .unwrap_or_default()
-                    .to_owned();
-                let issues: Vec<Value> = self
-                    .all("request")
+                let jql = b["jql"].as_str().unwrap_or_default();
+                let found = self.search("request", jql, |r, field, op, value| {
+                    field == "labels"
+                        && tag_condition(&r.body["requestFieldValues"]["labels"], op, value)
+                });
+                let found = match found {
+                    Ok(found) => found,
+                    Err(e) => {
+                        return json_answer(400, json!({"errorMessages": [e], "errors": {}}));
+                    }
+                };
+                let issues: Vec<Value> = found
                     .into_iter()
-                    .filter(|r| {
-                        r.body["requestFieldValues"]["labels"]
-                            .as_array()
-                            .is_some_and(|l| l.iter().any(|x| x == label.as_str()))
-                    })
                     .map(|r| json!({"id": r.id, "key": r.id}))
                     .collect();
                 json_answer(200, json!({"issues": issues, "isLast": true}))
@@ -605,12 +699,19 @@ impl Desk {
                         json!({"errorMessage": "This API is experimental. Experimental APIs are not guaranteed to be stable."}),
                     );
                 }
-                let email = query(request, "query");
+                // `query` matches any customer whose name or address contains it.
+                let text = query(request, "query").to_lowercase();
                 let values: Vec<Value> = self
                     .all("customer")
                     .into_iter()
-                    .filter(|c| c.body["email"] == email.as_str())
-                    .map(|c| json!({"accountId": c.id, "emailAddress": email}))
+                    .filter(|c| {
+                        ["email", "displayName"].iter().any(|f| {
+                            c.body[*f]
+                                .as_str()
+                                .is_some_and(|v| v.to_lowercase().contains(&text))
+                        })
+                    })
+                    .map(|c| json!({"accountId": c.id, "emailAddress": c.body["email"], "displayName": c.body["displayName"]}))
                     .collect();
                 json_answer(200, json!({"size": values.len(), "values": values}))
             }

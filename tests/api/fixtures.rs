@@ -109,6 +109,21 @@ const EXPECTED: &[Row] = &[
         "ok\"}, \"admin\": true",
     ),
     (
+        "markup.json",
+        Completed,
+        Some("mallory@example.com"),
+        Some("Mallory <img src=x onerror=alert(1)> \"O'Hara\" & Co"),
+        4,
+        &["Agent <b>Smith</b>"],
+        Some((
+            Some(2),
+            Some("<b onmouseover=\"alert(4)\">slow</b> & \"rude\"\nsecond <i>line</i>"),
+        )),
+        1,
+        1,
+        "<b>Hello</b> & welcome <img src=x onerror=alert(6)>",
+    ),
+    (
         "legacy-2017-groupkey.json",
         Completed,
         Some("petra@example.cz"),

@@ -31,6 +31,7 @@ mod postgres;
 mod privacy;
 mod process;
 mod quarantine;
+mod query_language;
 mod real_counterparts;
 mod server;
 mod snapshots;
