@@ -250,7 +250,13 @@ impl Application {
         let listener = TcpListener::bind(&address)
             .await
             .map_err(|source| StartupError::Bind { address, source })?;
-        let admin = config.admin.token.as_ref().map(|t| SourceTokens::new([t]));
+        let admin = config.admin.token.as_ref().map(|t| {
+            crate::http::session::AdminAccess::new(
+                t,
+                config.admin.session_idle_timeout,
+                config.admin.session_lifetime,
+            )
+        });
         if admin.is_none() {
             tracing::info!("admin.token is not set: the admin API and dashboard are off");
         }

@@ -209,11 +209,27 @@ impl Default for TranscriptConfig {
 }
 
 /// `[admin]`
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct AdminConfig {
     /// Bearer token for the admin API and dashboard; absent turns them off.
     pub token: Option<SecretString>,
+    /// A dashboard session ends after this long without a request.
+    #[serde(deserialize_with = "duration")]
+    pub session_idle_timeout: Duration,
+    /// A dashboard session ends this long after its login, however busy.
+    #[serde(deserialize_with = "duration")]
+    pub session_lifetime: Duration,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        Self {
+            token: None,
+            session_idle_timeout: Duration::from_secs(3600),
+            session_lifetime: Duration::from_secs(12 * 3600),
+        }
+    }
 }
 
 /// `[retention]`: transcripts are personal data, kept only as long as they are useful.
@@ -698,6 +714,11 @@ impl Config {
             ),
             ("server.body_read_timeout", self.server.body_read_timeout),
             ("server.idle_timeout", self.server.idle_timeout),
+            (
+                "admin.session_idle_timeout",
+                self.admin.session_idle_timeout,
+            ),
+            ("admin.session_lifetime", self.admin.session_lifetime),
         ] {
             if value.is_zero() {
                 problem(key, "must be more than 0".into());

@@ -7,11 +7,10 @@
 //! paging stays correct while new chats arrive. The OpenAPI document at
 //! `/api/openapi.json` is generated from these handlers and types.
 
-use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use axum::extract::{Path, Query, Request, State};
-use axum::http::{StatusCode, header};
+use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -22,6 +21,7 @@ use utoipa::{IntoParams, OpenApi, ToSchema};
 
 use super::AppState;
 use super::error::ApiError;
+use super::session::Admitted;
 use crate::connectors::{DeliveryJob, PlannedRequest};
 use crate::delivery::limits::GateView;
 use crate::maintenance::{self, ReplayRange, ReplayTotals, Silent};
@@ -31,10 +31,6 @@ use crate::store::{
     AttemptRow, ConnectorStats, ConversationCursor, ConversationFilter, ConversationRow,
     DeliveryFilter, DeliveryRow, DeliveryState, ForgetReport, VersionRow,
 };
-
-/// The dashboard's session cookie; holds the admin token itself, `HttpOnly` and
-/// `SameSite=Strict`, so the browser sends it only to this service's own pages.
-pub const SESSION_COOKIE: &str = "chatbridge_admin";
 
 /// Largest page size.
 const MAX_LIMIT: usize = 500;
@@ -113,52 +109,24 @@ pub fn router(state: AppState) -> Router<AppState> {
 
 /// 404 when the admin API is off, 401 without the token.
 async fn require_admin(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let Some(tokens) = &state.admin else {
+    let Some(access) = &state.admin else {
         return (
             StatusCode::NOT_FOUND,
             Json(json!({ "error": "the admin API is off; set admin.token to turn it on" })),
         )
             .into_response();
     };
-    let by_cookie = bearer(&request).is_none();
-    if !presented_token(&request).is_some_and(|t| tokens.accepts(&t)) {
-        return ApiError::Unauthorized.into_response();
-    }
-    if by_cookie && super::cross_site(request.headers()) {
-        return ApiError::Forbidden(
+    match access.admit(state.store.as_ref(), request.headers()).await {
+        Ok(Admitted::Bearer) => next.run(request).await,
+        Ok(Admitted::Session) if super::cross_site(request.headers()) => ApiError::Forbidden(
             "the session cookie is not accepted from another site's page; use a bearer token"
                 .into(),
         )
-        .into_response();
+        .into_response(),
+        Ok(Admitted::Session) => next.run(request).await,
+        Ok(Admitted::Nobody) => ApiError::Unauthorized.into_response(),
+        Err(e) => ApiError::Unavailable(e).into_response(),
     }
-    next.run(request).await
-}
-
-/// The token of `Authorization: Bearer`, if any.
-fn bearer(request: &Request) -> Option<&str> {
-    request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
-}
-
-/// The token from `Authorization: Bearer` or the session cookie (percent-decoded: the
-/// dashboard encodes what a cookie value may not hold).
-pub fn presented_token(request: &Request) -> Option<Cow<'_, str>> {
-    if let Some(bearer) = bearer(request) {
-        return Some(Cow::Borrowed(bearer));
-    }
-    request
-        .headers()
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == SESSION_COOKIE)
-        .map(|(_, value)| percent_encoding::percent_decode_str(value).decode_utf8_lossy())
 }
 
 /// A conversation as listed.

@@ -5,8 +5,10 @@
 //! templates compiled into the binary (`src/http/pages/`), HTML-escaped, with no script
 //! beyond an auto-submit on the playground's pickers: no front-end build step.
 //!
-//! Access is the admin token, entered once in the login form and kept in an `HttpOnly`,
-//! `SameSite=Strict` cookie. Without `[admin] token` there is no dashboard at all (404).
+//! Access is the admin token, entered once in the login form, which opens a session
+//! ([`super::session`]): the browser keeps the session's id in an `HttpOnly`,
+//! `SameSite=Strict` cookie, never the token. Without `[admin] token` there is no dashboard
+//! at all (404).
 //! State-changing forms are also refused when the browser says the request came from
 //! another site (`Sec-Fetch-Site`), so a page elsewhere cannot press the retry button.
 
@@ -22,15 +24,13 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Form, Router};
 use include_dir::{Dir, include_dir};
-use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tera::{Context, Kwargs, Tera};
 
-use super::api::{
-    self, ConversationQuery, DeliveryQuery, PreviewRequest, SESSION_COOKIE, presented_token,
-};
+use super::api::{self, ConversationQuery, DeliveryQuery, PreviewRequest};
 use super::error::ApiError;
+use super::session::{AdminAccess, Admitted, Credential};
 use super::{AppState, cross_site};
 use crate::maintenance::{self, Silent};
 
@@ -73,16 +73,6 @@ const SAMPLES: &[(&str, &str)] = &[
         include_str!("../../tests/fixtures/smartsupp/injection-attempts.json"),
     ),
 ];
-
-/// Characters kept out of the cookie value as sent (RFC 6265 `cookie-octet` excludes them),
-/// plus `%` so that decoding is exact.
-const COOKIE_VALUE: &AsciiSet = &CONTROLS
-    .add(b' ')
-    .add(b'"')
-    .add(b',')
-    .add(b';')
-    .add(b'\\')
-    .add(b'%');
 
 /// Form fields of the playground that carry template texts: `template:NAME`.
 const TEMPLATE_FIELD: &str = "template:";
@@ -277,16 +267,24 @@ fn page(pages: &Tera, status: StatusCode, name: &str, data: &impl Serialize) -> 
     }
 }
 
-/// Lets a request with the admin token through; sends anyone else to the login form.
+/// Lets a request of a live session (or with the admin token) through; sends anyone else to
+/// the login form.
 async fn require_session(
     State(dashboard): State<Dashboard>,
     request: Request,
     next: Next,
 ) -> Response {
-    let Some(tokens) = &dashboard.app.admin else {
+    let Some(access) = &dashboard.app.admin else {
         return off(&dashboard);
     };
-    if !presented_token(&request).is_some_and(|t| tokens.accepts(&t)) {
+    let admitted = access
+        .admit(dashboard.app.store.as_ref(), request.headers())
+        .await;
+    let admitted = match admitted {
+        Ok(admitted) => admitted,
+        Err(e) => return dashboard.fail(ApiError::Unavailable(e)).into_response(),
+    };
+    if admitted == Admitted::Nobody {
         let back = request
             .uri()
             .path_and_query()
@@ -361,15 +359,15 @@ async fn login_form(
     )
 }
 
-/// Checks the token and sets the session cookie (`Secure` when a reverse proxy says the
-/// browser came over HTTPS).
+/// Checks the token, opens a session and hands the browser its cookie (`Secure` when a
+/// reverse proxy says the browser came over HTTPS).
 async fn login(
     State(dashboard): State<Dashboard>,
     client: Option<Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
     Form(form): Form<LoginForm>,
 ) -> Response {
-    let Some(tokens) = &dashboard.app.admin else {
+    let Some(access) = &dashboard.app.admin else {
         return off(&dashboard);
     };
     let next = local_path(form.next.as_deref(), "/");
@@ -391,7 +389,7 @@ async fn login(
         return answer;
     }
     let token = form.token.trim();
-    if !tokens.accepts(token) {
+    if !access.accepts(token) {
         dashboard.logins.failed(client, now);
         tracing::warn!(client = %client, "dashboard login refused: wrong admin token");
         return page(
@@ -405,19 +403,21 @@ async fn login(
     let secure = headers
         .get("x-forwarded-proto")
         .is_some_and(|p| p.as_bytes().eq_ignore_ascii_case(b"https"));
-    let cookie = format!(
-        "{SESSION_COOKIE}={}; Path=/; HttpOnly; SameSite=Strict{}",
-        utf8_percent_encode(token, COOKIE_VALUE),
-        if secure { "; Secure" } else { "" }
-    );
-    with_cookie(Redirect::to(&next), &cookie)
+    match access.open(dashboard.app.store.as_ref()).await {
+        Ok(session) => with_cookie(Redirect::to(&next), &access.cookie(&session, secure)),
+        Err(e) => dashboard.fail(e.into()).into_response(),
+    }
 }
 
-async fn logout() -> Response {
-    with_cookie(
-        Redirect::to("/login"),
-        &format!("{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0"),
-    )
+/// Ends the session on the server (on every replica) and in the browser.
+async fn logout(State(dashboard): State<Dashboard>, headers: HeaderMap) -> Response {
+    if let (Some(access), Some(Credential::Session(id))) =
+        (&dashboard.app.admin, Credential::of(&headers))
+        && let Err(e) = access.end(dashboard.app.store.as_ref(), id).await
+    {
+        return dashboard.fail(ApiError::Unavailable(e)).into_response();
+    }
+    with_cookie(Redirect::to("/login"), &AdminAccess::forget_cookie())
 }
 
 fn with_cookie(redirect: Redirect, cookie: &str) -> Response {

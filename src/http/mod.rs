@@ -17,6 +17,7 @@ pub mod error;
 pub mod health;
 pub mod ingest;
 pub mod server;
+pub mod session;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -86,8 +87,8 @@ pub struct SharedState {
     pub metrics: Arc<Metrics>,
     /// `[privacy] redact` rules, applied at ingest.
     pub redactor: Arc<Redactor>,
-    /// The admin token; `None` turns `/api` off.
-    pub admin: Option<SourceTokens>,
+    /// The admin token and its sessions; `None` turns `/api` and the dashboard off.
+    pub admin: Option<session::AdminAccess>,
     /// Reloads connectors and templates.
     pub reloader: Reloader,
 }

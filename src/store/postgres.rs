@@ -30,9 +30,9 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::{
     AttemptRecord, AttemptRow, ConnectorStats, ConversationFilter, ConversationRow, DeliveryFilter,
-    DeliveryRow, DeliveryState, ForgetReport, IngestOutcome, LeasedDelivery, NewVersion, NextState,
-    PurgeReport, QuarantineRow, Quarantined, QuarantinedBody, ReplayReport, StateCounts, Store,
-    StoreError, VersionRow, delivery_key, from_ms, ms,
+    DeliveryRow, DeliveryState, ForgetReport, IngestOutcome, LeasedDelivery, NewSession,
+    NewVersion, NextState, PurgeReport, QuarantineRow, Quarantined, QuarantinedBody, ReplayReport,
+    StateCounts, Store, StoreError, VersionRow, delivery_key, from_ms, ms,
 };
 use crate::connectors::StepOutputs;
 use crate::model::Timestamp;
@@ -41,6 +41,7 @@ use crate::model::Timestamp;
 const MIGRATIONS: &[&str] = &[
     include_str!("migrations/postgres/0001_init.sql"),
     include_str!("migrations/postgres/0002_leased.sql"),
+    include_str!("migrations/postgres/0003_sessions.sql"),
 ];
 
 /// The advisory lock held while migrating (any fixed number; this one spells "chatbrdg").
@@ -1167,5 +1168,50 @@ impl Store for PostgresStore {
             .await
             .map(|_| ())
             .map_err(pg)
+    }
+
+    async fn open_session(&self, session: NewSession) -> Result<(), StoreError> {
+        let now = ms(session.created_at);
+        self.execute(
+            "DELETE FROM sessions WHERE expires_at <= $1 OR idle_until <= $1",
+            &[&now],
+        )
+        .await?;
+        self.execute(
+            "INSERT INTO sessions (id_hash, token_mac, created_at, expires_at, idle_until)
+             VALUES ($1, $2, $3, $4, $5)",
+            &[
+                &session.id_hash,
+                &session.token_mac,
+                &now,
+                &ms(session.expires_at),
+                &ms(session.idle_until),
+            ],
+        )
+        .await
+        .map(|_| ())
+    }
+
+    async fn touch_session(
+        &self,
+        id_hash: &str,
+        now: Timestamp,
+        idle_until: Timestamp,
+    ) -> Result<Option<String>, StoreError> {
+        let rows = self
+            .query(
+                "UPDATE sessions SET idle_until = $3
+                 WHERE id_hash = $1 AND expires_at > $2 AND idle_until > $2
+                 RETURNING token_mac",
+                &[&id_hash, &ms(now), &ms(idle_until)],
+            )
+            .await?;
+        rows.first().map(|r| column::<String>(r, 0)).transpose()
+    }
+
+    async fn end_session(&self, id_hash: &str) -> Result<(), StoreError> {
+        self.execute("DELETE FROM sessions WHERE id_hash = $1", &[&id_hash])
+            .await
+            .map(|_| ())
     }
 }

@@ -41,9 +41,9 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{
     AttemptRecord, AttemptRow, ConnectorStats, ConversationFilter, ConversationRow, DeliveryFilter,
-    DeliveryRow, DeliveryState, ForgetReport, IngestOutcome, LeasedDelivery, NewVersion, NextState,
-    PurgeReport, QuarantineRow, Quarantined, QuarantinedBody, ReplayReport, StateCounts, Store,
-    StoreError, VersionRow, delivery_key, from_ms, ms,
+    DeliveryRow, DeliveryState, ForgetReport, IngestOutcome, LeasedDelivery, NewSession,
+    NewVersion, NextState, PurgeReport, QuarantineRow, Quarantined, QuarantinedBody, ReplayReport,
+    StateCounts, Store, StoreError, VersionRow, delivery_key, from_ms, ms,
 };
 use crate::config::Synchronous;
 use crate::connectors::StepOutputs;
@@ -66,6 +66,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/sqlite/0003_admin.sql"),
     include_str!("migrations/sqlite/0004_lease_ranges.sql"),
     include_str!("migrations/sqlite/0005_drop_unused_due_index.sql"),
+    include_str!("migrations/sqlite/0006_sessions.sql"),
 ];
 
 /// A unit of work for the writer.
@@ -1424,6 +1425,65 @@ impl Store for SqliteStore {
         self.call(|conn| conn.query_row("SELECT 1", [], |_| Ok(())).map_err(db))
             .await
     }
+
+    async fn open_session(&self, session: NewSession) -> Result<(), StoreError> {
+        self.call(move |conn| {
+            let now = ms(session.created_at);
+            conn.prepare_cached("DELETE FROM sessions WHERE expires_at <= ?1 OR idle_until <= ?1")
+                .and_then(|mut s| s.execute([now]))
+                .map_err(db)?;
+            conn.prepare_cached(
+                "INSERT INTO sessions (id_hash, token_mac, created_at, expires_at, idle_until)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    session.id_hash,
+                    session.token_mac,
+                    now,
+                    ms(session.expires_at),
+                    ms(session.idle_until)
+                ])
+            })
+            .map(|_| ())
+            .map_err(db)
+        })
+        .await
+    }
+
+    async fn touch_session(
+        &self,
+        id_hash: &str,
+        now: Timestamp,
+        idle_until: Timestamp,
+    ) -> Result<Option<String>, StoreError> {
+        let id_hash = id_hash.to_owned();
+        // Losing a touch in a power cut only shortens a session: no wait for the disk.
+        self.call_soft(move |conn| {
+            conn.prepare_cached(
+                "UPDATE sessions SET idle_until = ?3
+                 WHERE id_hash = ?1 AND expires_at > ?2 AND idle_until > ?2
+                 RETURNING token_mac",
+            )
+            .and_then(|mut s| {
+                s.query_row(params![id_hash, ms(now), ms(idle_until)], |r| r.get(0))
+                    .optional()
+            })
+            .map_err(db)
+        })
+        .await
+    }
+
+    async fn end_session(&self, id_hash: &str) -> Result<(), StoreError> {
+        let id_hash = id_hash.to_owned();
+        self.call(move |conn| {
+            conn.prepare_cached("DELETE FROM sessions WHERE id_hash = ?1")
+                .and_then(|mut s| s.execute([&id_hash]))
+                .map(|_| ())
+                .map_err(db)
+        })
+        .await
+    }
 }
 
 #[cfg(test)]
@@ -1469,6 +1529,50 @@ mod tests {
             .conversation_count(&ConversationFilter::default())
             .await
             .expect("counted")
+    }
+
+    /// A session is extended while it lives and found by nobody once its idle time or its
+    /// lifetime has passed, or after it was ended; opening another forgets the ended ones.
+    #[tokio::test]
+    async fn sessions_end_when_idle_past_their_lifetime_or_ended() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("s.db"), Synchronous::Full).unwrap();
+        let now = Timestamp::now();
+        let hour = Duration::from_secs(3600);
+        let session = |id: &str, expires_at: Timestamp, idle_until: Timestamp| NewSession {
+            id_hash: id.to_owned(),
+            token_mac: format!("mac-{id}"),
+            created_at: now,
+            expires_at,
+            idle_until,
+        };
+        for s in [
+            session("live", now.plus(hour), now.plus(hour)),
+            session("idle", now.plus(hour), now.minus(hour)),
+            session("old", now.minus(hour), now.plus(hour)),
+            session("ended", now.plus(hour), now.plus(hour)),
+        ] {
+            store.open_session(s).await.unwrap();
+        }
+        store.end_session("ended").await.unwrap();
+        let later = now.plus(Duration::from_secs(60));
+        let touch = |id: &'static str| store.touch_session(id, later, later.plus(hour));
+        assert_eq!(touch("live").await.unwrap().as_deref(), Some("mac-live"));
+        for gone in ["idle", "old", "ended", "unknown"] {
+            assert_eq!(touch(gone).await.unwrap(), None, "{gone}");
+        }
+        store
+            .open_session(session("next", now.plus(hour), now.plus(hour)))
+            .await
+            .unwrap();
+        let kept: i64 = store
+            .call(|conn| {
+                conn.query_row("SELECT count(*) FROM sessions", [], |r| r.get(0))
+                    .map_err(db)
+            })
+            .await
+            .unwrap();
+        assert_eq!(kept, 2, "the live session and the new one");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

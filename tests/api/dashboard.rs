@@ -46,6 +46,12 @@ impl Browser {
         response
     }
 
+    /// This client, with the session cookie `other` has.
+    fn with_cookie_of(mut self, other: &Self) -> Self {
+        self.cookie.clone_from(&other.cookie);
+        self
+    }
+
     fn with_cookie(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
         match &self.cookie {
             Some(cookie) => request.header(COOKIE, cookie),
@@ -138,6 +144,91 @@ async fn pages_need_the_admin_token_entered_in_the_login_form() {
             .unwrap()
             .contains("Max-Age=0")
     );
+}
+
+/// The cookie holds a random session id, never the token: two logins, two ids. A logout ends
+/// the session on the server, so the same cookie sent again (kept by an attacker, say) opens
+/// neither the pages nor the API.
+#[tokio::test]
+async fn a_session_is_a_random_id_that_a_logout_ends_on_the_server() {
+    let app = spawn_app().await;
+    let mut first = Browser::new(&app);
+    let mut second = Browser::new(&app);
+    first.log_in(ADMIN_TOKEN).await;
+    second.log_in(ADMIN_TOKEN).await;
+    let [a, b] = [&first, &second].map(|b| b.cookie.clone().expect("a session cookie"));
+    assert_ne!(a, b);
+    for cookie in [&a, &b] {
+        let (name, id) = cookie.split_once('=').unwrap();
+        assert_eq!(name, "chatbridge_session");
+        assert!(id.len() >= 43 && !cookie.contains(ADMIN_TOKEN), "{cookie}");
+    }
+
+    let logout = first.post_form("/logout", &[]).await;
+    assert_eq!(logout.status(), StatusCode::SEE_OTHER);
+    let page = first.get("/").await;
+    assert_eq!(page.status(), StatusCode::SEE_OTHER);
+    assert!(location(&page).starts_with("/login"));
+    assert_eq!(first.get("/api/conversations").await.status(), 401);
+    // The other session goes on.
+    assert_eq!(second.get("/api/conversations").await.status(), 200);
+}
+
+/// A session ends `admin.session_lifetime` after its login, however busy.
+#[tokio::test]
+async fn a_session_ends_after_its_lifetime() {
+    let app = spawn_app_with(Options {
+        admin: format!("token = \"{ADMIN_TOKEN}\"\nsession_lifetime = \"1s\""),
+        ..Options::default()
+    })
+    .await;
+    let mut browser = Browser::new(&app);
+    let login = browser.log_in(ADMIN_TOKEN).await;
+    assert!(
+        login.headers()[SET_COOKIE]
+            .to_str()
+            .unwrap()
+            .contains("Max-Age=1"),
+    );
+    assert_eq!(browser.get("/").await.status(), 200);
+    crate::helpers::wait_until(|| async {
+        (browser.get("/").await.status() == StatusCode::SEE_OTHER).then_some(())
+    })
+    .await;
+    assert_eq!(browser.get("/api/conversations").await.status(), 401);
+}
+
+/// Replicas on one store share sessions; a replica started with a new admin token refuses
+/// every session opened with the old one.
+#[tokio::test]
+async fn replicas_share_sessions_and_a_new_token_ends_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = crate::helpers::store_url(dir.path()).await;
+    let replica = |token: &str| Options {
+        store: Some(store.clone()),
+        admin: format!("token = \"{token}\""),
+        ..Options::default()
+    };
+    let first = spawn_app_with(replica(ADMIN_TOKEN)).await;
+    let mut browser = Browser::new(&first);
+    browser.log_in(ADMIN_TOKEN).await;
+
+    let second = spawn_app_with(replica(ADMIN_TOKEN)).await;
+    let on_second = Browser {
+        base: second.address.clone(),
+        ..Browser::new(&first)
+    }
+    .with_cookie_of(&browser);
+    assert_eq!(on_second.get("/").await.status(), 200);
+
+    let rotated = spawn_app_with(replica("rotated-admin-token-8c9d0e1f")).await;
+    let on_rotated = Browser {
+        base: rotated.address.clone(),
+        ..Browser::new(&first)
+    }
+    .with_cookie_of(&browser);
+    assert_eq!(on_rotated.get("/").await.status(), StatusCode::SEE_OTHER);
+    assert_eq!(on_rotated.get("/api/conversations").await.status(), 401);
 }
 
 #[tokio::test]
@@ -264,7 +355,7 @@ async fn after_ten_wrong_tokens_the_login_form_refuses_even_the_right_one_for_a_
 #[tokio::test]
 async fn without_an_admin_token_there_is_no_dashboard() {
     let app = spawn_app_with(Options {
-        admin: false,
+        admin: String::new(),
         ..Options::default()
     })
     .await;

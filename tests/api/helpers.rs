@@ -171,8 +171,8 @@ pub struct Options {
     pub delivery: String,
     /// Configure the `helpdesk` Zendesk instance (tests of other connectors turn it off).
     pub helpdesk: bool,
-    /// Set `[admin] token` (false: the admin API and dashboard are off).
-    pub admin: bool,
+    /// The `[admin]` table's body ("": the admin API and dashboard are off).
+    pub admin: String,
     /// This `store.url` instead of a fresh store.
     pub store: Option<String>,
 }
@@ -192,7 +192,7 @@ impl Default for Options {
                        max_elapsed = \"1h\"\nrandomization = 0.0\nrequest_timeout = \"2s\"\nworkers = 4\nlease = \"3s\"\n"
                 .into(),
             helpdesk: true,
-            admin: true,
+            admin: format!("token = \"{ADMIN_TOKEN}\""),
             store: None,
         }
     }
@@ -286,6 +286,7 @@ max_connections = 4
 [sources.smartsupp]
 {token}
 
+[admin]
 {admin}
 
 [delivery]
@@ -301,11 +302,7 @@ max_connections = 4
             String::new()
         },
         delivery = options.delivery,
-        admin = if options.admin {
-            format!("[admin]\ntoken = \"{ADMIN_TOKEN}\"")
-        } else {
-            String::new()
-        },
+        admin = options.admin,
         helpdesk = if options.helpdesk {
             format!(
                 r#"
