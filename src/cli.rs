@@ -237,6 +237,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let registry = app::registry(&config)?;
             let connector = find(&registry, &connector)?;
             let parsed = read_payload(&file)?;
+            if let Some(code) = filtered_out(&registry, connector.name(), &parsed)? {
+                return Ok(code);
+            }
             let plan = connector.dry_run(&dry_job(connector.name(), &parsed))?;
             print_plan(&plan);
             Ok(ExitCode::SUCCESS)
@@ -246,6 +249,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let registry = app::registry(&config)?;
             let connector = find(&registry, &connector)?;
             let parsed = read_payload(&file)?;
+            if let Some(code) = filtered_out(&registry, connector.name(), &parsed)? {
+                return Ok(code);
+            }
             let job = dry_job(connector.name(), &parsed);
             match connector.attempt(&job, &PrintCheckpoint).await {
                 Ok(receipt) => {
@@ -571,6 +577,21 @@ fn read_payload(file: &Path) -> anyhow::Result<Parsed> {
     Source::Smartsupp
         .parse(&body)
         .with_context(|| format!("{} is not a payload chatbridge understands", file.display()))
+}
+
+/// When `serve` would not hand `parsed` to `connector` (its type needs an e-mail the chat
+/// lacks, the instance serves other accounts, its `when` does not hold), says why; the exit
+/// code then. Nothing is rendered or sent that a running bridge would not send.
+fn filtered_out(
+    registry: &Registry,
+    connector: &str,
+    parsed: &Parsed,
+) -> anyhow::Result<Option<ExitCode>> {
+    let excluded = registry.excluded(connector, &parsed.conversation, &parsed.raw)?;
+    Ok(excluded.map(|why| {
+        println!("filtered out by {why}: `{connector}` does not receive this chat; nothing sent");
+        ExitCode::SUCCESS
+    }))
 }
 
 /// A first delivery of `parsed` through `connector`.

@@ -508,10 +508,60 @@ pub struct Limits {
 #[derive(Debug, Clone)]
 struct Instance {
     connector: Arc<dyn Connector>,
-    filtered: bool,
+    /// Its `when`: the type's and the instance's, joined with `and`.
+    when: Option<String>,
     /// Only chats of these accounts (empty: every account).
     accounts: Vec<String>,
     limits: Limits,
+}
+
+/// Why an instance does not receive a conversation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Exclusion {
+    /// The instance serves other accounts.
+    OtherAccount(String),
+    /// Its `when` (this text) does not hold.
+    When(String),
+}
+
+impl std::fmt::Display for Exclusion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::OtherAccount(account) => write!(f, "it serves other accounts than {account}"),
+            Self::When(when) => write!(f, "its `when`: {when}"),
+        }
+    }
+}
+
+impl Instance {
+    /// Why this instance would not receive the conversation, if it would not; `context` is
+    /// built on first need and kept for the next instance.
+    fn excludes(
+        &self,
+        renderer: &Renderer,
+        conversation: &Conversation,
+        raw: &serde_json::Value,
+        context: &mut Option<tera::Context>,
+    ) -> Result<Option<Exclusion>, RenderError> {
+        if !self.accounts.is_empty() && !self.accounts.contains(&conversation.account_id) {
+            return Ok(Some(Exclusion::OtherAccount(
+                conversation.account_id.clone(),
+            )));
+        }
+        let Some(when) = &self.when else {
+            return Ok(None);
+        };
+        let context = match context {
+            Some(c) => c,
+            None => context.insert(conversation_context(conversation, raw)?),
+        };
+        let name = self.connector.name();
+        if renderer.condition(&snippet::instance_when(name), context)? {
+            Ok(None)
+        } else {
+            Ok(Some(Exclusion::When(when.clone())))
+        }
+    }
 }
 
 /// The registry in use, replaced whole by a reload; a delivery keeps the registry it started
@@ -593,7 +643,7 @@ impl Registry {
         let mut snippets: Vec<(String, String)> =
             in_use().flat_map(|(kind, d)| d.snippets(kind)).collect();
         let templates_in_use: BTreeSet<&str> = in_use().flat_map(|(_, d)| d.templates()).collect();
-        let mut filtered = BTreeSet::new();
+        let mut filters = BTreeMap::new();
         let mut filters_read_raw = false;
         for (name, instance) in &config.connectors {
             // The type's own condition (a CRM needs an e-mail) and the instance's, both.
@@ -606,10 +656,11 @@ impl Registry {
                 .map(|c| format!("({c})"))
                 .collect();
             if !conditions.is_empty() {
-                filtered.insert(name.as_str());
-                let source = crate::render::condition_source(&conditions.join(" and "));
+                let when = conditions.join(" and ");
+                let source = crate::render::condition_source(&when);
                 filters_read_raw |= Reads::read_by(&source).raw;
                 snippets.push((snippet::instance_when(name), source));
+                filters.insert(name.as_str(), when);
             }
         }
         let renderer = Renderer::build_with(
@@ -657,7 +708,7 @@ impl Registry {
             match build(name, instance, &definitions, &cx) {
                 Ok(connector) => instances.push(Instance {
                     connector,
-                    filtered: filtered.contains(name.as_str()),
+                    when: filters.get(name.as_str()).cloned(),
                     accounts: instance.accounts.clone(),
                     limits: Limits {
                         concurrency: instance.concurrency,
@@ -693,27 +744,32 @@ impl Registry {
         let mut context = None;
         let mut names = Vec::new();
         for instance in &self.instances {
-            let name = instance.connector.name();
-            if !instance.accounts.is_empty()
-                && !instance.accounts.contains(&conversation.account_id)
+            if instance
+                .excludes(&self.renderer, conversation, raw, &mut context)?
+                .is_none()
             {
-                continue;
+                names.push(instance.connector.name().to_owned());
             }
-            if instance.filtered {
-                let context = match &context {
-                    Some(c) => c,
-                    None => context.insert(conversation_context(conversation, raw)?),
-                };
-                if !self
-                    .renderer
-                    .condition(&snippet::instance_when(name), context)?
-                {
-                    continue;
-                }
-            }
-            names.push(name.to_owned());
         }
         Ok(names)
+    }
+
+    /// Why instance `name` would not receive this conversation, as [`Registry::matching`]
+    /// decides it: `None` when it would (or there is no such instance). `render` and `send`
+    /// say so rather than send what `serve` never would.
+    ///
+    /// # Errors
+    /// When the instance's `when` expression fails to evaluate.
+    pub fn excluded(
+        &self,
+        name: &str,
+        conversation: &Conversation,
+        raw: &serde_json::Value,
+    ) -> Result<Option<Exclusion>, RenderError> {
+        match self.instances.iter().find(|i| i.connector.name() == name) {
+            Some(instance) => instance.excludes(&self.renderer, conversation, raw, &mut None),
+            None => Ok(None),
+        }
     }
 
     /// Whether a `when` filter reads `raw`, so [`Registry::matching`] needs the document.

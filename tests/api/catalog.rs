@@ -506,3 +506,28 @@ async fn helpscout_renews_a_revoked_token_once_and_goes_on() {
     assert_eq!(token_fetches, 2, "one token, then one renewal");
     desk.with(|d| assert_eq!((d.count("conversation"), d.count("note")), (1, 1)));
 }
+
+/// A visitor Jira Service Management knows as a customer of another desk: this desk's
+/// customer list does not have them and creating them again is a conflict, so they are found
+/// among the site's users, made a customer of this desk, and the request is raised for them.
+#[tokio::test]
+async fn jira_raises_the_request_for_a_customer_of_another_desk() {
+    let (desk, app) = start(&JIRA).await;
+    desk.with_mut(|d| {
+        d.insert(
+            "customer",
+            json!("qm:other-desk:1"),
+            json!({"email": "dusan@domain.com", "displayName": "Dusan Kmet", "desks": ["20"]}),
+        );
+    });
+
+    app.post_smartsupp(fixture("smartsupp/seed-example.json"))
+        .await;
+    let delivered = app.wait_for_deliveries(DeliveryState::Delivered, 1).await;
+
+    assert_eq!(delivered[0].attempts, 1);
+    let request = the_one(&desk, "request");
+    assert_eq!(request.body["raiseOnBehalfOf"], "qm:other-desk:1");
+    let customer = the_one(&desk, "customer");
+    assert_eq!(customer.body["desks"], json!(["20", "10"]));
+}

@@ -199,3 +199,43 @@ async fn chat_text_reaches_the_terminal_escaped() {
     assert_eq!(code, 0, "{err}");
     assert!(!out.contains('\u{1b}') && !out.contains('\u{7}'), "{out:?}");
 }
+
+/// `render` and `send` hand a chat to a connector only when `serve` would: a CRM type needs
+/// the visitor's e-mail, so a chat without one is said to be filtered out, and nothing
+/// reaches the target (Pipedrive's person search without its required `term`, a person
+/// with an empty address).
+#[tokio::test]
+async fn render_and_send_leave_out_a_chat_serve_would_filter_out() {
+    let desk =
+        crate::fake_desks::start(crate::fake_desks::Brand::Pipedrive, "pd-api-token-cli").await;
+    let (_dir, config) = write_config(&format!(
+        "[store]\nurl = \"sqlite://unused.db\"\n[connectors.crm]\ntype = \"pipedrive\"\n\
+         settings = {{ company_domain = \"acme\", api_token = \"pd-api-token-cli\", base_url = \"{}\" }}\n",
+        desk.uri()
+    ));
+    for command in ["render", "send"] {
+        let args = [
+            "--config".to_owned(),
+            config.clone(),
+            command.to_owned(),
+            "--connector".to_owned(),
+            "crm".to_owned(),
+            "tests/fixtures/smartsupp/visitor-without-email.json".to_owned(),
+        ];
+        let (code, out, err) = tokio::task::spawn_blocking(move || {
+            run_cli(&args.iter().map(String::as_str).collect::<Vec<_>>())
+        })
+        .await
+        .unwrap();
+        assert_eq!(code, 0, "{command}: {out}{err}");
+        assert!(
+            out.contains("filtered out by its `when`: (conversation.visitor.email)"),
+            "{command}: {out}"
+        );
+        assert!(
+            !out.contains("GET ") && !out.contains("delivered"),
+            "{command}: {out}"
+        );
+    }
+    assert!(desk.requests().is_empty(), "nothing reached Pipedrive");
+}

@@ -61,6 +61,28 @@ async fn the_seed_payload_becomes_one_zendesk_ticket() {
     );
 }
 
+/// Zendesk makes an end user from a name alone: a visitor who gave a name and no e-mail is
+/// the requester, not the API user.
+#[tokio::test]
+async fn a_visitor_without_an_email_is_the_requester_by_name() {
+    let app = spawn_app().await;
+    let mut chat: Value = serde_json::from_slice(&fixture("smartsupp/seed-example.json")).unwrap();
+    chat["visitor"]["email"] = json!("");
+    app.post_smartsupp(serde_json::to_vec(&chat).unwrap()).await;
+    app.wait_for_deliveries(DeliveryState::Delivered, 1).await;
+    assert_eq!(
+        app.zendesk.tickets()[0]["requester"],
+        json!({"name": "Dusan Kmet"})
+    );
+
+    // Neither a name nor an e-mail: no requester is made up.
+    chat["channel"]["id"] = json!(55040);
+    chat["visitor"]["name"] = json!(null);
+    app.post_smartsupp(serde_json::to_vec(&chat).unwrap()).await;
+    app.wait_for_deliveries(DeliveryState::Delivered, 2).await;
+    assert_eq!(app.zendesk.tickets()[1].get("requester"), None);
+}
+
 #[tokio::test]
 async fn a_later_rated_version_comments_on_the_ticket_instead_of_creating_another() {
     let app = spawn_app().await;
@@ -117,8 +139,23 @@ async fn chat_text_that_looks_like_json_or_templates_arrives_verbatim() {
         .map(String::as_str)
         .collect();
     keys.sort_unstable();
-    // No requester: the visitor's "e-mail" carries a header injection and is not an address.
-    assert_eq!(keys, ["comment", "external_id", "id", "subject", "tags"]);
+    // The visitor's "e-mail" carries a header injection and is not an address: the requester
+    // is the visitor by name alone, the JSON-breaking name kept as text.
+    assert_eq!(
+        keys,
+        [
+            "comment",
+            "external_id",
+            "id",
+            "requester",
+            "subject",
+            "tags"
+        ]
+    );
+    assert_eq!(
+        ticket["requester"],
+        json!({"name": "Eve \"}, \"role\": \"admin"})
+    );
     assert_eq!(
         ticket["subject"],
         "ok\"}, \"admin\": true, \"x\": {\"y\": \""

@@ -144,6 +144,44 @@ impl Desk {
             .collect()
     }
 
+    /// Puts an object upstream as if made earlier, by another tool or person.
+    pub fn insert(&mut self, kind: &'static str, id: Value, body: Value) {
+        self.add(kind, id, None, body);
+    }
+
+    /// Jira's customers whose address or display name contains `text`, ignoring case.
+    fn customers_like(&self, text: &str) -> Vec<Object> {
+        let text = text.to_lowercase();
+        self.all("customer")
+            .into_iter()
+            .filter(|c| {
+                ["email", "displayName"].iter().any(|f| {
+                    c.body[*f]
+                        .as_str()
+                        .is_some_and(|v| v.to_lowercase().contains(&text))
+                })
+            })
+            .collect()
+    }
+
+    /// Makes Jira customer `id` one of `desk`'s; false when there is no such customer.
+    fn join_desk(&mut self, id: &str, desk: &str) -> bool {
+        let Some(customer) = self
+            .objects
+            .iter_mut()
+            .find(|o| o.kind == "customer" && id_text(&o.id) == id)
+        else {
+            return false;
+        };
+        let desks = customer.body["desks"].as_array_mut();
+        match desks {
+            Some(desks) if !desks.contains(&json!(desk)) => desks.push(json!(desk)),
+            Some(_) => {}
+            None => customer.body["desks"] = json!([desk]),
+        }
+        true
+    }
+
     /// The objects of `kind` a query in the vendor's search language finds, `condition`
     /// deciding each of its conditions for an object; what does not parse, otherwise.
     fn search(
@@ -468,8 +506,9 @@ impl Desk {
                 }
                 let id = self.next();
                 self.add("note", json!(id), Some(b["person_id"].clone()), b.clone());
+                // 200, as Pipedrive documents it for a created note (not 201).
                 json_answer(
-                    201,
+                    200,
                     json!({"success": true, "data": {"id": id, "content": b["content"], "person_id": b["person_id"]}}),
                 )
             }
@@ -699,27 +738,75 @@ impl Desk {
                         json!({"errorMessage": "This API is experimental. Experimental APIs are not guaranteed to be stable."}),
                     );
                 }
-                // `query` matches any customer whose name or address contains it.
-                let text = query(request, "query").to_lowercase();
+                // This desk's customers whose name or address contains `query`.
+                let ("GET", [_, _, _, desk, _]) = route else {
+                    unreachable!()
+                };
                 let values: Vec<Value> = self
-                    .all("customer")
+                    .customers_like(&query(request, "query"))
                     .into_iter()
-                    .filter(|c| {
-                        ["email", "displayName"].iter().any(|f| {
-                            c.body[*f]
-                                .as_str()
-                                .is_some_and(|v| v.to_lowercase().contains(&text))
-                        })
-                    })
+                    .filter(|c| c.body["desks"].as_array().is_some_and(|d| d.contains(&json!(desk))))
                     .map(|c| json!({"accountId": c.id, "emailAddress": c.body["email"], "displayName": c.body["displayName"]}))
                     .collect();
                 json_answer(200, json!({"size": values.len(), "values": values}))
             }
             ("POST", ["rest", "servicedeskapi", "customer"]) => {
-                let b = body(request);
+                // A customer of the site, of no desk yet; an address the site knows is a 409
+                // only when asked for, a 400 like any bad request otherwise.
+                let mut b = body(request);
+                let email = b["email"].as_str().unwrap_or_default().to_lowercase();
+                let known = self.all("customer").iter().any(|c| {
+                    c.body["email"]
+                        .as_str()
+                        .is_some_and(|e| e.to_lowercase() == email)
+                });
+                if known {
+                    let status = if query(request, "strictConflictStatusCode") == "true" {
+                        409
+                    } else {
+                        400
+                    };
+                    return json_answer(
+                        status,
+                        json!({"errorMessage": "An account already exists for this email", "i18nErrorMessage": {"i18nKey": "sd.customer.create.error.email.exists", "parameters": []}}),
+                    );
+                }
+                b["desks"] = json!([]);
                 let id = format!("qm:{}", self.next());
+                let name = b["displayName"].clone();
                 self.add("customer", json!(id), None, b);
-                json_answer(201, json!({"accountId": id}))
+                json_answer(
+                    201,
+                    json!({"accountId": id, "emailAddress": email, "displayName": name, "active": true, "timeZone": "UTC", "_links": {"jiraRest": "", "avatarUrls": {}, "self": ""}}),
+                )
+            }
+            ("GET", ["rest", "api", "3", "user", "search"]) => {
+                let users: Vec<Value> = self
+                    .customers_like(&query(request, "query"))
+                    .into_iter()
+                    .map(|c| json!({"accountId": c.id, "accountType": "customer", "emailAddress": c.body["email"], "displayName": c.body["displayName"], "active": true}))
+                    .collect();
+                json_answer(200, json!(users))
+            }
+            ("POST", ["rest", "servicedeskapi", "servicedesk", desk, "customer"]) => {
+                let b = body(request);
+                let ids: Vec<String> = b["accountIds"]
+                    .as_array()
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|v| v.as_str().map(str::to_owned))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                for id in &ids {
+                    if !self.join_desk(id, desk) {
+                        return json_answer(
+                            400,
+                            json!({"errorMessage": format!("no such account: {id}")}),
+                        );
+                    }
+                }
+                ResponseTemplate::new(204)
             }
             ("POST", ["rest", "servicedeskapi", "request"]) => {
                 let b = body(request);
@@ -730,6 +817,16 @@ impl Desk {
                     return json_answer(
                         400,
                         json!({"errorMessage": "Summary: You must specify a summary of the issue.", "i18nErrorMessage": {"i18nKey": "sd.request.create.error", "parameters": []}}),
+                    );
+                }
+                // Raised for a customer: they become one of the desk's, as in an open desk.
+                if let (Some(account), Some(desk)) =
+                    (b["raiseOnBehalfOf"].as_str(), b["serviceDeskId"].as_str())
+                    && !self.join_desk(account, desk)
+                {
+                    return json_answer(
+                        400,
+                        json!({"errorMessage": format!("The user '{account}' does not exist."), "i18nErrorMessage": {"i18nKey": "sd.request.create.error", "parameters": []}}),
                     );
                 }
                 let key = format!("HELP-{}", self.next());
