@@ -414,6 +414,7 @@ async fn reingest_one(
                 IngestOutcome::Stored {
                     version,
                     deliveries,
+                    ..
                 } => (ReingestOutcome::Stored, version, Some(deliveries)),
                 IngestOutcome::Duplicate { version } => (ReingestOutcome::Duplicate, version, None),
             };

@@ -147,6 +147,7 @@ async fn receive(
         IngestOutcome::Stored {
             version,
             deliveries,
+            merged,
         } => {
             state.metrics.received(source.name(), status);
             // Debug, not info: each delivery's outcome is logged at info with the same
@@ -157,12 +158,13 @@ async fn receive(
                 conversation_id = %Escaped(&conversation_id),
                 version,
                 deliveries,
+                merged,
                 "conversation stored"
             );
             Ok((
                 StatusCode::ACCEPTED,
                 Json(
-                    json!({ "conversation": conversation_id, "version": version, "deliveries": deliveries }),
+                    json!({ "conversation": conversation_id, "version": version, "deliveries": deliveries, "merged": merged }),
                 ),
             ))
         }

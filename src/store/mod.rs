@@ -160,8 +160,11 @@ pub enum IngestOutcome {
     Stored {
         /// Version number (1 for the first).
         version: i64,
-        /// Deliveries created or brought up to this version.
+        /// Deliveries queued for this version: one per connector that had none waiting.
         deliveries: usize,
+        /// Deliveries of an earlier version still waiting, now carrying this one instead:
+        /// the connector sends the conversation once, as it is now, not once per version.
+        merged: usize,
     },
     /// The very same body was stored before; nothing was created.
     Duplicate {

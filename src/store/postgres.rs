@@ -485,6 +485,7 @@ impl Store for PostgresStore {
             &new.normalized,
             &now,
         ];
+        let mut merged = 0;
         if version == 1 {
             // Sent together: the driver pipelines them.
             let keys: Vec<String> = new.connectors.iter().map(|c| delivery_key(c, id)).collect();
@@ -498,6 +499,7 @@ impl Store for PostgresStore {
                     .execute(&bring_up, &[&version, &now, &id, connector])
                     .await
                     .map_err(pg)?;
+                merged += usize::try_from(replaced).unwrap_or(usize::MAX);
                 if replaced == 0 {
                     let key = delivery_key(connector, id);
                     tx.execute(&queue, &[&id, &version, connector, &key, &now])
@@ -511,7 +513,8 @@ impl Store for PostgresStore {
             .map_err(|e| StoreError::Commit(describe(&e)))?;
         Ok(IngestOutcome::Stored {
             version,
-            deliveries: new.connectors.len(),
+            deliveries: new.connectors.len() - merged,
+            merged,
         })
     }
 

@@ -502,6 +502,7 @@ fn ingest(conn: &Connection, new: &NewVersion) -> Result<IngestOutcome, StoreErr
     )
     .and_then(|mut s| s.execute(params![id, version, new.body_sha256, new.raw, new.normalized, now]))
     .map_err(db)?;
+    let mut merged = 0;
     for connector in &new.connectors {
         // A waiting, unleased delivery of the same pair is brought up to this version rather
         // than queueing a second delivery of the same remote object. A first version has none.
@@ -516,6 +517,7 @@ fn ingest(conn: &Connection, new: &NewVersion) -> Result<IngestOutcome, StoreErr
             .and_then(|mut s| s.execute(params![version, now, id, connector]))
             .map_err(db)?
         };
+        merged += replaced;
         if replaced == 0 {
             let key = delivery_key(connector, id);
             conn.prepare_cached(
@@ -529,7 +531,8 @@ fn ingest(conn: &Connection, new: &NewVersion) -> Result<IngestOutcome, StoreErr
     }
     Ok(IngestOutcome::Stored {
         version,
-        deliveries: new.connectors.len(),
+        deliveries: new.connectors.len() - merged,
+        merged,
     })
 }
 

@@ -200,6 +200,23 @@ impl Desk {
     }
 }
 
+/// A Pipedrive lead as the API shows it.
+fn lead(stored: &Object) -> Value {
+    json!({
+        "id": stored.id,
+        "title": stored.body["title"],
+        "person_id": stored.body["person_id"],
+        "organization_id": null,
+        "origin_id": stored.body["origin_id"],
+        "source_name": "API",
+        "is_archived": false,
+        "was_seen": false,
+        "label_ids": [],
+        "add_time": "2026-12-06T09:00:00.000Z",
+        "update_time": "2026-12-06T09:00:00.000Z",
+    })
+}
+
 /// A list of tags, sent as a JSON list or as one comma-separated text.
 fn tags(value: &Value) -> Vec<String> {
     match value {
@@ -462,7 +479,7 @@ impl Desk {
                     .collect();
                 json_answer(
                     200,
-                    json!({"success": true, "data": {"items": items}, "additional_data": {"next_cursor": null}}),
+                    json!({"success": true, "data": {"items": items}, "additional_data": {}}),
                 )
             }
             ("POST", ["api", "v2", "persons"]) => {
@@ -480,6 +497,30 @@ impl Desk {
                     json!({"success": true, "data": {"id": id, "name": b["name"]}}),
                 )
             }
+            ("GET", ["api", "v1", "leads"]) => {
+                let person = query(request, "person_id");
+                let leads: Vec<Value> = self
+                    .all("lead")
+                    .into_iter()
+                    .filter(|l| id_text(&l.body["person_id"]) == person)
+                    .map(|l| lead(&l))
+                    .collect();
+                json_answer(200, json!({"success": true, "data": leads}))
+            }
+            ("POST", ["api", "v1", "leads"]) => {
+                let b = body(request);
+                let person = b["person_id"].to_string();
+                if !b["title"].is_string() || !self.exists("person", &person) {
+                    return json_answer(
+                        400,
+                        json!({"success": false, "error": "A lead needs a title and an existing person or organization", "error_info": "Please check developers.pipedrive.com for more information about Pipedrive API.", "data": null, "additional_data": null}),
+                    );
+                }
+                let id = format!("6d2b0a1e-0000-4000-8000-{:012}", self.next());
+                self.add("lead", json!(id), Some(b["person_id"].clone()), b);
+                let made = self.all("lead").pop().unwrap();
+                json_answer(201, json!({"success": true, "data": lead(&made)}))
+            }
             ("GET", ["api", "v1", "notes"]) => {
                 let person = query(request, "person_id");
                 let notes: Vec<Value> = self
@@ -488,12 +529,7 @@ impl Desk {
                     .filter(|n| n.parent.as_ref().map(id_text) == Some(person.clone()))
                     .map(|n| json!({"id": n.id, "content": n.body["content"], "person_id": n.body["person_id"]}))
                     .collect();
-                let data = if notes.is_empty() {
-                    Value::Null
-                } else {
-                    json!(notes)
-                };
-                json_answer(200, json!({"success": true, "data": data}))
+                json_answer(200, json!({"success": true, "data": notes}))
             }
             ("POST", ["api", "v1", "notes"]) => {
                 let b = body(request);
@@ -777,7 +813,7 @@ impl Desk {
                 self.add("customer", json!(id), None, b);
                 json_answer(
                     201,
-                    json!({"accountId": id, "emailAddress": email, "displayName": name, "active": true, "timeZone": "UTC", "_links": {"jiraRest": "", "avatarUrls": {}, "self": ""}}),
+                    json!({"accountId": id, "emailAddress": email, "displayName": name, "active": true, "timeZone": "UTC", "_links": {"jiraRest": format!("https://acme.atlassian.net/rest/api/2/user?accountId={id}"), "avatarUrls": {}, "self": format!("https://acme.atlassian.net/rest/api/2/user?accountId={id}")}}),
                 )
             }
             ("GET", ["rest", "api", "3", "user", "search"]) => {

@@ -20,7 +20,16 @@ struct Zendesk {
     expected_auth: String,
     tickets: Vec<Value>,
     idempotency: HashMap<String, (String, Value)>,
+    /// End users made from requesters, by e-mail (or name, without one); the index + 1 is
+    /// the user's id after [`API_USER`].
+    users: Vec<String>,
+    /// Each ticket's requester, by ticket id.
+    requesters: HashMap<u64, u64>,
 }
+
+/// The id of the user whose API token the connector uses: the requester of a ticket made
+/// without one.
+const API_USER: u64 = 4000;
 
 impl FakeZendesk {
     pub async fn start(email: &str, api_token: &str) -> Self {
@@ -33,6 +42,8 @@ impl FakeZendesk {
             expected_auth,
             tickets: Vec::new(),
             idempotency: HashMap::new(),
+            users: Vec::new(),
+            requesters: HashMap::new(),
         })
         .await;
         Self { fake }
@@ -112,7 +123,7 @@ impl Zendesk {
             .tickets
             .iter()
             .filter(|t| wanted.is_some() && t["external_id"].as_str() == wanted.as_deref())
-            .cloned()
+            .map(|t| self.answered(t))
             .collect();
         let count = found.len();
         json_answer(
@@ -157,8 +168,10 @@ impl Zendesk {
         let id = self.tickets.len() as u64 + 1;
         let mut stored = ticket.clone();
         stored["id"] = json!(id);
+        let requester = self.user(&ticket["requester"]);
+        self.requesters.insert(id, requester);
         self.tickets.push(stored.clone());
-        let answer = json!({"ticket": stored, "audit": {"id": id * 100}});
+        let answer = json!({"ticket": self.answered(&stored), "audit": audit(id * 100, id)});
         if let Some(key) = key {
             self.idempotency.insert(key, (raw_body, answer.clone()));
         }
@@ -205,9 +218,54 @@ impl Zendesk {
         if let Some(tags) = change.get("tags") {
             ticket["tags"] = tags.clone();
         }
+        let ticket = ticket.clone();
         json_answer(
             200,
-            json!({"ticket": ticket.clone(), "audit": {"id": id * 100 + 1}}),
+            json!({"ticket": self.answered(&ticket), "audit": audit(id * 100 + 1, id)}),
         )
     }
+
+    /// The id of the end user a requester names, made on first sight as Zendesk does; the
+    /// API user's without a requester.
+    fn user(&mut self, requester: &Value) -> u64 {
+        let Some(who) = requester["email"]
+            .as_str()
+            .or_else(|| requester["name"].as_str())
+        else {
+            return API_USER;
+        };
+        let index = match self.users.iter().position(|u| u == who) {
+            Some(index) => index,
+            None => {
+                self.users.push(who.to_owned());
+                self.users.len() - 1
+            }
+        };
+        API_USER + 1 + index as u64
+    }
+
+    /// A stored ticket as Zendesk answers it: the fields it keeps, not the request's
+    /// `requester` and `comment`.
+    fn answered(&self, ticket: &Value) -> Value {
+        let id = ticket["id"].as_u64().unwrap_or_default();
+        json!({
+            "id": id,
+            "url": format!("https://acme.zendesk.com/api/v2/tickets/{id}.json"),
+            "external_id": ticket["external_id"],
+            "subject": ticket["subject"],
+            "raw_subject": ticket["subject"],
+            "description": ticket["comment"]["body"],
+            "status": "new",
+            "requester_id": self.requesters.get(&id).copied().unwrap_or(API_USER),
+            "submitter_id": API_USER,
+            "tags": ticket["tags"],
+            "created_at": "2026-12-06T09:00:00Z",
+            "updated_at": "2026-12-06T09:00:00Z",
+        })
+    }
+}
+
+/// The audit of a change to ticket `ticket`.
+fn audit(id: u64, ticket: u64) -> Value {
+    json!({"id": id, "ticket_id": ticket, "author_id": API_USER, "created_at": "2026-12-06T09:00:00Z", "events": []})
 }

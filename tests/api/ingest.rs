@@ -21,10 +21,48 @@ async fn the_seed_payload_is_stored_and_answered_202_with_its_deliveries() {
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["conversation"], "smartsupp:208:55039");
     assert_eq!(body["deliveries"], 1);
+    assert_eq!(body["merged"], 0);
     assert_eq!(body["version"], 1);
     let pending = app.deliveries(Some(DeliveryState::Pending)).await;
     assert_eq!(pending.len(), 1);
     assert_eq!(pending[0].key, "cb:helpdesk:smartsupp:208:55039");
+}
+
+/// A version that arrives while an earlier one still waits for a connector joins that
+/// delivery: the connector sends the chat once, as it is now, and the answer counts it as
+/// merged, not as another delivery.
+#[tokio::test]
+async fn a_version_arriving_while_the_last_waits_is_merged_into_its_delivery() {
+    let app = spawn_app_with(Options {
+        workers: false,
+        ..Options::default()
+    })
+    .await;
+    let first: Value = app
+        .post_smartsupp(crate::helpers::seed_unrated())
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (&first["deliveries"], &first["merged"]),
+        (&1.into(), &0.into())
+    );
+
+    let second: Value = app
+        .post_smartsupp(fixture("smartsupp/seed-example.json"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(second["version"], 2);
+    assert_eq!(
+        (&second["deliveries"], &second["merged"]),
+        (&0.into(), &1.into())
+    );
+    let pending = app.deliveries(Some(DeliveryState::Pending)).await;
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0].version, 2);
 }
 
 #[tokio::test]
