@@ -32,6 +32,7 @@ use crate::fake_vendor::FakeVendor;
 use crate::helpers::{Options, TestApp, fixture, spawn_app_with, wait_until};
 
 const TOKEN: &str = "pat-na1-contract-test";
+const HUBSPOT: &str = "access_token = \"pat-na1-contract-test\"";
 
 /// A Prism proxy for one spec, stopped when dropped.
 struct Prism {
@@ -129,6 +130,18 @@ async fn serve_front(routes: Vec<Route>) -> (String, Arc<Front>) {
     (address, front)
 }
 
+/// chatbridge with one connector of type `kind`: `settings` (TOML lines) and `base_url`, the
+/// Prism or front the vendor's stand-in is behind; `top` holds top-level keys (a
+/// `templates_dir` with an override).
+async fn app_of(kind: &str, settings: &str, base_url: &str, top: &str) -> TestApp {
+    let settings = format!("{settings}\nbase_url = \"{base_url}\"");
+    spawn_app_with(Options {
+        top: top.to_owned(),
+        ..Options::only("target", kind, &settings)
+    })
+    .await
+}
+
 async fn forward(State(front): State<Arc<Front>>, request: Request) -> Response {
     let path = request
         .uri()
@@ -190,20 +203,11 @@ async fn hubspot_behind_prism() -> (FakeVendor<HubSpot>, String, Arc<Front>) {
     (hubspot, address, front)
 }
 
-async fn app_via(base_url: &str, top: &str) -> TestApp {
-    let settings = format!("access_token = \"{TOKEN}\"\nbase_url = \"{base_url}\"");
-    spawn_app_with(Options {
-        top: top.to_owned(),
-        ..Options::only("crm", "hubspot", &settings)
-    })
-    .await
-}
-
 #[tokio::test]
 #[ignore = "needs Prism: .ci/run installs it"]
 async fn hubspot_requests_and_the_stand_in_answers_satisfy_hubspot_specs() {
     let (hubspot, front_url, _front) = hubspot_behind_prism().await;
-    let app = app_via(&front_url, "").await;
+    let app = app_of("hubspot", HUBSPOT, &front_url, "").await;
 
     app.post_smartsupp(fixture("smartsupp/seed-example.json"))
         .await;
@@ -224,33 +228,17 @@ async fn hubspot_requests_and_the_stand_in_answers_satisfy_hubspot_specs() {
 async fn a_template_that_breaks_the_hubspot_spec_is_refused_before_hubspot() {
     let (hubspot, front_url, _front) = hubspot_behind_prism().await;
     // A user's override that sends `input` where the API wants `inputs`.
-    let templates = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(templates.path().join("hubspot")).unwrap();
-    std::fs::write(
-        templates.path().join("hubspot/contact.json.tera"),
+    let (_dir, top) = override_template(
+        "hubspot/contact.json.tera",
         r#"{"input": [{"idProperty": "email", "id": "{{ conversation.visitor.email }}", "properties": {}}]}"#,
-    )
-    .unwrap();
-    let app = app_via(
-        &front_url,
-        &format!("templates_dir = \"{}\"\n", templates.path().display()),
-    )
-    .await;
-
-    app.post_smartsupp(fixture("smartsupp/seed-example.json"))
-        .await;
-    let dead = app.wait_for_deliveries(DeliveryState::Dead, 1).await;
-
-    let reason = dead[0].last_error.clone().unwrap_or_default();
-    assert!(
-        reason.contains("HTTP 422") && reason.contains("must have required property 'inputs'"),
-        "{reason}"
     );
+    let app = app_of("hubspot", HUBSPOT, &front_url, &top).await;
+    refused_override(&app, &["HTTP 422", "must have required property 'inputs'"]).await;
     assert!(hubspot.requests().is_empty(), "nothing reached HubSpot");
-    eprintln!("refused as expected: {reason}");
 }
 
 const INTERCOM_TOKEN: &str = "dG9rOmludGVyY29tLWNvbnRyYWN0";
+const INTERCOM: &str = "access_token = \"dG9rOmludGVyY29tLWNvbnRyYWN0\"\nadmin_id = \"991\"";
 
 /// Intercom's 2.14 spec with its known defect patched in a temporary copy (the vendor file
 /// is left as shipped): `create_conversation_request.from.id` is declared `format: uuid`
@@ -287,22 +275,11 @@ async fn intercom_behind_prism() -> (FakeVendor<Desk>, Prism, tempfile::TempDir)
     (intercom, prism, dir)
 }
 
-async fn intercom_app(base_url: &str, top: &str) -> TestApp {
-    let settings = format!(
-        "access_token = \"{INTERCOM_TOKEN}\"\nadmin_id = \"991\"\nbase_url = \"{base_url}\""
-    );
-    spawn_app_with(Options {
-        top: top.to_owned(),
-        ..Options::only("messenger", "intercom", &settings)
-    })
-    .await
-}
-
 #[tokio::test]
 #[ignore = "needs Prism: .ci/run installs it"]
 async fn intercom_requests_for_a_chat_and_its_later_version_satisfy_intercoms_spec() {
     let (intercom, prism, _spec) = intercom_behind_prism().await;
-    let app = intercom_app(&prism.address, "").await;
+    let app = app_of("intercom", INTERCOM, &prism.address, "").await;
 
     app.post_smartsupp(crate::helpers::seed_unrated()).await;
     app.wait_for_deliveries(DeliveryState::Delivered, 1).await;
@@ -325,30 +302,13 @@ async fn intercom_requests_for_a_chat_and_its_later_version_satisfy_intercoms_sp
 async fn a_template_that_breaks_the_intercom_spec_is_refused_before_intercom() {
     let (intercom, prism, _spec) = intercom_behind_prism().await;
     // A user's override that sends the e-mail as a list.
-    let templates = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(templates.path().join("intercom")).unwrap();
-    std::fs::write(
-        templates.path().join("intercom/contact.json.tera"),
+    let (_dir, top) = override_template(
+        "intercom/contact.json.tera",
         r#"{"role": "lead", "email": ["{{ conversation.visitor.email }}"]}"#,
-    )
-    .unwrap();
-    let app = intercom_app(
-        &prism.address,
-        &format!("templates_dir = \"{}\"\n", templates.path().display()),
-    )
-    .await;
-
-    app.post_smartsupp(fixture("smartsupp/seed-example.json"))
-        .await;
-    let dead = app.wait_for_deliveries(DeliveryState::Dead, 1).await;
-
-    let reason = dead[0].last_error.clone().unwrap_or_default();
-    assert!(
-        reason.contains("HTTP 422") && reason.contains("email must be string"),
-        "{reason}"
     );
+    let app = app_of("intercom", INTERCOM, &prism.address, &top).await;
+    refused_override(&app, &["HTTP 422", "email must be string"]).await;
     intercom.with(|d| assert_eq!(d.count("contact"), 0, "nothing reached Intercom"));
-    eprintln!("refused as expected: {reason}");
 }
 
 /// Sends every Smartsupp fixture, then a later version of the seed, then a new chat whose
@@ -419,8 +379,8 @@ async fn every_step(app: &TestApp, lose_next_create: impl FnOnce()) {
     );
 }
 
-/// A template override that breaks the vendor's description: the delivery dies with Prism's
-/// reason, and nothing reaches the stand-in's `path`.
+/// A template override that breaks the vendor's description: the seed's delivery dies with
+/// Prism's reason, which holds each of `expected`.
 async fn refused_override(app: &TestApp, expected: &[&str]) {
     app.post_smartsupp(fixture("smartsupp/seed-example.json"))
         .await;
@@ -442,6 +402,14 @@ fn override_template(name: &str, text: &str) -> (tempfile::TempDir, String) {
     (dir, top)
 }
 
+fn zendesk_settings() -> String {
+    format!(
+        "subdomain = \"acme\"\nemail = \"{}\"\napi_token = \"{}\"",
+        crate::helpers::ZENDESK_EMAIL,
+        crate::helpers::ZENDESK_TOKEN
+    )
+}
+
 /// Zendesk's stand-in behind Prism with Zendesk's Support API description.
 async fn zendesk_behind_prism() -> (crate::fake_zendesk::FakeZendesk, Prism) {
     let zendesk = crate::fake_zendesk::FakeZendesk::start(
@@ -458,24 +426,11 @@ async fn zendesk_behind_prism() -> (crate::fake_zendesk::FakeZendesk, Prism) {
     (zendesk, prism)
 }
 
-async fn zendesk_app(base_url: &str, top: &str) -> TestApp {
-    let settings = format!(
-        "subdomain = \"acme\"\nemail = \"{}\"\napi_token = \"{}\"\nbase_url = \"{base_url}\"",
-        crate::helpers::ZENDESK_EMAIL,
-        crate::helpers::ZENDESK_TOKEN
-    );
-    spawn_app_with(Options {
-        top: top.to_owned(),
-        ..Options::only("helpdesk", "zendesk", &settings)
-    })
-    .await
-}
-
 #[tokio::test]
 #[ignore = "needs Prism: .ci/run installs it"]
 async fn zendesk_requests_in_every_step_satisfy_zendesks_spec() {
     let (zendesk, prism) = zendesk_behind_prism().await;
-    let app = zendesk_app(&prism.address, "").await;
+    let app = app_of("zendesk", &zendesk_settings(), &prism.address, "").await;
     every_step(&app, || {
         zendesk.script([crate::fake_vendor::Scripted::WriteAndLoseAnswer]);
     })
@@ -490,12 +445,14 @@ async fn a_template_that_breaks_the_zendesk_spec_is_refused_before_zendesk() {
         "zendesk/ticket.json.tera",
         r#"{"ticket": {"subject": "{{ conversation.subject }}", "comment": {"body": "x"}, "collaborators": "everyone"}}"#,
     );
-    let app = zendesk_app(&prism.address, &top).await;
+    let app = app_of("zendesk", &zendesk_settings(), &prism.address, &top).await;
     refused_override(&app, &["HTTP 422", "collaborators must be array"]).await;
     assert!(zendesk.tickets().is_empty(), "nothing reached Zendesk");
 }
 
 const PIPEDRIVE_TOKEN: &str = "pd-api-token-contract";
+const PIPEDRIVE: &str =
+    "company_domain = \"acme\"\napi_token = \"pd-api-token-contract\"\ncreate_lead = \"true\"";
 
 /// Pipedrive's stand-in behind one Prism for v1 and one for v2: their files describe paths
 /// relative to `/api/v1` and `/api/v2`, which the front strips and each Prism's upstream
@@ -527,22 +484,11 @@ async fn pipedrive_behind_prism() -> (FakeVendor<Desk>, String, Arc<Front>) {
     (pipedrive, address, front)
 }
 
-async fn pipedrive_app(base_url: &str, top: &str) -> TestApp {
-    let settings = format!(
-        "company_domain = \"acme\"\napi_token = \"{PIPEDRIVE_TOKEN}\"\ncreate_lead = \"true\"\nbase_url = \"{base_url}\""
-    );
-    spawn_app_with(Options {
-        top: top.to_owned(),
-        ..Options::only("crm", "pipedrive", &settings)
-    })
-    .await
-}
-
 #[tokio::test]
 #[ignore = "needs Prism: .ci/run installs it"]
 async fn pipedrive_requests_in_every_step_satisfy_pipedrives_spec() {
     let (pipedrive, front_url, _front) = pipedrive_behind_prism().await;
-    let app = pipedrive_app(&front_url, "").await;
+    let app = app_of("pipedrive", PIPEDRIVE, &front_url, "").await;
     every_step(&app, || {
         pipedrive.script_for(
             "/api/v1/notes",
@@ -560,12 +506,14 @@ async fn a_template_that_breaks_the_pipedrive_spec_is_refused_before_pipedrive()
         "pipedrive/person.json.tera",
         r#"{"name": "{{ conversation.visitor.name }}", "emails": "{{ conversation.visitor.email }}"}"#,
     );
-    let app = pipedrive_app(&front_url, &top).await;
+    let app = app_of("pipedrive", PIPEDRIVE, &front_url, &top).await;
     refused_override(&app, &["HTTP 422", "emails must be array"]).await;
     pipedrive.with(|d| assert_eq!(d.count("person"), 0, "nothing reached Pipedrive"));
 }
 
 const JIRA_TOKEN: &str = "jira-api-token-contract";
+const JIRA: &str = "site = \"acme\"\nemail = \"agent@acme.example\"\napi_token = \"jira-api-token-contract\"\n\
+                    service_desk_id = \"10\"\nrequest_type_id = \"25\"";
 
 /// Jira Service Management's description with Basic auth added to every operation in a
 /// temporary copy (the vendor file is left as shipped): it lists OAuth2 as the only scheme,
@@ -621,18 +569,6 @@ async fn jira_behind_prism() -> (FakeVendor<Desk>, String, Arc<Front>, tempfile:
     (jira, address, front, jsm)
 }
 
-async fn jira_app(base_url: &str, top: &str) -> TestApp {
-    let settings = format!(
-        "site = \"acme\"\nemail = \"agent@acme.example\"\napi_token = \"{JIRA_TOKEN}\"\n\
-         service_desk_id = \"10\"\nrequest_type_id = \"25\"\nbase_url = \"{base_url}\""
-    );
-    spawn_app_with(Options {
-        top: top.to_owned(),
-        ..Options::only("desk", "jira", &settings)
-    })
-    .await
-}
-
 #[tokio::test]
 #[ignore = "needs Prism: .ci/run installs it"]
 async fn jira_requests_in_every_step_satisfy_the_platform_and_service_desk_specs() {
@@ -645,7 +581,7 @@ async fn jira_requests_in_every_step_satisfy_the_platform_and_service_desk_specs
             serde_json::json!({"email": "petra@example.cz", "displayName": "Petra", "desks": ["20"]}),
         );
     });
-    let app = jira_app(&front_url, "").await;
+    let app = app_of("jira", JIRA, &front_url, "").await;
     every_step(&app, || {
         jira.script_for(
             "/rest/servicedeskapi/request",
@@ -671,7 +607,7 @@ async fn a_template_that_breaks_the_jira_spec_is_refused_before_jira() {
         "jira/request.json.tera",
         r#"{"serviceDeskId": "10", "requestTypeId": "25", "requestFieldValues": {"summary": "x"}, "requestParticipants": "{{ conversation.visitor.email }}"}"#,
     );
-    let app = jira_app(&front_url, &top).await;
+    let app = app_of("jira", JIRA, &front_url, &top).await;
     refused_override(&app, &["HTTP 422", "requestParticipants must be array"]).await;
     jira.with(|d| assert_eq!(d.count("request"), 0, "nothing reached Jira"));
 }
