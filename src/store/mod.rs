@@ -482,6 +482,83 @@ pub struct ConversationFilter {
     pub limit: usize,
 }
 
+/// One value of a [`FilterSql`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum FilterValue {
+    /// Unix milliseconds.
+    Time(i64),
+    /// Text.
+    Text(String),
+}
+
+/// The `WHERE` conditions of a [`ConversationFilter`] over `conversations c`, and their
+/// values in placeholder order. Only the conditions the filter sets are written: a
+/// `(?1 IS NULL OR c.col = ?1)` condition hides the column from the planner, which then
+/// scans the whole table (seconds at a million conversations) where an index would find the
+/// page. The page cursor is a row-value comparison, which both databases read as a range of
+/// the `(created_at, id)` index.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct FilterSql {
+    pub conditions: String,
+    pub values: Vec<FilterValue>,
+}
+
+impl FilterSql {
+    /// `placeholder(n)` writes parameter `n` (1-based) as the database wants it (`?1`,
+    /// `$1`); `email` is the condition on the visitor's address with `{}` for its parameter,
+    /// written to use that database's case-blind index.
+    pub(crate) fn new(
+        filter: &ConversationFilter,
+        placeholder: fn(usize) -> String,
+        email: &str,
+    ) -> Self {
+        let mut conditions: Vec<String> = Vec::new();
+        let mut values = Vec::new();
+        let mut add = |condition: &str, given: Vec<FilterValue>| {
+            let mut written = condition.to_owned();
+            for value in given {
+                values.push(value);
+                written = written.replacen("{}", &placeholder(values.len()), 1);
+            }
+            conditions.push(written);
+        };
+        let time = |t: Timestamp| FilterValue::Time(ms(t));
+        if let Some(since) = filter.since {
+            add("c.created_at >= {}", vec![time(since)]);
+        }
+        if let Some(until) = filter.until {
+            add("c.created_at < {}", vec![time(until)]);
+        }
+        if let Some(status) = &filter.status {
+            add("c.status = {}", vec![FilterValue::Text(status.clone())]);
+        }
+        if let Some(address) = &filter.email {
+            add(email, vec![FilterValue::Text(address.clone())]);
+        }
+        if let Some(source) = &filter.source {
+            add("c.source = {}", vec![FilterValue::Text(source.clone())]);
+        }
+        if let Some(state) = filter.delivery_state {
+            add(
+                "EXISTS (SELECT 1 FROM deliveries d WHERE d.conversation_id = c.id AND d.state = {})",
+                vec![FilterValue::Text(state.as_str().to_owned())],
+            );
+        }
+        if let Some(after) = &filter.after {
+            add(
+                "(c.created_at, c.id) < ({}, {})",
+                vec![time(after.received_at), FilterValue::Text(after.id.clone())],
+            );
+        }
+        let conditions = if conditions.is_empty() {
+            "TRUE".to_owned()
+        } else {
+            conditions.join(" AND ")
+        };
+        Self { conditions, values }
+    }
+}
+
 /// Deliveries of one conversation, by state.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct StateCounts {

@@ -30,9 +30,10 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::{
     AttemptRecord, AttemptRow, ConnectorStats, ConversationFilter, ConversationRow, DeliveryFilter,
-    DeliveryRow, DeliveryState, ForgetReport, IngestOutcome, LeasedDelivery, NewSession,
-    NewVersion, NextState, PurgeReport, QuarantineRow, Quarantined, QuarantinedBody, ReplayReport,
-    StateCounts, Store, StoreError, VersionRow, delivery_key, from_ms, ms,
+    DeliveryRow, DeliveryState, FilterSql, FilterValue, ForgetReport, IngestOutcome,
+    LeasedDelivery, NewSession, NewVersion, NextState, PurgeReport, QuarantineRow, Quarantined,
+    QuarantinedBody, ReplayReport, StateCounts, Store, StoreError, VersionRow, delivery_key,
+    from_ms, ms,
 };
 use crate::connectors::StepOutputs;
 use crate::model::Timestamp;
@@ -42,6 +43,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/postgres/0001_init.sql"),
     include_str!("migrations/postgres/0002_leased.sql"),
     include_str!("migrations/postgres/0003_sessions.sql"),
+    include_str!("migrations/postgres/0004_email_listing.sql"),
 ];
 
 /// The advisory lock held while migrating (any fixed number; this one spells "chatbrdg").
@@ -290,51 +292,25 @@ fn conversation_row(r: &tokio_postgres::Row) -> Result<ConversationRow, StoreErr
     })
 }
 
-/// The conditions of a [`ConversationFilter`], over `conversations c`, numbered $1 to $8.
-const CONVERSATION_FILTER: &str = "($1::bigint IS NULL OR c.created_at >= $1) AND ($2::bigint IS NULL OR c.created_at < $2)
-    AND ($3::text IS NULL OR c.status = $3) AND ($4::text IS NULL OR lower(c.visitor_email) = lower($4))
-    AND ($5::text IS NULL OR c.source = $5)
-    AND ($6::text IS NULL OR EXISTS (SELECT 1 FROM deliveries d WHERE d.conversation_id = c.id AND d.state = $6))
-    AND ($7::bigint IS NULL OR c.created_at < $7 OR (c.created_at = $7 AND c.id < $8::text))";
-
-/// The values of [`CONVERSATION_FILTER`]'s parameters.
-struct FilterParams {
-    since: Option<i64>,
-    until: Option<i64>,
-    status: Option<String>,
-    email: Option<String>,
-    source: Option<String>,
-    delivery_state: Option<&'static str>,
-    after_time: Option<i64>,
-    after_id: Option<String>,
-}
-
-impl FilterParams {
-    fn new(f: &ConversationFilter) -> Self {
-        Self {
-            since: f.since.map(ms),
-            until: f.until.map(ms),
-            status: f.status.clone(),
-            email: f.email.clone(),
-            source: f.source.clone(),
-            delivery_state: f.delivery_state.map(DeliveryState::as_str),
-            after_time: f.after.as_ref().map(|c| ms(c.received_at)),
-            after_id: f.after.as_ref().map(|c| c.id.clone()),
-        }
-    }
-
-    fn values(&self) -> [&(dyn ToSql + Sync); 8] {
-        [
-            &self.since,
-            &self.until,
-            &self.status,
-            &self.email,
-            &self.source,
-            &self.delivery_state,
-            &self.after_time,
-            &self.after_id,
-        ]
-    }
+/// The conditions of `f` over `conversations c`, and their values as PostgreSQL takes them.
+fn conversation_filter(f: &ConversationFilter) -> (String, Vec<Box<dyn ToSql + Sync + Send>>) {
+    let sql = FilterSql::new(
+        f,
+        |n| format!("${n}"),
+        // The `conversations_email` index is on this expression.
+        "lower(c.visitor_email) = lower({})",
+    );
+    let values = sql
+        .values
+        .into_iter()
+        .map(|v| -> Box<dyn ToSql + Sync + Send> {
+            match v {
+                FilterValue::Time(ms) => Box::new(ms),
+                FilterValue::Text(text) => Box::new(text),
+            }
+        })
+        .collect();
+    (sql.conditions, values)
 }
 
 fn delivery_row(r: &tokio_postgres::Row) -> Result<DeliveryRow, StoreError> {
@@ -877,16 +853,17 @@ impl Store for PostgresStore {
         &self,
         filter: ConversationFilter,
     ) -> Result<Vec<ConversationRow>, StoreError> {
-        let params = FilterParams::new(&filter);
+        let (conditions, mut values) = conversation_filter(&filter);
         let limit = (filter.limit > 0).then(|| i64::try_from(filter.limit).unwrap_or(i64::MAX));
-        let mut values = params.values().to_vec();
-        values.push(&limit);
+        values.push(Box::new(limit));
+        let params: Vec<&(dyn ToSql + Sync)> = values.iter().map(|v| v.as_ref() as _).collect();
         self.query(
             &format!(
-                "SELECT {CONVERSATION_COLUMNS} FROM conversations c WHERE {CONVERSATION_FILTER}
-                 ORDER BY c.created_at DESC, c.id DESC LIMIT $9"
+                "SELECT {CONVERSATION_COLUMNS} FROM conversations c WHERE {conditions}
+                 ORDER BY c.created_at DESC, c.id DESC LIMIT ${}",
+                params.len()
             ),
-            &values,
+            &params,
         )
         .await?
         .iter()
@@ -895,10 +872,11 @@ impl Store for PostgresStore {
     }
 
     async fn conversation_count(&self, filter: &ConversationFilter) -> Result<u64, StoreError> {
-        let params = FilterParams::new(filter);
+        let (conditions, values) = conversation_filter(filter);
+        let params: Vec<&(dyn ToSql + Sync)> = values.iter().map(|v| v.as_ref() as _).collect();
         self.count(
-            &format!("SELECT count(*) FROM conversations c WHERE {CONVERSATION_FILTER}"),
-            &params.values(),
+            &format!("SELECT count(*) FROM conversations c WHERE {conditions}"),
+            &params,
         )
         .await
     }

@@ -5,7 +5,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::fake_vendor::Scripted;
-use crate::helpers::{ADMIN_TOKEN, fixture, seed_with_channel, spawn_app};
+use crate::helpers::{ADMIN_TOKEN, Options, fixture, seed_with_channel, spawn_app, spawn_app_with};
 use chatbridge::store::DeliveryState;
 
 #[tokio::test]
@@ -443,4 +443,57 @@ async fn the_overview_counts_the_last_day_per_connector() {
             &json!(1)
         )
     );
+}
+
+/// Paging by cursor while chats keep arriving: a walk started before they came sees each of
+/// the conversations that were there exactly once (many share a millisecond; the id breaks
+/// the tie), and none of the newer ones; the e-mail search pages the same way.
+#[tokio::test]
+async fn pages_by_cursor_skip_and_repeat_nothing_while_chats_arrive() {
+    let app = spawn_app_with(Options {
+        workers: false,
+        ..Options::default()
+    })
+    .await;
+    let chat = |channel: u64, email: &str| {
+        let mut doc: serde_json::Value =
+            serde_json::from_slice(&crate::helpers::seed_with_channel(channel)).unwrap();
+        doc["visitor"]["email"] = email.into();
+        serde_json::to_vec(&doc).unwrap()
+    };
+    // Posted at once, so that many are received in the same millisecond.
+    let posts = (1..=40).map(|n| {
+        let email = if n % 2 == 0 {
+            "Even@Example.com"
+        } else {
+            "odd@example.com"
+        };
+        app.post_smartsupp(chat(n, email))
+    });
+    futures_util::future::join_all(posts).await;
+
+    for (query, expected) in [("", 40), ("&email=even%40example.COM", 20)] {
+        let mut seen = std::collections::BTreeMap::new();
+        let mut cursor = String::new();
+        let mut late = 1000;
+        loop {
+            let page = app
+                .api_get(&format!("/api/conversations?limit=7{query}{cursor}"))
+                .await;
+            for item in page["items"].as_array().unwrap() {
+                *seen
+                    .entry(item["id"].as_str().unwrap().to_owned())
+                    .or_insert(0) += 1;
+            }
+            // Newer chats arrive between pages: they are before the cursor, never after it.
+            late += 1;
+            app.post_smartsupp(chat(late, "late@example.com")).await;
+            match page["next"].as_str() {
+                Some(next) => cursor = format!("&cursor={}", chatbridge::render::url_encode(next)),
+                None => break,
+            }
+        }
+        assert_eq!(seen.len(), expected, "{query}: {seen:?}");
+        assert!(seen.values().all(|&n| n == 1), "{query}: {seen:?}");
+    }
 }
