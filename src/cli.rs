@@ -237,8 +237,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let registry = app::registry(&config)?;
             let connector = find(&registry, &connector)?;
             let parsed = read_payload(&file)?;
-            if let Some(code) = filtered_out(&registry, connector.name(), &parsed)? {
-                return Ok(code);
+            if filtered_out(&registry, connector.name(), &parsed)? {
+                return Ok(ExitCode::SUCCESS);
             }
             let plan = connector.dry_run(&dry_job(connector.name(), &parsed))?;
             print_plan(&plan);
@@ -249,8 +249,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let registry = app::registry(&config)?;
             let connector = find(&registry, &connector)?;
             let parsed = read_payload(&file)?;
-            if let Some(code) = filtered_out(&registry, connector.name(), &parsed)? {
-                return Ok(code);
+            if filtered_out(&registry, connector.name(), &parsed)? {
+                return Ok(ExitCode::SUCCESS);
             }
             let job = dry_job(connector.name(), &parsed);
             match connector.attempt(&job, &PrintCheckpoint).await {
@@ -579,19 +579,15 @@ fn read_payload(file: &Path) -> anyhow::Result<Parsed> {
         .with_context(|| format!("{} is not a payload chatbridge understands", file.display()))
 }
 
-/// When `serve` would not hand `parsed` to `connector` (its type needs an e-mail the chat
-/// lacks, the instance serves other accounts, its `when` does not hold), says why; the exit
-/// code then. Nothing is rendered or sent that a running bridge would not send.
-fn filtered_out(
-    registry: &Registry,
-    connector: &str,
-    parsed: &Parsed,
-) -> anyhow::Result<Option<ExitCode>> {
+/// Whether `serve` would not hand `parsed` to `connector` (its type needs an e-mail the chat
+/// lacks, the instance serves other accounts, its `when` does not hold); says why when so.
+/// Nothing is rendered or sent that a running bridge would not send.
+fn filtered_out(registry: &Registry, connector: &str, parsed: &Parsed) -> anyhow::Result<bool> {
     let excluded = registry.excluded(connector, &parsed.conversation, &parsed.raw)?;
-    Ok(excluded.map(|why| {
+    if let Some(why) = &excluded {
         println!("filtered out by {why}: `{connector}` does not receive this chat; nothing sent");
-        ExitCode::SUCCESS
-    }))
+    }
+    Ok(excluded.is_some())
 }
 
 /// A first delivery of `parsed` through `connector`.

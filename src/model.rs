@@ -182,6 +182,11 @@ impl<'de> Deserialize<'de> for Timestamp {
 #[serde(try_from = "String", into = "String")]
 pub struct Email(String);
 
+/// The characters that quote, comment, group or separate addresses in a list of them
+/// (RFC 5322 `specials` but `@` and `.`): no [`Email`] holds one, and a display name put
+/// before an address loses them ([`crate::render::display_name`]).
+pub const ADDRESS_SPECIALS: &[char] = &['"', '(', ')', ',', ':', ';', '<', '>', '[', '\\', ']'];
+
 /// Why a text is not accepted as a [`Timestamp`].
 #[derive(Debug, thiserror::Error)]
 #[error("not an RFC 3339 time: {0}")]
@@ -202,14 +207,9 @@ impl Email {
             && !domain.is_empty()
             && !domain.contains('@')
             && text.len() <= 254
-            && !text.chars().any(|c| {
-                c.is_whitespace()
-                    || c.is_control()
-                    || matches!(
-                        c,
-                        '"' | '(' | ')' | ',' | ':' | ';' | '<' | '>' | '[' | '\\' | ']'
-                    )
-            });
+            && !text
+                .chars()
+                .any(|c| c.is_whitespace() || c.is_control() || ADDRESS_SPECIALS.contains(&c));
         if plausible {
             Ok(Self(text.to_owned()))
         } else {

@@ -713,12 +713,7 @@ pub fn quoted(text: &str) -> String {
 pub fn display_name(text: &str) -> String {
     let kept: String = text
         .chars()
-        .filter(|c| {
-            !matches!(
-                c,
-                '"' | '\\' | ',' | ';' | ':' | '<' | '>' | '@' | '(' | ')' | '[' | ']'
-            )
-        })
+        .filter(|c| *c != '@' && !crate::model::ADDRESS_SPECIALS.contains(c))
         .collect();
     one_line(&kept)
 }

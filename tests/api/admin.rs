@@ -5,7 +5,9 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::fake_vendor::Scripted;
-use crate::helpers::{ADMIN_TOKEN, Options, fixture, seed_with_channel, spawn_app, spawn_app_with};
+use crate::helpers::{
+    ADMIN_TOKEN, Options, fixture, seed_of, seed_with_channel, spawn_app, spawn_app_with,
+};
 use chatbridge::store::DeliveryState;
 
 #[tokio::test]
@@ -455,12 +457,7 @@ async fn pages_by_cursor_skip_and_repeat_nothing_while_chats_arrive() {
         ..Options::default()
     })
     .await;
-    let chat = |channel: u64, email: &str| {
-        let mut doc: serde_json::Value =
-            serde_json::from_slice(&crate::helpers::seed_with_channel(channel)).unwrap();
-        doc["visitor"]["email"] = email.into();
-        serde_json::to_vec(&doc).unwrap()
-    };
+    let chat = |channel: u64, email: &str| seed_of(channel, email, "Dusan Kmet");
     // Posted at once, so that many are received in the same millisecond.
     let posts = (1..=40).map(|n| {
         let email = if n % 2 == 0 {

@@ -14,7 +14,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use crate::helpers::{ADMIN_TOKEN, seed_with_channel, spawn_app};
+use crate::helpers::{ADMIN_TOKEN, seed_of, spawn_app};
 use chatbridge::store::DeliveryState;
 
 /// Conversations in the store: the seed and others, enough for three pages of the list.
@@ -29,10 +29,9 @@ async fn in_chromium_an_operator_works_and_an_attacker_gets_nowhere() {
     // The target refuses the first ticket for good, and has recovered by the retry.
     let dead = app.dead_seeds(1).await;
     for channel in 1..CONVERSATIONS {
-        let mut chat: serde_json::Value =
-            serde_json::from_slice(&seed_with_channel(channel)).unwrap();
-        chat["visitor"]["email"] = format!("visitor{channel}@example.com").into();
-        app.post_smartsupp(serde_json::to_vec(&chat).unwrap()).await;
+        let email = format!("visitor{channel}@example.com");
+        app.post_smartsupp(seed_of(channel, &email, "Dusan Kmet"))
+            .await;
     }
     app.wait_for_deliveries(DeliveryState::Delivered, CONVERSATIONS as usize - 1)
         .await;

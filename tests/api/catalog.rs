@@ -13,7 +13,7 @@ use serde_json::json;
 
 use crate::fake_desks::{self, Brand, Desk, HELPSCOUT_APP, SLACK_PATH};
 use crate::fake_vendor::{FakeVendor, Scripted};
-use crate::helpers::{Options, TestApp, fixture, seed_unrated, spawn_app_with};
+use crate::helpers::{Options, TestApp, fixture, seed_of, seed_unrated, spawn_app_with};
 
 /// What a later version of a chat makes upstream.
 #[derive(Debug, Clone, Copy)]
@@ -370,16 +370,6 @@ async fn refused(case: &Case) {
     desk.with(|d| assert_eq!(d.count(case.main), 0));
 }
 
-/// A chat of `email` under the channel id `channel`, otherwise the seed.
-fn chat(channel: &str, email: &str, name: &str) -> Vec<u8> {
-    let mut doc: serde_json::Value =
-        serde_json::from_slice(&fixture("smartsupp/seed-example.json")).unwrap();
-    doc["channel"]["id"] = json!(channel);
-    doc["visitor"]["email"] = json!(email);
-    doc["visitor"]["name"] = json!(name);
-    serde_json::to_vec(&doc).unwrap()
-}
-
 /// A chat whose id and e-mail hold the quote and operator characters of the vendors' search
 /// languages (TicketSQL, JQL, Freshdesk's filter, Zammad's query string), after an ordinary
 /// chat of someone whose address contains the hostile one's: each look-up finds its own
@@ -389,9 +379,10 @@ async fn lookups(case: &Case) {
     const EMAIL: &str = "o'neil*@example.com";
     const CHANNEL: &str = r#"x' OR id > '0" OR labels != x OR tags:* OR (priority:1) \"#;
     let (desk, app) = start(case).await;
-    app.post_smartsupp(chat("4401", OTHER, "Jo O'Neil")).await;
+    app.post_smartsupp(seed_of("4401", OTHER, "Jo O'Neil"))
+        .await;
     app.wait_for_deliveries(DeliveryState::Delivered, 1).await;
-    let hostile = chat(CHANNEL, EMAIL, "attacker@evil.example, Bob");
+    let hostile = seed_of(CHANNEL, EMAIL, "attacker@evil.example, Bob");
     app.post_smartsupp(hostile.clone()).await;
     app.wait_for_deliveries(DeliveryState::Delivered, 2).await;
 

@@ -32,7 +32,10 @@ use crate::fake_vendor::FakeVendor;
 use crate::helpers::{Options, TestApp, fixture, spawn_app_with, wait_until};
 
 const TOKEN: &str = "pat-na1-contract-test";
-const HUBSPOT: &str = "access_token = \"pat-na1-contract-test\"";
+
+fn hubspot_settings() -> String {
+    format!("access_token = \"{TOKEN}\"")
+}
 
 /// A Prism proxy for one spec, stopped when dropped.
 struct Prism {
@@ -207,7 +210,7 @@ async fn hubspot_behind_prism() -> (FakeVendor<HubSpot>, String, Arc<Front>) {
 #[ignore = "needs Prism: .ci/run installs it"]
 async fn hubspot_requests_and_the_stand_in_answers_satisfy_hubspot_specs() {
     let (hubspot, front_url, _front) = hubspot_behind_prism().await;
-    let app = app_of("hubspot", HUBSPOT, &front_url, "").await;
+    let app = app_of("hubspot", &hubspot_settings(), &front_url, "").await;
 
     app.post_smartsupp(fixture("smartsupp/seed-example.json"))
         .await;
@@ -232,13 +235,16 @@ async fn a_template_that_breaks_the_hubspot_spec_is_refused_before_hubspot() {
         "hubspot/contact.json.tera",
         r#"{"input": [{"idProperty": "email", "id": "{{ conversation.visitor.email }}", "properties": {}}]}"#,
     );
-    let app = app_of("hubspot", HUBSPOT, &front_url, &top).await;
+    let app = app_of("hubspot", &hubspot_settings(), &front_url, &top).await;
     refused_override(&app, &["HTTP 422", "must have required property 'inputs'"]).await;
     assert!(hubspot.requests().is_empty(), "nothing reached HubSpot");
 }
 
 const INTERCOM_TOKEN: &str = "dG9rOmludGVyY29tLWNvbnRyYWN0";
-const INTERCOM: &str = "access_token = \"dG9rOmludGVyY29tLWNvbnRyYWN0\"\nadmin_id = \"991\"";
+
+fn intercom_settings() -> String {
+    format!("access_token = \"{INTERCOM_TOKEN}\"\nadmin_id = \"991\"")
+}
 
 /// Intercom's 2.14 spec with its known defect patched in a temporary copy (the vendor file
 /// is left as shipped): `create_conversation_request.from.id` is declared `format: uuid`
@@ -279,7 +285,7 @@ async fn intercom_behind_prism() -> (FakeVendor<Desk>, Prism, tempfile::TempDir)
 #[ignore = "needs Prism: .ci/run installs it"]
 async fn intercom_requests_for_a_chat_and_its_later_version_satisfy_intercoms_spec() {
     let (intercom, prism, _spec) = intercom_behind_prism().await;
-    let app = app_of("intercom", INTERCOM, &prism.address, "").await;
+    let app = app_of("intercom", &intercom_settings(), &prism.address, "").await;
 
     app.post_smartsupp(crate::helpers::seed_unrated()).await;
     app.wait_for_deliveries(DeliveryState::Delivered, 1).await;
@@ -306,7 +312,7 @@ async fn a_template_that_breaks_the_intercom_spec_is_refused_before_intercom() {
         "intercom/contact.json.tera",
         r#"{"role": "lead", "email": ["{{ conversation.visitor.email }}"]}"#,
     );
-    let app = app_of("intercom", INTERCOM, &prism.address, &top).await;
+    let app = app_of("intercom", &intercom_settings(), &prism.address, &top).await;
     refused_override(&app, &["HTTP 422", "email must be string"]).await;
     intercom.with(|d| assert_eq!(d.count("contact"), 0, "nothing reached Intercom"));
 }
@@ -451,8 +457,10 @@ async fn a_template_that_breaks_the_zendesk_spec_is_refused_before_zendesk() {
 }
 
 const PIPEDRIVE_TOKEN: &str = "pd-api-token-contract";
-const PIPEDRIVE: &str =
-    "company_domain = \"acme\"\napi_token = \"pd-api-token-contract\"\ncreate_lead = \"true\"";
+
+fn pipedrive_settings() -> String {
+    format!("company_domain = \"acme\"\napi_token = \"{PIPEDRIVE_TOKEN}\"\ncreate_lead = \"true\"")
+}
 
 /// Pipedrive's stand-in behind one Prism for v1 and one for v2: their files describe paths
 /// relative to `/api/v1` and `/api/v2`, which the front strips and each Prism's upstream
@@ -488,7 +496,7 @@ async fn pipedrive_behind_prism() -> (FakeVendor<Desk>, String, Arc<Front>) {
 #[ignore = "needs Prism: .ci/run installs it"]
 async fn pipedrive_requests_in_every_step_satisfy_pipedrives_spec() {
     let (pipedrive, front_url, _front) = pipedrive_behind_prism().await;
-    let app = app_of("pipedrive", PIPEDRIVE, &front_url, "").await;
+    let app = app_of("pipedrive", &pipedrive_settings(), &front_url, "").await;
     every_step(&app, || {
         pipedrive.script_for(
             "/api/v1/notes",
@@ -506,14 +514,19 @@ async fn a_template_that_breaks_the_pipedrive_spec_is_refused_before_pipedrive()
         "pipedrive/person.json.tera",
         r#"{"name": "{{ conversation.visitor.name }}", "emails": "{{ conversation.visitor.email }}"}"#,
     );
-    let app = app_of("pipedrive", PIPEDRIVE, &front_url, &top).await;
+    let app = app_of("pipedrive", &pipedrive_settings(), &front_url, &top).await;
     refused_override(&app, &["HTTP 422", "emails must be array"]).await;
     pipedrive.with(|d| assert_eq!(d.count("person"), 0, "nothing reached Pipedrive"));
 }
 
 const JIRA_TOKEN: &str = "jira-api-token-contract";
-const JIRA: &str = "site = \"acme\"\nemail = \"agent@acme.example\"\napi_token = \"jira-api-token-contract\"\n\
-                    service_desk_id = \"10\"\nrequest_type_id = \"25\"";
+
+fn jira_settings() -> String {
+    format!(
+        "site = \"acme\"\nemail = \"agent@acme.example\"\napi_token = \"{JIRA_TOKEN}\"\n\
+         service_desk_id = \"10\"\nrequest_type_id = \"25\""
+    )
+}
 
 /// Jira Service Management's description with Basic auth added to every operation in a
 /// temporary copy (the vendor file is left as shipped): it lists OAuth2 as the only scheme,
@@ -581,7 +594,7 @@ async fn jira_requests_in_every_step_satisfy_the_platform_and_service_desk_specs
             serde_json::json!({"email": "petra@example.cz", "displayName": "Petra", "desks": ["20"]}),
         );
     });
-    let app = app_of("jira", JIRA, &front_url, "").await;
+    let app = app_of("jira", &jira_settings(), &front_url, "").await;
     every_step(&app, || {
         jira.script_for(
             "/rest/servicedeskapi/request",
@@ -607,7 +620,7 @@ async fn a_template_that_breaks_the_jira_spec_is_refused_before_jira() {
         "jira/request.json.tera",
         r#"{"serviceDeskId": "10", "requestTypeId": "25", "requestFieldValues": {"summary": "x"}, "requestParticipants": "{{ conversation.visitor.email }}"}"#,
     );
-    let app = app_of("jira", JIRA, &front_url, &top).await;
+    let app = app_of("jira", &jira_settings(), &front_url, &top).await;
     refused_override(&app, &["HTTP 422", "requestParticipants must be array"]).await;
     jira.with(|d| assert_eq!(d.count("request"), 0, "nothing reached Jira"));
 }

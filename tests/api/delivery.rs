@@ -7,7 +7,8 @@ use serde_json::{Value, json};
 
 use crate::fake_vendor::Scripted;
 use crate::helpers::{
-    Options, fixture, run_cli, seed_unrated, spawn_app, spawn_app_with, wait_until,
+    Options, fixture, run_cli, seed_edited, seed_of, seed_unrated, spawn_app, spawn_app_with,
+    wait_until,
 };
 
 #[tokio::test]
@@ -66,9 +67,7 @@ async fn the_seed_payload_becomes_one_zendesk_ticket() {
 #[tokio::test]
 async fn a_visitor_without_an_email_is_the_requester_by_name() {
     let app = spawn_app().await;
-    let mut chat: Value = serde_json::from_slice(&fixture("smartsupp/seed-example.json")).unwrap();
-    chat["visitor"]["email"] = json!("");
-    app.post_smartsupp(serde_json::to_vec(&chat).unwrap()).await;
+    app.post_smartsupp(seed_of(55039, "", "Dusan Kmet")).await;
     app.wait_for_deliveries(DeliveryState::Delivered, 1).await;
     assert_eq!(
         app.zendesk.tickets()[0]["requester"],
@@ -76,9 +75,12 @@ async fn a_visitor_without_an_email_is_the_requester_by_name() {
     );
 
     // Neither a name nor an e-mail: no requester is made up.
-    chat["channel"]["id"] = json!(55040);
-    chat["visitor"]["name"] = json!(null);
-    app.post_smartsupp(serde_json::to_vec(&chat).unwrap()).await;
+    app.post_smartsupp(seed_edited(|chat| {
+        chat["channel"]["id"] = json!(55040);
+        chat["visitor"]["email"] = json!("");
+        chat["visitor"]["name"] = json!(null);
+    }))
+    .await;
     app.wait_for_deliveries(DeliveryState::Delivered, 2).await;
     assert_eq!(app.zendesk.tickets()[1].get("requester"), None);
 }

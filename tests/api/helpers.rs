@@ -138,20 +138,31 @@ pub fn fixture_path(name: &str) -> PathBuf {
         .join(name)
 }
 
-/// The seed chat before the visitor rated it: its first version, when the seed is the second.
-pub fn seed_unrated() -> Vec<u8> {
+/// The seed chat with `change` made to its document.
+pub fn seed_edited(change: impl FnOnce(&mut serde_json::Value)) -> Vec<u8> {
     let mut doc: serde_json::Value =
         serde_json::from_slice(&fixture("smartsupp/seed-example.json")).unwrap();
-    doc["channel"]["rating"] = serde_json::Value::Null;
+    change(&mut doc);
     serde_json::to_vec(&doc).unwrap()
 }
 
-/// A fixture with its conversation id changed, for tests that need many distinct chats.
+/// The seed chat before the visitor rated it: its first version, when the seed is the second.
+pub fn seed_unrated() -> Vec<u8> {
+    seed_edited(|doc| doc["channel"]["rating"] = serde_json::Value::Null)
+}
+
+/// The seed with its conversation id changed, for tests that need many distinct chats.
 pub fn seed_with_channel(channel_id: u64) -> Vec<u8> {
-    let mut doc: serde_json::Value =
-        serde_json::from_slice(&fixture("smartsupp/seed-example.json")).unwrap();
-    doc["channel"]["id"] = channel_id.into();
-    serde_json::to_vec(&doc).unwrap()
+    seed_edited(|doc| doc["channel"]["id"] = channel_id.into())
+}
+
+/// The seed under channel id `channel` (a number or any text), of another visitor.
+pub fn seed_of(channel: impl Into<serde_json::Value>, email: &str, name: &str) -> Vec<u8> {
+    seed_edited(|doc| {
+        doc["channel"]["id"] = channel.into();
+        doc["visitor"]["email"] = email.into();
+        doc["visitor"]["name"] = name.into();
+    })
 }
 
 /// What a test can change in the generated config.

@@ -11,7 +11,7 @@ use chatbridge::render::url_encode;
 use chatbridge::store::DeliveryState;
 use serde_json::Value;
 
-use crate::helpers::{Options, TestApp, spawn_app_with};
+use crate::helpers::{Options, TestApp, seed_of, spawn_app_with};
 
 fn env(names: [&str; 2]) -> [String; 2] {
     names.map(|n| std::env::var(n).unwrap_or_else(|_| panic!("set {n} (.ci/run does)")))
@@ -26,22 +26,12 @@ fn fresh() -> u64 {
         .as_micros() as u64
 }
 
-/// The seed chat under the channel id `channel`, of `email` and `name`.
-fn seed(channel: &str, email: &str, name: &str) -> Vec<u8> {
-    let mut doc: Value =
-        serde_json::from_slice(&crate::helpers::fixture("smartsupp/seed-example.json")).unwrap();
-    doc["channel"]["id"] = channel.into();
-    doc["visitor"]["email"] = email.into();
-    doc["visitor"]["name"] = name.into();
-    serde_json::to_vec(&doc).unwrap()
-}
-
 /// The seed chat under a conversation id no earlier run used.
 fn fresh_seed() -> (u64, Vec<u8>) {
     let channel = fresh();
     (
         channel,
-        seed(&channel.to_string(), "dusan@domain.com", "Dusan Kmet"),
+        seed_of(channel.to_string(), "dusan@domain.com", "Dusan Kmet"),
     )
 }
 
@@ -160,13 +150,13 @@ async fn request_tracker_5_finds_only_its_own_ticket_for_a_chat_id_made_of_ticke
     let [url, token] = env(["CHATBRIDGE_TEST_RT_URL", "CHATBRIDGE_TEST_RT_TOKEN"]);
     let stamp = fresh();
     let email = format!("o'neil*{stamp}@example.com");
-    let hostile = seed(
-        &format!("{stamp}' OR id > '0 \\ \" OR Subject LIKE 'e"),
+    let hostile = seed_of(
+        format!("{stamp}' OR id > '0 \\ \" OR Subject LIKE 'e"),
         &email,
         "attacker@evil.example, Bob",
     );
     let app = rt_app(&url, &token).await;
-    app.post_smartsupp(seed(&stamp.to_string(), "jo@example.com", "Jo"))
+    app.post_smartsupp(seed_of(stamp.to_string(), "jo@example.com", "Jo"))
         .await;
     app.wait_for_deliveries(DeliveryState::Delivered, 1).await;
     app.post_smartsupp(hostile.clone()).await;
