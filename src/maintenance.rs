@@ -19,13 +19,14 @@ use crate::privacy;
 use crate::sources::Source;
 use crate::sources::auth::SourceAuth;
 use crate::store::{
-    ConversationFilter, DeliveryFilter, DeliveryState, ForgetReport, IngestOutcome, PurgeReport,
-    QuarantinedBody, Store, StoreError,
+    ConversationFilter, DeliveryFilter, DeliveryState, ForgetReport, IngestOutcome, PurgeCutoffs,
+    PurgeReport, QuarantinedBody, Store, StoreError,
 };
 use crate::telemetry::Escaped;
 
-/// Rows handled per transaction.
-const PAGE: usize = 500;
+/// Rows handled per transaction. Ingest commits through the same writer and waits behind
+/// each one: at a hundred, a batch of a purge or an erasure takes a few milliseconds.
+const PAGE: usize = 100;
 /// Quarantined bodies read per page in a walk through them (erasure, re-ingest). Each may be
 /// as large as `server.max_body_bytes`, so a page of [`PAGE`] could hold a gigabyte.
 const BODY_PAGE: usize = 32;
@@ -172,7 +173,14 @@ pub async fn forget(
         return Err(ForgetError::NotAnAddress(email.to_owned()));
     }
     let needle = email.to_lowercase();
-    let mut report = store.forget(email).await?;
+    let mut report = ForgetReport::default();
+    loop {
+        let batch = store.forget(&needle, PAGE).await?;
+        report += batch.report;
+        if batch.done {
+            break;
+        }
+    }
     let mut after = 0;
     loop {
         let page = store.quarantined_after(after, BODY_PAGE).await?;
@@ -493,14 +501,19 @@ impl Retention {
                 now.minus(d)
             })
         };
-        let (delivered, dead) = (cutoff(self.delivered), cutoff(self.dead));
+        let cutoffs = PurgeCutoffs {
+            delivered_before: cutoff(self.delivered),
+            dead_before: cutoff(self.dead),
+        };
         let mut total = PurgeReport::default();
+        let mut after = None;
         loop {
-            let report = self.store.purge(delivered, dead, PAGE).await?;
-            total.conversations += report.conversations;
-            total.quarantined += report.quarantined;
-            if report.conversations < PAGE as u64 {
-                break;
+            let batch = self.store.purge(cutoffs, after, PAGE).await?;
+            total.conversations += batch.report.conversations;
+            total.quarantined += batch.report.quarantined;
+            match batch.next {
+                Some(next) => after = Some(next),
+                None => break,
             }
         }
         Ok(total)

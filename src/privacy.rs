@@ -105,19 +105,71 @@ impl Redactor {
 }
 
 /// Whether `bytes` mention the e-mail address `needle` (given in lower case), however they
-/// spell it: in any letter case, with JSON string escapes (`zoe\u0040example.com`, a
-/// `\/`), or percent-encoded (`zoe%40example.com`, a form body). What erasure looks for in
-/// bodies it cannot parse (quarantined ones) and in files written for targets.
+/// spell it: one of [`addresses`].
 pub fn mentions(bytes: &[u8], needle: &str) -> bool {
-    if needle.is_empty() {
-        return false;
-    }
+    !needle.is_empty() && addresses(bytes).contains(needle)
+}
+
+/// Every e-mail address `bytes` mention, in lower case, however they spell it: in any letter
+/// case, with JSON string escapes (`zoe\u0040example.com`, a `\/`), or percent-encoded
+/// (`zoe%40example.com`, a form body). What the store indexes each body and attempt excerpt
+/// by, so that erasing a visitor finds what mentions them without reading every body.
+///
+/// An address is the run of characters an address may hold on each side of an `@`. Its
+/// local part may begin after one of the rarer characters an address may also hold (`=`,
+/// `&`, `'`, `/`...), since text around an address uses them too (`email=zoe@example.com`):
+/// each such ending is an address as well. So `o'brien@example.com` is found as itself and
+/// as `brien@example.com`; an erasure of either finds the body, as a substring search would.
+pub fn addresses(bytes: &[u8]) -> std::collections::BTreeSet<String> {
+    let mut found = std::collections::BTreeSet::new();
     let text = String::from_utf8_lossy(bytes).to_lowercase();
-    if text.contains(needle) {
-        return true;
+    collect_addresses(&text, &mut found);
+    if text.contains('\\') {
+        let unescaped = unescape_json(&text).to_lowercase();
+        collect_addresses(&unescaped, &mut found);
+        if unescaped.contains('%') {
+            collect_addresses(&percent_decoded(&unescaped).to_lowercase(), &mut found);
+        }
+    } else if text.contains('%') {
+        collect_addresses(&percent_decoded(&text).to_lowercase(), &mut found);
     }
-    let unescaped = unescape_json(&text).to_lowercase();
-    unescaped.contains(needle) || percent_decoded(&unescaped).to_lowercase().contains(needle)
+    found
+}
+
+/// Adds the addresses written plainly in `text` (lower case) to `found`.
+fn collect_addresses(text: &str, found: &mut std::collections::BTreeSet<String>) {
+    // Letters, digits and the dot-atom characters of RFC 5322; of them, those that rarely
+    // begin a local part but often stand before one in other text end a candidate's start.
+    let plain = |c: char| c.is_alphanumeric() || matches!(c, '.' | '_' | '+' | '-');
+    let local = |c: char| plain(c) || "!#$%&'*/=?^`{|}~".contains(c);
+    let domain = |c: char| c.is_alphanumeric() || matches!(c, '.' | '-');
+    for (at, _) in text.match_indices('@') {
+        let right = &text[at + 1..];
+        let end = right.find(|c: char| !domain(c)).unwrap_or(right.len());
+        let host = right[..end].trim_end_matches(['.', '-']);
+        if host.is_empty() {
+            continue;
+        }
+        let left = &text[..at];
+        let start = left
+            .char_indices()
+            .rev()
+            .take_while(|&(_, c)| local(c))
+            .last()
+            .map_or(at, |(i, _)| i);
+        let run = &left[start..];
+        let starts = std::iter::once(0).chain(
+            run.char_indices()
+                .filter(|&(_, c)| !plain(c))
+                .map(|(i, c)| i + c.len_utf8()),
+        );
+        for from in starts {
+            let name = run[from..].trim_start_matches('.');
+            if !name.is_empty() {
+                found.insert(format!("{name}@{host}"));
+            }
+        }
+    }
 }
 
 /// `text` with JSON string escapes replaced by what they stand for, wherever they occur; a
@@ -196,11 +248,15 @@ mod tests {
             r#"{"email":"zoe.forgetme\u0040EXAMPLE\u002ecom"}"#,
             "email=zoe.forgetme%40example.com&name=Zoe",
             r#"{"note":"see \"zoe.forgetme@example.com\""}"#,
+            "mailto:zoe.forgetme@example.com.",
+            "<a href='mailto:Zoe.ForgetMe@example.com'>",
         ] {
             assert!(mentions(body.as_bytes(), needle), "{body}");
         }
         for body in [
             r#"{"email":"zoe.forget@example.com"}"#,
+            r#"{"email":"xzoe.forgetme@example.com"}"#,
+            r#"{"email":"zoe.forgetme@example.community"}"#,
             r#"{"broken":"\u00"}"#,
             "\\",
             r#"\ud83d\ude00 \ud83d"#,
@@ -208,6 +264,28 @@ mod tests {
             assert!(!mentions(body.as_bytes(), needle), "{body}");
         }
         assert_eq!(unescape_json(r#"\ud83d\ude00"#), "\u{1F600}");
+    }
+
+    #[test]
+    fn every_address_is_listed_once_with_the_endings_text_may_put_before_it() {
+        let listed = |body: &str| addresses(body.as_bytes()).into_iter().collect::<Vec<_>>();
+        assert_eq!(
+            listed("email=O'Brien@Example.COM&cc=orders+buyer@example.com, @here, a@b."),
+            [
+                "a@b",
+                "brien@example.com",
+                "cc=orders+buyer@example.com",
+                "email=o'brien@example.com",
+                "example.com&cc=orders+buyer@example.com",
+                "o'brien@example.com",
+                "orders+buyer@example.com"
+            ]
+        );
+        assert_eq!(
+            listed(r#"{"to":"ana\u0040example.org"}"#),
+            ["ana@example.org"]
+        );
+        assert!(listed("no address @ all, @@, x@").is_empty());
     }
 
     #[test]

@@ -206,6 +206,9 @@ pub struct ConversationQuery {
     pub source: Option<String>,
     /// Only conversations with a delivery in this state (`pending`, `delivered`, `dead`).
     pub delivery_state: Option<String>,
+    /// Only the conversation for which a connector made this id at its target (a ticket or
+    /// contact number).
+    pub remote: Option<String>,
     /// `next` of the previous page.
     pub cursor: Option<String>,
     /// Page size (default 50, at most 500).
@@ -225,6 +228,7 @@ impl ConversationQuery {
                 .map(|s| DeliveryState::parse(&s))
                 .transpose()
                 .map_err(ApiError::Invalid)?,
+            remote: nonempty(&self.remote),
             after: self
                 .cursor
                 .as_deref()

@@ -120,6 +120,9 @@ pub struct NewVersion {
     pub connectors: Vec<String>,
     /// When it arrived.
     pub received_at: Timestamp,
+    /// Every e-mail address `raw` and `normalized` mention ([`crate::privacy::addresses`]):
+    /// what an erasure finds the conversation by.
+    pub mentions: Vec<String>,
 }
 
 impl NewVersion {
@@ -142,6 +145,8 @@ impl NewVersion {
         serde_json::to_writer(&mut normalized, &conversation).map_err(|e| corrupt(&e))?;
         let normalized = String::from_utf8(normalized).map_err(|e| corrupt(&e))?;
         let body_sha256 = hex::encode(sha2::Sha256::digest(&raw));
+        let mut mentions = crate::privacy::addresses(&raw);
+        mentions.extend(crate::privacy::addresses(normalized.as_bytes()));
         Ok(Self {
             conversation,
             normalized,
@@ -149,6 +154,7 @@ impl NewVersion {
             body_sha256,
             connectors,
             received_at,
+            mentions: mentions.into_iter().collect(),
         })
     }
 }
@@ -287,6 +293,17 @@ pub struct AttemptRecord {
     pub error: Option<String>,
     /// The start of the target's answer.
     pub excerpt: Option<String>,
+}
+
+impl AttemptRecord {
+    /// Every e-mail address its error and excerpt mention: what an erasure finds them by.
+    pub fn mentions(&self) -> Vec<String> {
+        let mut found = std::collections::BTreeSet::new();
+        for text in [&self.error, &self.excerpt].into_iter().flatten() {
+            found.extend(crate::privacy::addresses(text.as_bytes()));
+        }
+        found.into_iter().collect()
+    }
 }
 
 /// A delivery's columns after an attempt, as both stores write them.
@@ -476,6 +493,9 @@ pub struct ConversationFilter {
     pub source: Option<String>,
     /// Only conversations with a delivery in this state.
     pub delivery_state: Option<DeliveryState>,
+    /// Only conversations for which a connector made something with this id at its target
+    /// (a ticket or contact number).
+    pub remote: Option<String>,
     /// Continue after this row.
     pub after: Option<ConversationCursor>,
     /// At most this many, newest first (0: no limit).
@@ -485,77 +505,126 @@ pub struct ConversationFilter {
 /// One value of a [`FilterSql`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum FilterValue {
-    /// Unix milliseconds.
-    Time(i64),
+    /// A number (Unix milliseconds, an id).
+    Integer(i64),
     /// Text.
     Text(String),
 }
 
-/// The `WHERE` conditions of a [`ConversationFilter`] over `conversations c`, and their
-/// values in placeholder order. Only the conditions the filter sets are written: a
-/// `(?1 IS NULL OR c.col = ?1)` condition hides the column from the planner, which then
-/// scans the whole table (seconds at a million conversations) where an index would find the
-/// page. The page cursor is a row-value comparison, which both databases read as a range of
-/// the `(created_at, id)` index.
+/// The `WHERE` conditions of a listing's filter, and their values in placeholder order.
+/// Only the conditions the filter sets are written: a `(?1 IS NULL OR col = ?1)` condition
+/// hides the column from the planner, which then scans the whole table (seconds at a million
+/// conversations) where an index would find the page.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct FilterSql {
     pub conditions: String,
     pub values: Vec<FilterValue>,
 }
 
+/// Builds a [`FilterSql`]: `placeholder(n)` writes parameter `n` (1-based) as the database
+/// wants it (`?1`, `$1`).
+struct Conditions {
+    placeholder: fn(usize) -> String,
+    written: Vec<String>,
+    values: Vec<FilterValue>,
+}
+
+impl Conditions {
+    fn new(placeholder: fn(usize) -> String) -> Self {
+        Self {
+            placeholder,
+            written: Vec::new(),
+            values: Vec::new(),
+        }
+    }
+
+    /// Adds `condition`, whose `{}` stand for `given` in order.
+    fn add(&mut self, condition: &str, given: Vec<FilterValue>) {
+        let mut written = condition.to_owned();
+        for value in given {
+            self.values.push(value);
+            written = written.replacen("{}", &(self.placeholder)(self.values.len()), 1);
+        }
+        self.written.push(written);
+    }
+
+    fn text(&mut self, condition: &str, value: &Option<String>) {
+        if let Some(value) = value {
+            self.add(condition, vec![FilterValue::Text(value.clone())]);
+        }
+    }
+
+    fn done(self) -> FilterSql {
+        let conditions = if self.written.is_empty() {
+            "TRUE".to_owned()
+        } else {
+            self.written.join(" AND ")
+        };
+        FilterSql {
+            conditions,
+            values: self.values,
+        }
+    }
+}
+
 impl FilterSql {
-    /// `placeholder(n)` writes parameter `n` (1-based) as the database wants it (`?1`,
-    /// `$1`); `email` is the condition on the visitor's address with `{}` for its parameter,
-    /// written to use that database's case-blind index.
-    pub(crate) fn new(
+    /// A [`ConversationFilter`] over `conversations c`. `email` is the condition on the
+    /// visitor's address with `{}` for its parameter, written to use that database's
+    /// case-blind index. The page cursor is a row-value comparison, which both databases
+    /// read as a range of the `(created_at, id)` index.
+    pub(crate) fn conversations(
         filter: &ConversationFilter,
         placeholder: fn(usize) -> String,
         email: &str,
     ) -> Self {
-        let mut conditions: Vec<String> = Vec::new();
-        let mut values = Vec::new();
-        let mut add = |condition: &str, given: Vec<FilterValue>| {
-            let mut written = condition.to_owned();
-            for value in given {
-                values.push(value);
-                written = written.replacen("{}", &placeholder(values.len()), 1);
-            }
-            conditions.push(written);
-        };
-        let time = |t: Timestamp| FilterValue::Time(ms(t));
+        let mut sql = Conditions::new(placeholder);
+        let time = |t: Timestamp| FilterValue::Integer(ms(t));
         if let Some(since) = filter.since {
-            add("c.created_at >= {}", vec![time(since)]);
+            sql.add("c.created_at >= {}", vec![time(since)]);
         }
         if let Some(until) = filter.until {
-            add("c.created_at < {}", vec![time(until)]);
+            sql.add("c.created_at < {}", vec![time(until)]);
         }
-        if let Some(status) = &filter.status {
-            add("c.status = {}", vec![FilterValue::Text(status.clone())]);
-        }
-        if let Some(address) = &filter.email {
-            add(email, vec![FilterValue::Text(address.clone())]);
-        }
-        if let Some(source) = &filter.source {
-            add("c.source = {}", vec![FilterValue::Text(source.clone())]);
+        sql.text("c.status = {}", &filter.status);
+        sql.text(email, &filter.email);
+        sql.text("c.source = {}", &filter.source);
+        if let Some(remote) = &filter.remote {
+            // The ledger keeps each id as JSON: `4711` when the target gave a number,
+            // `"4711"` when it gave text.
+            let quoted = serde_json::Value::from(remote.as_str()).to_string();
+            sql.add(
+                "c.id IN (SELECT l.conversation_id FROM ledger l WHERE l.value IN ({}, {}))",
+                vec![FilterValue::Text(remote.clone()), FilterValue::Text(quoted)],
+            );
         }
         if let Some(state) = filter.delivery_state {
-            add(
+            sql.add(
                 "EXISTS (SELECT 1 FROM deliveries d WHERE d.conversation_id = c.id AND d.state = {})",
                 vec![FilterValue::Text(state.as_str().to_owned())],
             );
         }
         if let Some(after) = &filter.after {
-            add(
+            sql.add(
                 "(c.created_at, c.id) < ({}, {})",
                 vec![time(after.received_at), FilterValue::Text(after.id.clone())],
             );
         }
-        let conditions = if conditions.is_empty() {
-            "TRUE".to_owned()
-        } else {
-            conditions.join(" AND ")
-        };
-        Self { conditions, values }
+        sql.done()
+    }
+
+    /// A [`DeliveryFilter`] over `deliveries`. The state is written as a literal (one of
+    /// three), so that each database may read it from that state's partial index.
+    pub(crate) fn deliveries(filter: &DeliveryFilter, placeholder: fn(usize) -> String) -> Self {
+        let mut sql = Conditions::new(placeholder);
+        if let Some(state) = filter.state {
+            sql.add(&format!("state = '{}'", state.as_str()), Vec::new());
+        }
+        sql.text("connector = {}", &filter.connector);
+        sql.text("conversation_id = {}", &filter.conversation_id);
+        if let Some(before) = filter.before {
+            sql.add("id < {}", vec![FilterValue::Integer(before)]);
+        }
+        sql.done()
     }
 }
 
@@ -647,6 +716,101 @@ pub struct PurgeReport {
     pub conversations: u64,
     /// Quarantined bodies.
     pub quarantined: u64,
+}
+
+impl std::ops::AddAssign for ForgetReport {
+    fn add_assign(&mut self, more: Self) {
+        self.conversations += more.conversations;
+        self.versions += more.versions;
+        self.deliveries += more.deliveries;
+        self.attempts += more.attempts;
+        self.ledger_entries += more.ledger_entries;
+        self.quarantined += more.quarantined;
+        self.excerpts_blanked += more.excerpts_blanked;
+        self.files += more.files;
+    }
+}
+
+/// What replaces an error that mentioned a forgotten visitor.
+pub(crate) const ERASED: &str = "(erased: mentioned a forgotten visitor)";
+
+/// Which texts of an attempt indexed under a forgotten address go: its error and its
+/// delivery's last error (replaced by [`ERASED`]), its excerpt (emptied).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Blanked {
+    pub error: bool,
+    pub excerpt: bool,
+    pub last_error: bool,
+}
+
+impl Blanked {
+    /// Those of the texts that mention `needle`.
+    pub(crate) fn of(
+        needle: &str,
+        error: Option<&str>,
+        excerpt: Option<&str>,
+        last_error: Option<&str>,
+    ) -> Self {
+        let mentioned = |text: Option<&str>| {
+            text.is_some_and(|t| crate::privacy::mentions(t.as_bytes(), needle))
+        };
+        Self {
+            error: mentioned(error),
+            excerpt: mentioned(excerpt),
+            last_error: mentioned(last_error),
+        }
+    }
+
+    /// For [`ForgetReport::excerpts_blanked`]: the attempt, and its delivery.
+    pub(crate) fn count(self) -> u64 {
+        u64::from(self.error || self.excerpt) + u64::from(self.last_error)
+    }
+}
+
+/// One call of [`Store::forget`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ForgetBatch {
+    /// Erased by this call.
+    pub report: ForgetReport,
+    /// Nothing mentioning the address is left to erase.
+    pub done: bool,
+}
+
+/// How long [`Store::purge`] keeps settled conversations: those whose last activity is
+/// older than `delivered_before`, or `dead_before` when one of their deliveries is dead, go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PurgeCutoffs {
+    /// For conversations whose deliveries all succeeded.
+    pub delivered_before: Timestamp,
+    /// For conversations with a dead delivery, and for quarantined bodies.
+    pub dead_before: Timestamp,
+}
+
+impl PurgeCutoffs {
+    /// The later of the two, in Unix ms: no conversation first received since can go.
+    pub fn latest_ms(&self) -> i64 {
+        ms(self.delivered_before).max(ms(self.dead_before))
+    }
+
+    /// Whether a conversation last active at `last_active_ms`, with no pending delivery and
+    /// `dead` of them dead, is past its time.
+    pub fn expired(&self, last_active_ms: i64, dead: u64) -> bool {
+        let cutoff = if dead > 0 {
+            self.dead_before
+        } else {
+            self.delivered_before
+        };
+        last_active_ms < ms(cutoff)
+    }
+}
+
+/// One call of [`Store::purge`]: what it removed, and where the next call continues.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PurgeBatch {
+    /// Removed by this call.
+    pub report: PurgeReport,
+    /// The last conversation examined; `None` once none are left to examine.
+    pub next: Option<ConversationCursor>,
 }
 
 /// What [`Store::forget`] erased (also the admin API's answer).
@@ -859,29 +1023,31 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// When the database fails.
     async fn received_since(&self, since: Timestamp) -> Result<u64, StoreError>;
 
-    /// Removes settled conversations (no pending delivery) whose last activity is older than
-    /// `delivered_before`, or `dead_before` when one of their deliveries is dead; and
-    /// quarantined bodies older than `dead_before`. Removes at most `limit` conversations per
-    /// call, so a large purge does not hold up ingest: call again until it removes nothing.
+    /// Removes settled conversations (no pending delivery) past their `cutoffs`, and
+    /// quarantined bodies older than `dead_before`. Examines at most `limit` conversations,
+    /// oldest first after `after`, in one short transaction, so that a large purge does not
+    /// hold up ingest: call again from the returned `next` until it is `None`.
     ///
     /// # Errors
     /// When the database fails.
     async fn purge(
         &self,
-        delivered_before: Timestamp,
-        dead_before: Timestamp,
+        cutoffs: PurgeCutoffs,
+        after: Option<ConversationCursor>,
         limit: usize,
-    ) -> Result<PurgeReport, StoreError>;
+    ) -> Result<PurgeBatch, StoreError>;
 
     /// Erases the visitor with this e-mail from the conversations: theirs (matched by the
-    /// visitor's address or the address anywhere in a stored body) with versions,
-    /// deliveries, attempts and ledger entries; and blanks excerpts of other conversations'
-    /// answers that mention it. Quarantined bodies, which need their JSON escapes decoded
-    /// to be matched, are for [`crate::maintenance::forget`].
+    /// visitor's address or the address anywhere in a stored body, through the index of
+    /// what each body mentions) with versions, deliveries, attempts and ledger entries; and
+    /// blanks excerpts of other conversations' answers that mention it. At most `limit` of
+    /// each in one short transaction: call again until it says it is done. Quarantined
+    /// bodies are for [`crate::maintenance::forget`]. `email` is compared as given: the
+    /// caller trims it and puts it in lower case.
     ///
     /// # Errors
     /// When the database fails.
-    async fn forget(&self, email: &str) -> Result<ForgetReport, StoreError>;
+    async fn forget(&self, email: &str, limit: usize) -> Result<ForgetBatch, StoreError>;
 
     /// After an erasure: leaves no copy of what was deleted in the store's own files. SQLite
     /// overwrites deleted content as it deletes (`secure_delete`), and here folds the

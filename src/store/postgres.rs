@@ -29,11 +29,11 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::{
-    AttemptRecord, AttemptRow, ConnectorStats, ConversationFilter, ConversationRow, DeliveryFilter,
-    DeliveryRow, DeliveryState, FilterSql, FilterValue, ForgetReport, IngestOutcome,
-    LeasedDelivery, NewSession, NewVersion, NextState, PurgeReport, QuarantineRow, Quarantined,
-    QuarantinedBody, ReplayReport, StateCounts, Store, StoreError, VersionRow, delivery_key,
-    from_ms, ms,
+    AttemptRecord, AttemptRow, Blanked, ConnectorStats, ConversationCursor, ConversationFilter,
+    ConversationRow, DeliveryFilter, DeliveryRow, DeliveryState, ERASED, FilterSql, FilterValue,
+    ForgetBatch, ForgetReport, IngestOutcome, LeasedDelivery, NewSession, NewVersion, NextState,
+    PurgeBatch, PurgeCutoffs, PurgeReport, QuarantineRow, Quarantined, QuarantinedBody,
+    ReplayReport, StateCounts, Store, StoreError, VersionRow, delivery_key, from_ms, ms,
 };
 use crate::connectors::StepOutputs;
 use crate::model::Timestamp;
@@ -44,7 +44,15 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/postgres/0002_leased.sql"),
     include_str!("migrations/postgres/0003_sessions.sql"),
     include_str!("migrations/postgres/0004_email_listing.sql"),
+    include_str!("migrations/postgres/0005_mentions_and_counts.sql"),
 ];
+
+/// The migration that creates `mentions`: in its transaction, what was stored before is
+/// indexed too.
+const MENTIONS_MIGRATION: i32 = 5;
+
+/// Rows read per page while indexing what stored rows mention.
+const INDEX_PAGE: i64 = 500;
 
 /// The advisory lock held while migrating (any fixed number; this one spells "chatbrdg").
 const MIGRATION_LOCK: i64 = 0x6368_6174_6272_6467;
@@ -198,6 +206,9 @@ async fn migrate(
         };
         let tx = client.transaction().await.map_err(failed)?;
         tx.batch_execute(sql).await.map_err(failed)?;
+        if version == MENTIONS_MIGRATION {
+            index_mentions(&tx).await.map_err(failed)?;
+        }
         tx.execute(
             "INSERT INTO chatbridge_migrations (version, applied_at) VALUES ($1, $2)",
             &[&version, &ms(Timestamp::now())],
@@ -294,18 +305,27 @@ fn conversation_row(r: &tokio_postgres::Row) -> Result<ConversationRow, StoreErr
 
 /// The conditions of `f` over `conversations c`, and their values as PostgreSQL takes them.
 fn conversation_filter(f: &ConversationFilter) -> (String, Vec<Box<dyn ToSql + Sync + Send>>) {
-    let sql = FilterSql::new(
+    bound(FilterSql::conversations(
         f,
-        |n| format!("${n}"),
+        placeholder,
         // The `conversations_email` index is on this expression.
         "lower(c.visitor_email) = lower({})",
-    );
+    ))
+}
+
+/// Parameter `n` as PostgreSQL writes it.
+fn placeholder(n: usize) -> String {
+    format!("${n}")
+}
+
+/// `sql`'s conditions, and its values as PostgreSQL takes them.
+fn bound(sql: FilterSql) -> (String, Vec<Box<dyn ToSql + Sync + Send>>) {
     let values = sql
         .values
         .into_iter()
         .map(|v| -> Box<dyn ToSql + Sync + Send> {
             match v {
-                FilterValue::Time(ms) => Box::new(ms),
+                FilterValue::Integer(n) => Box::new(n),
                 FilterValue::Text(text) => Box::new(text),
             }
         })
@@ -330,6 +350,70 @@ fn delivery_row(r: &tokio_postgres::Row) -> Result<DeliveryRow, StoreError> {
         created_at: from_ms(column(r, 10)?)?,
         updated_at: from_ms(column(r, 11)?)?,
     })
+}
+
+/// Fills `mentions` for the bodies and attempts stored before it existed, a page at a time.
+async fn index_mentions(tx: &tokio_postgres::Transaction<'_>) -> Result<(), tokio_postgres::Error> {
+    let insert = tx
+        .prepare(
+            "INSERT INTO mentions (address, conversation_id, attempt_id)
+             SELECT q.a, q.c, q.t FROM unnest($1::text[], $2::text[], $3::bigint[]) AS q (a, c, t)
+             WHERE q.t = 0 OR NOT EXISTS (SELECT 1 FROM mentions m
+                                          WHERE m.address = q.a AND m.conversation_id = q.c AND m.attempt_id = 0)
+             ON CONFLICT DO NOTHING",
+        )
+        .await?;
+    let (mut after_id, mut after_version) = (String::new(), 0_i64);
+    loop {
+        let rows = tx
+            .query(
+                "SELECT conversation_id, version, raw, normalized FROM conversation_versions
+                 WHERE (conversation_id, version) > ($1, $2) ORDER BY conversation_id, version LIMIT $3",
+                &[&after_id, &after_version, &INDEX_PAGE],
+            )
+            .await?;
+        let Some(last) = rows.last() else { break };
+        (after_id, after_version) = (last.get(0), last.get(1));
+        let (mut addresses, mut ids, mut attempts) = (Vec::new(), Vec::new(), Vec::new());
+        for row in &rows {
+            let mut found = crate::privacy::addresses(row.get::<_, &[u8]>(2));
+            found.extend(crate::privacy::addresses(row.get::<_, &str>(3).as_bytes()));
+            for address in found {
+                addresses.push(address);
+                ids.push(row.get::<_, String>(0));
+                attempts.push(0_i64);
+            }
+        }
+        tx.execute(&insert, &[&addresses, &ids, &attempts]).await?;
+    }
+    let mut after = 0_i64;
+    loop {
+        let rows = tx
+            .query(
+                "SELECT a.id, d.conversation_id, a.error, a.excerpt FROM attempts a JOIN deliveries d ON d.id = a.delivery_id
+                 WHERE a.id > $1 AND (a.error IS NOT NULL OR a.excerpt IS NOT NULL) ORDER BY a.id LIMIT $2",
+                &[&after, &INDEX_PAGE],
+            )
+            .await?;
+        let Some(last) = rows.last() else { break };
+        after = last.get(0);
+        let (mut addresses, mut ids, mut attempts) = (Vec::new(), Vec::new(), Vec::new());
+        for row in &rows {
+            let mut found = std::collections::BTreeSet::new();
+            for column in [2, 3] {
+                if let Some(text) = row.get::<_, Option<&str>>(column) {
+                    found.extend(crate::privacy::addresses(text.as_bytes()));
+                }
+            }
+            for address in found {
+                addresses.push(address);
+                ids.push(row.get::<_, String>(1));
+                attempts.push(row.get::<_, i64>(0));
+            }
+        }
+        tx.execute(&insert, &[&addresses, &ids, &attempts]).await?;
+    }
+    Ok(())
 }
 
 /// Keeps `entries` in the ledger of delivery `id`'s conversation and connector.
@@ -428,10 +512,14 @@ impl Store for PostgresStore {
             tx.execute(&statement, &row).await.map_err(pg)?;
             latest + 1
         };
-        let (keep, bring_up, queue, queue_all) = tokio::try_join!(
+        let (keep, note, bring_up, queue, queue_all) = tokio::try_join!(
             tx.prepare_cached(
                 "INSERT INTO conversation_versions (conversation_id, version, body_sha256, raw, normalized, received_at)
                  VALUES ($1, $2, $3, $4, $5, $6)",
+            ),
+            tx.prepare_cached(
+                "INSERT INTO mentions (address, conversation_id)
+                 SELECT a, $2 FROM unnest($1::text[]) AS a ON CONFLICT DO NOTHING",
             ),
             tx.prepare_cached(
                 // A waiting, unleased delivery of the same pair is brought up to this version
@@ -461,15 +549,20 @@ impl Store for PostgresStore {
             &new.normalized,
             &now,
         ];
+        let noted: [&(dyn ToSql + Sync); 2] = [&new.mentions, &id];
         let mut merged = 0;
         if version == 1 {
             // Sent together: the driver pipelines them.
             let keys: Vec<String> = new.connectors.iter().map(|c| delivery_key(c, id)).collect();
             let queued: [&(dyn ToSql + Sync); 4] = [&id, &new.connectors, &keys, &now];
-            tokio::try_join!(tx.execute(&keep, &kept), tx.execute(&queue_all, &queued))
-                .map_err(pg)?;
+            tokio::try_join!(
+                tx.execute(&keep, &kept),
+                tx.execute(&note, &noted),
+                tx.execute(&queue_all, &queued)
+            )
+            .map_err(pg)?;
         } else {
-            tx.execute(&keep, &kept).await.map_err(pg)?;
+            tokio::try_join!(tx.execute(&keep, &kept), tx.execute(&note, &noted)).map_err(pg)?;
             for connector in &new.connectors {
                 let replaced = tx
                     .execute(&bring_up, &[&version, &now, &id, connector])
@@ -729,9 +822,17 @@ impl Store for PostgresStore {
         let after = next.columns(now);
         // One statement records the attempt and moves the delivery on: one round trip and
         // an implicit transaction, unless ledger entries are kept with it.
+        // What the answer mentions is indexed with it, but for the addresses the
+        // conversation's own bodies mention (erasing those takes the whole conversation).
         let sql = "WITH attempt AS (
                 INSERT INTO attempts (delivery_id, attempt, started_at, duration_ms, outcome, status, step, error, excerpt)
-                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9))
+                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id),
+             noted AS (
+                INSERT INTO mentions (address, conversation_id, attempt_id)
+                SELECT a, d.conversation_id, attempt.id FROM attempt, deliveries d, unnest($16::text[]) AS a
+                WHERE d.id = $1 AND NOT EXISTS (SELECT 1 FROM mentions m
+                      WHERE m.address = a AND m.conversation_id = d.conversation_id AND m.attempt_id = 0)
+                ON CONFLICT DO NOTHING)
              UPDATE deliveries SET state = $10, attempts = attempts + 1, failures = failures + $11,
                     next_attempt_at = $12, lease_until = NULL, first_attempt_at = coalesce(first_attempt_at, $3),
                     last_error = $13, remote = coalesce($14, remote), updated_at = $15
@@ -739,7 +840,8 @@ impl Store for PostgresStore {
         let attempt = i32::try_from(record.attempt).unwrap_or(i32::MAX);
         let duration = i64::try_from(record.duration.as_millis()).unwrap_or(i64::MAX);
         let status = record.status.map(i32::from);
-        let params: [&(dyn ToSql + Sync); 15] = [
+        let mentions = record.mentions();
+        let params: [&(dyn ToSql + Sync); 16] = [
             &id,
             &attempt,
             &started,
@@ -755,6 +857,7 @@ impl Store for PostgresStore {
             &after.error,
             &after.remote,
             &now,
+            &mentions,
         ];
         let mut client = self.client().await?;
         match &next {
@@ -794,21 +897,18 @@ impl Store for PostgresStore {
     }
 
     async fn deliveries(&self, filter: DeliveryFilter) -> Result<Vec<DeliveryRow>, StoreError> {
+        let (conditions, mut values) = bound(FilterSql::deliveries(&filter, placeholder));
         let limit = (filter.limit > 0).then(|| i64::try_from(filter.limit).unwrap_or(i64::MAX));
+        values.push(Box::new(limit));
+        let params: Vec<&(dyn ToSql + Sync)> = values.iter().map(|v| v.as_ref() as _).collect();
         self.query(
-            "SELECT id, conversation_id, version, connector, key, state, attempts, next_attempt_at, last_error,
-                    remote, created_at, updated_at
-             FROM deliveries
-             WHERE ($1::text IS NULL OR state = $1) AND ($2::text IS NULL OR connector = $2)
-               AND ($3::text IS NULL OR conversation_id = $3) AND ($5::bigint IS NULL OR id < $5)
-             ORDER BY id DESC LIMIT $4",
-            &[
-                &filter.state.map(DeliveryState::as_str),
-                &filter.connector,
-                &filter.conversation_id,
-                &limit,
-                &filter.before,
-            ],
+            &format!(
+                "SELECT id, conversation_id, version, connector, key, state, attempts, next_attempt_at, last_error,
+                        remote, created_at, updated_at
+                 FROM deliveries WHERE {conditions} ORDER BY id DESC LIMIT ${}",
+                params.len()
+            ),
+            &params,
         )
         .await?
         .iter()
@@ -964,31 +1064,68 @@ impl Store for PostgresStore {
     }
 
     async fn connector_stats(&self, since: Timestamp) -> Result<Vec<ConnectorStats>, StoreError> {
-        self.query(
-            "SELECT connector,
-                    count(*) FILTER (WHERE state = 'pending'),
-                    count(*) FILTER (WHERE state = 'pending' AND attempts > 0),
-                    min(created_at) FILTER (WHERE state = 'pending'),
-                    count(*) FILTER (WHERE state = 'delivered' AND updated_at >= $1),
-                    count(*) FILTER (WHERE state = 'dead' AND updated_at >= $1),
-                    count(*) FILTER (WHERE state = 'dead')
-             FROM deliveries GROUP BY connector ORDER BY connector",
-            &[&ms(since)],
-        )
-        .await?
-        .iter()
-        .map(|r| {
-            Ok(ConnectorStats {
-                connector: column(r, 0)?,
-                pending: count(column(r, 1)?),
-                retrying: count(column(r, 2)?),
-                oldest_pending: column::<Option<i64>>(r, 3)?.and_then(Timestamp::from_unix_millis),
-                delivered: count(column(r, 4)?),
-                dead: count(column(r, 5)?),
-                dead_total: count(column(r, 6)?),
-            })
-        })
-        .collect()
+        // Every figure is a range of one state's partial index led by the connector, as are
+        // the connectors' names, walked one at a time: the cost follows the queue and the
+        // day's deliveries, not the history kept.
+        let client = self.client().await?;
+        let mut names = std::collections::BTreeSet::new();
+        for state in [
+            DeliveryState::Pending,
+            DeliveryState::Delivered,
+            DeliveryState::Dead,
+        ] {
+            let next = client
+                .prepare_cached(&format!(
+                    "SELECT min(connector) FROM deliveries WHERE state = '{}' AND connector > $1",
+                    state.as_str()
+                ))
+                .await
+                .map_err(pg)?;
+            let mut after = String::new();
+            while let Some(name) = client
+                .query_one(&next, &[&after])
+                .await
+                .map_err(pg)?
+                .get::<_, Option<String>>(0)
+            {
+                names.insert(name.clone());
+                after = name;
+            }
+        }
+        let since = ms(since);
+        let mut stats = Vec::with_capacity(names.len());
+        for connector in names {
+            let (one, two): ([&(dyn ToSql + Sync); 1], [&(dyn ToSql + Sync); 2]) =
+                ([&connector], [&connector, &since]);
+            let (pending, delivered, dead) = tokio::try_join!(
+                client.query_one(
+                    "SELECT count(*), count(*) FILTER (WHERE attempts > 0), min(created_at) FROM deliveries
+                     WHERE state = 'pending' AND connector = $1",
+                    &one,
+                ),
+                client.query_one(
+                    "SELECT count(*) FROM deliveries WHERE state = 'delivered' AND connector = $1 AND updated_at >= $2",
+                    &two,
+                ),
+                client.query_one(
+                    "SELECT count(*), count(*) FILTER (WHERE updated_at >= $2) FROM deliveries
+                     WHERE state = 'dead' AND connector = $1",
+                    &two,
+                ),
+            )
+            .map_err(pg)?;
+            stats.push(ConnectorStats {
+                connector,
+                pending: count(column(&pending, 0)?),
+                retrying: count(column(&pending, 1)?),
+                oldest_pending: column::<Option<i64>>(&pending, 2)?
+                    .and_then(Timestamp::from_unix_millis),
+                delivered: count(column(&delivered, 0)?),
+                dead: count(column(&dead, 1)?),
+                dead_total: count(column(&dead, 0)?),
+            });
+        }
+        Ok(stats)
     }
 
     async fn received_since(&self, since: Timestamp) -> Result<u64, StoreError> {
@@ -1001,110 +1138,143 @@ impl Store for PostgresStore {
 
     async fn purge(
         &self,
-        delivered_before: Timestamp,
-        dead_before: Timestamp,
+        cutoffs: PurgeCutoffs,
+        after: Option<ConversationCursor>,
         limit: usize,
-    ) -> Result<PurgeReport, StoreError> {
-        let (delivered, dead) = (ms(delivered_before), ms(dead_before));
-        let limit = i64::try_from(limit.max(1)).unwrap_or(i64::MAX);
-        let conversations = self
-            .execute(
-                "DELETE FROM conversations WHERE id IN (
-                    SELECT c.id FROM conversations c LEFT JOIN deliveries d ON d.conversation_id = c.id
-                    WHERE c.updated_at < $1::bigint
-                    GROUP BY c.id
-                    HAVING count(d.id) FILTER (WHERE d.state = 'pending') = 0
-                       AND greatest(c.updated_at, coalesce(max(d.updated_at), 0))
-                           < CASE WHEN count(d.id) FILTER (WHERE d.state = 'dead') > 0 THEN $2::bigint ELSE $3::bigint END
-                    LIMIT $4::bigint)",
-                &[&delivered.max(dead), &dead, &delivered, &limit],
-            )
-            .await?;
-        let quarantined = self
-            .execute("DELETE FROM quarantine WHERE received_at < $1", &[&dead])
-            .await?;
-        Ok(PurgeReport {
-            conversations,
-            quarantined,
-        })
-    }
-
-    async fn forget(&self, email: &str) -> Result<ForgetReport, StoreError> {
-        let needle = email.trim().to_lowercase();
+    ) -> Result<PurgeBatch, StoreError> {
+        // Oldest first through the `(created_at, id)` index, from where the last batch
+        // stopped: a conversation first received after the later cut-off cannot have expired.
+        let (after_at, after_id) = after.as_ref().map_or((i64::MIN, String::new()), |c| {
+            (ms(c.received_at), c.id.clone())
+        });
+        let page = i64::try_from(limit.max(1)).unwrap_or(i64::MAX);
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(pg)?;
-        tx.batch_execute("CREATE TEMP TABLE forgotten (id TEXT PRIMARY KEY) ON COMMIT DROP")
+        let examined = tx
+            .query(
+                "SELECT c.id, c.created_at,
+                        greatest(c.updated_at, (SELECT max(d.updated_at) FROM deliveries d WHERE d.conversation_id = c.id)),
+                        (SELECT count(*) FROM deliveries d WHERE d.conversation_id = c.id AND d.state = 'pending'),
+                        (SELECT count(*) FROM deliveries d WHERE d.conversation_id = c.id AND d.state = 'dead')
+                 FROM conversations c
+                 WHERE c.created_at < $1 AND (c.created_at, c.id) > ($2, $3)
+                 ORDER BY c.created_at, c.id LIMIT $4",
+                &[&cutoffs.latest_ms(), &after_at, &after_id, &page],
+            )
             .await
             .map_err(pg)?;
-        // Raw bodies parsed as JSON, so they are UTF-8 text.
-        tx.execute(
-            "INSERT INTO forgotten
-             SELECT id FROM conversations WHERE lower(visitor_email) = $1
-             UNION SELECT conversation_id FROM conversation_versions
-                   WHERE position($1 in lower(convert_from(raw, 'UTF8'))) > 0
-                      OR position($1 in lower(normalized)) > 0",
-            &[&needle],
-        )
-        .await
-        .map_err(pg)?;
-        let count_of = |sql: &'static str| {
-            let tx = &tx;
-            async move {
-                let row = tx.query_one(sql, &[]).await.map_err(pg)?;
-                Ok::<_, StoreError>(count(column(&row, 0)?))
+        let mut expired = Vec::new();
+        for row in &examined {
+            let pending: i64 = column(row, 3)?;
+            if pending == 0 && cutoffs.expired(column(row, 2)?, count(column(row, 4)?)) {
+                expired.push(column::<String>(row, 0)?);
             }
-        };
-        let report = ForgetReport {
-            conversations: count_of("SELECT count(*) FROM forgotten").await?,
-            versions: count_of(
-                "SELECT count(*) FROM conversation_versions WHERE conversation_id IN (SELECT id FROM forgotten)",
-            )
-            .await?,
-            deliveries: count_of(
-                "SELECT count(*) FROM deliveries WHERE conversation_id IN (SELECT id FROM forgotten)",
-            )
-            .await?,
-            attempts: count_of(
-                "SELECT count(*) FROM attempts WHERE delivery_id IN
-                 (SELECT id FROM deliveries WHERE conversation_id IN (SELECT id FROM forgotten))",
-            )
-            .await?,
-            ledger_entries: count_of(
-                "SELECT count(*) FROM ledger WHERE conversation_id IN (SELECT id FROM forgotten)",
-            )
-            .await?,
+        }
+        let mut report = PurgeReport {
+            conversations: tx
+                .execute("DELETE FROM conversations WHERE id = ANY($1)", &[&expired])
+                .await
+                .map_err(pg)?,
             quarantined: 0,
-            excerpts_blanked: 0,
-            files: 0,
         };
-        tx.execute(
-            "DELETE FROM conversations WHERE id IN (SELECT id FROM forgotten)",
-            &[],
-        )
-        .await
-        .map_err(pg)?;
-        let blanked = tx
-            .execute(
-                "UPDATE attempts SET
-                    excerpt = CASE WHEN position($1 in lower(excerpt)) > 0 THEN NULL ELSE excerpt END,
-                    error = CASE WHEN position($1 in lower(error)) > 0 THEN '(erased: mentioned a forgotten visitor)' ELSE error END
-                 WHERE position($1 in lower(excerpt)) > 0 OR position($1 in lower(error)) > 0",
-                &[&needle],
-            )
-            .await
-            .map_err(pg)?
-            + tx
+        if after.is_none() {
+            report.quarantined = tx
                 .execute(
-                    "UPDATE deliveries SET last_error = '(erased: mentioned a forgotten visitor)'
-                     WHERE position($1 in lower(last_error)) > 0",
-                    &[&needle],
+                    "DELETE FROM quarantine WHERE received_at < $1",
+                    &[&ms(cutoffs.dead_before)],
                 )
                 .await
                 .map_err(pg)?;
+        }
         tx.commit().await.map_err(pg)?;
-        Ok(ForgetReport {
-            excerpts_blanked: blanked,
-            ..report
+        let next = match examined.last() {
+            Some(row) if examined.len() == limit.max(1) => Some(ConversationCursor {
+                received_at: from_ms(column(row, 1)?)?,
+                id: column(row, 0)?,
+            }),
+            _ => None,
+        };
+        Ok(PurgeBatch { report, next })
+    }
+
+    async fn forget(&self, email: &str, limit: usize) -> Result<ForgetBatch, StoreError> {
+        let page = i64::try_from(limit.max(1)).unwrap_or(i64::MAX);
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg)?;
+        let mut doomed: Vec<String> = Vec::new();
+        for sql in [
+            "SELECT conversation_id FROM mentions WHERE address = $1 AND attempt_id = 0 LIMIT $2",
+            "SELECT id FROM conversations WHERE lower(visitor_email) = $1 LIMIT $2",
+        ] {
+            for row in tx.query(sql, &[&email, &page]).await.map_err(pg)? {
+                doomed.push(column(&row, 0)?);
+            }
+        }
+        doomed.sort_unstable();
+        doomed.dedup();
+        let count_of = |sql: &'static str| {
+            let (tx, doomed) = (&tx, &doomed);
+            async move {
+                let row = tx.query_one(sql, &[doomed]).await.map_err(pg)?;
+                Ok::<_, StoreError>(count(column(&row, 0)?))
+            }
+        };
+        let mut report = ForgetReport {
+            versions: count_of("SELECT count(*) FROM conversation_versions WHERE conversation_id = ANY($1)").await?,
+            deliveries: count_of("SELECT count(*) FROM deliveries WHERE conversation_id = ANY($1)").await?,
+            attempts: count_of(
+                "SELECT count(*) FROM attempts WHERE delivery_id IN (SELECT id FROM deliveries WHERE conversation_id = ANY($1))",
+            )
+            .await?,
+            ledger_entries: count_of("SELECT count(*) FROM ledger WHERE conversation_id = ANY($1)").await?,
+            ..ForgetReport::default()
+        };
+        report.conversations = tx
+            .execute("DELETE FROM conversations WHERE id = ANY($1)", &[&doomed])
+            .await
+            .map_err(pg)?;
+        // Attempts of other conversations whose answer mentioned the address.
+        let attempts = tx
+            .query(
+                "SELECT m.conversation_id, m.attempt_id, a.delivery_id, a.error, a.excerpt, d.last_error
+                 FROM mentions m LEFT JOIN attempts a ON a.id = m.attempt_id
+                      LEFT JOIN deliveries d ON d.id = a.delivery_id
+                 WHERE m.address = $1 AND m.attempt_id <> 0 LIMIT $2",
+                &[&email, &page],
+            )
+            .await
+            .map_err(pg)?;
+        for row in &attempts {
+            let (conversation, attempt): (String, i64) = (column(row, 0)?, column(row, 1)?);
+            if let Some(delivery) = column::<Option<i64>>(row, 2)? {
+                let blanked = Blanked::of(email, column(row, 3)?, column(row, 4)?, column(row, 5)?);
+                tx.execute(
+                    "UPDATE attempts SET error = CASE WHEN $2 THEN $4 ELSE error END,
+                                         excerpt = CASE WHEN $3 THEN NULL ELSE excerpt END
+                     WHERE id = $1 AND ($2 OR $3)",
+                    &[&attempt, &blanked.error, &blanked.excerpt, &ERASED],
+                )
+                .await
+                .map_err(pg)?;
+                tx.execute(
+                    "UPDATE deliveries SET last_error = $2 WHERE id = $1 AND $3",
+                    &[&delivery, &ERASED, &blanked.last_error],
+                )
+                .await
+                .map_err(pg)?;
+                report.excerpts_blanked += blanked.count();
+            }
+            tx.execute(
+                "DELETE FROM mentions WHERE address = $1 AND conversation_id = $2 AND attempt_id = $3",
+                &[&email, &conversation, &attempt],
+            )
+            .await
+            .map_err(pg)?;
+        }
+        tx.commit().await.map_err(pg)?;
+        Ok(ForgetBatch {
+            report,
+            done: doomed.len() < limit.max(1) && attempts.len() < limit.max(1),
         })
     }
 

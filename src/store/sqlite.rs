@@ -27,12 +27,16 @@
 //! the commit that crosses that size as SQLite does by default: they are a large part of the
 //! writer's time otherwise, and the writer is the one serial step of ingest.
 //!
-//! Reads go through the same thread; they are short, and it keeps the one-writer rule simple.
-//! Other processes (the CLI) open their own connection; WAL lets them read while we write, and
-//! `busy_timeout` makes their writes wait their turn.
+//! Reads that only look (listings, searches, counts, a conversation's detail) run on
+//! connections of their own, on blocking threads, each in one read transaction: WAL gives
+//! each a snapshot while the writer goes on, so a search through a year of chats never holds
+//! an acknowledgement back. Reads that decide a write (the duplicate check, a lease) stay on
+//! the writer, inside its transaction. Other processes (the CLI) open their own connection;
+//! WAL lets them read while we write, and `busy_timeout` makes their writes wait their turn.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -40,11 +44,11 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    AttemptRecord, AttemptRow, ConnectorStats, ConversationFilter, ConversationRow, DeliveryFilter,
-    DeliveryRow, DeliveryState, FilterSql, FilterValue, ForgetReport, IngestOutcome,
-    LeasedDelivery, NewSession, NewVersion, NextState, PurgeReport, QuarantineRow, Quarantined,
-    QuarantinedBody, ReplayReport, StateCounts, Store, StoreError, VersionRow, delivery_key,
-    from_ms, ms,
+    AttemptRecord, AttemptRow, Blanked, ConnectorStats, ConversationCursor, ConversationFilter,
+    ConversationRow, DeliveryFilter, DeliveryRow, DeliveryState, ERASED, FilterSql, FilterValue,
+    ForgetBatch, ForgetReport, IngestOutcome, LeasedDelivery, NewSession, NewVersion, NextState,
+    PurgeBatch, PurgeCutoffs, PurgeReport, QuarantineRow, Quarantined, QuarantinedBody,
+    ReplayReport, StateCounts, Store, StoreError, VersionRow, delivery_key, from_ms, ms,
 };
 use crate::config::Synchronous;
 use crate::connectors::StepOutputs;
@@ -69,7 +73,12 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/sqlite/0005_drop_unused_due_index.sql"),
     include_str!("migrations/sqlite/0006_sessions.sql"),
     include_str!("migrations/sqlite/0007_listing_indexes.sql"),
+    include_str!("migrations/sqlite/0008_mentions_and_counts.sql"),
 ];
+
+/// The migration that creates `mentions`: in its transaction, what was stored before is
+/// indexed too.
+const MENTIONS_MIGRATION: usize = 8;
 
 /// A unit of work for the writer.
 trait Work: Send {
@@ -117,12 +126,53 @@ where
 
 type Job = Box<dyn Work>;
 
-/// A SQLite-backed [`Store`]. Cheap to clone; all clones share the writer.
+/// A SQLite-backed [`Store`]. Cheap to clone; all clones share the writer and the readers.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     jobs: mpsc::Sender<Job>,
     /// To the checkpointer: a scrub's request to truncate the WAL.
     checkpoints: std::sync::mpsc::SyncSender<Checkpoint>,
+    readers: Arc<Readers>,
+}
+
+/// Read-only connections, opened when every open one is busy and kept for the next read.
+#[derive(Debug)]
+struct Readers {
+    path: PathBuf,
+    idle: Mutex<Vec<Connection>>,
+}
+
+/// Idle readers kept open; more may be open at once while reads pile up.
+const IDLE_READERS: usize = 4;
+
+impl Readers {
+    /// Runs `work` in one read transaction on an idle reader (or a new one), on this thread.
+    fn run<R>(
+        &self,
+        work: impl FnOnce(&Connection) -> Result<R, StoreError>,
+    ) -> Result<R, StoreError> {
+        let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let conn = match idle {
+            Some(conn) => conn,
+            None => {
+                let conn = connect(&self.path)?;
+                conn.execute_batch("PRAGMA query_only = ON")
+                    .map_err(|e| StoreError::Open(e.to_string()))?;
+                conn
+            }
+        };
+        // One snapshot for all of the work's statements; nothing to commit, so dropping it
+        // ends it.
+        let result = conn
+            .unchecked_transaction()
+            .map_err(db)
+            .and_then(|tx| work(&tx));
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        if idle.len() < IDLE_READERS {
+            idle.push(conn);
+        }
+        result
+    }
 }
 
 /// What the checkpointer is asked to do.
@@ -191,7 +241,26 @@ impl SqliteStore {
             "chatbridge-store",
             Box::new(move || write_loop(conn, queue, syncer)),
         )?;
-        Ok(Self { jobs, checkpoints })
+        Ok(Self {
+            jobs,
+            checkpoints,
+            readers: Arc::new(Readers {
+                path: path.to_owned(),
+                idle: Mutex::new(Vec::new()),
+            }),
+        })
+    }
+
+    /// Runs `work` on a reader, off the writer and off the async threads.
+    async fn read<R, F>(&self, work: F) -> Result<R, StoreError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Connection) -> Result<R, StoreError> + Send + 'static,
+    {
+        let readers = Arc::clone(&self.readers);
+        tokio::task::spawn_blocking(move || readers.run(work))
+            .await
+            .map_err(|_| StoreError::Closed)?
     }
 
     /// Runs `work` on the writer inside the next batch; returns its result after the commit.
@@ -282,13 +351,101 @@ fn migrate(conn: &Connection) -> Result<(), StoreError> {
     }
     for (index, sql) in MIGRATIONS.iter().enumerate().skip(applied) {
         let version = index + 1;
-        conn.execute_batch(&format!(
-            "BEGIN IMMEDIATE; {sql}\nPRAGMA user_version = {version}; COMMIT;"
-        ))
-        .map_err(|e| {
+        let failed = |e: &dyn std::fmt::Display| {
             let _ = conn.execute_batch("ROLLBACK");
             StoreError::Open(format!("migration {version} failed: {e}"))
-        })?;
+        };
+        conn.execute_batch(&format!("BEGIN IMMEDIATE; {sql}"))
+            .map_err(|e| failed(&e))?;
+        if version == MENTIONS_MIGRATION {
+            index_mentions(conn).map_err(|e| failed(&e))?;
+        }
+        conn.execute_batch(&format!("PRAGMA user_version = {version}; COMMIT;"))
+            .map_err(|e| failed(&e))?;
+    }
+    Ok(())
+}
+
+/// Fills `mentions` for the bodies and attempts stored before it existed.
+fn index_mentions(conn: &Connection) -> Result<(), StoreError> {
+    let mut versions = conn
+        .prepare("SELECT conversation_id, raw, normalized FROM conversation_versions")
+        .map_err(db)?;
+    let mut rows = versions.query([]).map_err(db)?;
+    while let Some(row) = rows.next().map_err(db)? {
+        let id: String = row.get(0).map_err(db)?;
+        let mut found = crate::privacy::addresses(&row.get::<_, Vec<u8>>(1).map_err(db)?);
+        found.extend(crate::privacy::addresses(
+            row.get::<_, String>(2).map_err(db)?.as_bytes(),
+        ));
+        mention(conn, &id, 0, found.iter())?;
+    }
+    let mut attempts = conn
+        .prepare(
+            "SELECT a.id, d.id, a.error, a.excerpt FROM attempts a JOIN deliveries d ON d.id = a.delivery_id
+             WHERE a.error IS NOT NULL OR a.excerpt IS NOT NULL",
+        )
+        .map_err(db)?;
+    let mut rows = attempts.query([]).map_err(db)?;
+    while let Some(row) = rows.next().map_err(db)? {
+        let mut found = std::collections::BTreeSet::new();
+        for column in [2, 3] {
+            if let Some(text) = row.get::<_, Option<String>>(column).map_err(db)? {
+                found.extend(crate::privacy::addresses(text.as_bytes()));
+            }
+        }
+        let found: Vec<String> = found.into_iter().collect();
+        mention_in_attempt(
+            conn,
+            row.get(1).map_err(db)?,
+            row.get(0).map_err(db)?,
+            &found,
+        )?;
+    }
+    Ok(())
+}
+
+/// Records that conversation `id`'s bodies (`attempt` 0) mention `addresses`.
+fn mention<'a>(
+    conn: &Connection,
+    id: &str,
+    attempt: i64,
+    addresses: impl Iterator<Item = &'a String>,
+) -> Result<(), StoreError> {
+    let mut insert = conn
+        .prepare_cached(
+            "INSERT OR IGNORE INTO mentions (address, conversation_id, attempt_id) VALUES (?1, ?2, ?3)",
+        )
+        .map_err(db)?;
+    for address in addresses {
+        insert.execute(params![address, id, attempt]).map_err(db)?;
+    }
+    Ok(())
+}
+
+/// Records that attempt `attempt` of delivery `delivery` mentions `addresses`, those its
+/// conversation's bodies do not (erasing those takes the whole conversation anyway).
+fn mention_in_attempt(
+    conn: &Connection,
+    delivery: i64,
+    attempt: i64,
+    addresses: &[String],
+) -> Result<(), StoreError> {
+    if addresses.is_empty() {
+        return Ok(());
+    }
+    let mut insert = conn
+        .prepare_cached(
+            "INSERT OR IGNORE INTO mentions (address, conversation_id, attempt_id)
+             SELECT ?1, d.conversation_id, ?2 FROM deliveries d WHERE d.id = ?3
+               AND NOT EXISTS (SELECT 1 FROM mentions m
+                               WHERE m.address = ?1 AND m.conversation_id = d.conversation_id AND m.attempt_id = 0)",
+        )
+        .map_err(db)?;
+    for address in addresses {
+        insert
+            .execute(params![address, attempt, delivery])
+            .map_err(db)?;
     }
     Ok(())
 }
@@ -504,6 +661,7 @@ fn ingest(conn: &Connection, new: &NewVersion) -> Result<IngestOutcome, StoreErr
     )
     .and_then(|mut s| s.execute(params![id, version, new.body_sha256, new.raw, new.normalized, now]))
     .map_err(db)?;
+    mention(conn, id, 0, new.mentions.iter())?;
     let mut merged = 0;
     for connector in &new.connectors {
         // A waiting, unleased delivery of the same pair is brought up to this version rather
@@ -653,6 +811,7 @@ fn finish(
     conn: &Connection,
     id: i64,
     record: &AttemptRecord,
+    mentions: &[String],
     next: &NextState,
 ) -> Result<(), StoreError> {
     let started = ms(record.started_at);
@@ -674,6 +833,7 @@ fn finish(
         ])
     })
     .map_err(db)?;
+    mention_in_attempt(conn, id, conn.last_insert_rowid(), mentions)?;
     let now = ms(Timestamp::now());
     if let NextState::Delivered { ledger, .. } = next {
         remember(conn, id, ledger, now)?;
@@ -778,18 +938,27 @@ fn conversation_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ConversationRow> 
 
 /// The conditions of `f` over `conversations c`, and their values as SQLite takes them.
 fn conversation_filter(f: &ConversationFilter) -> (String, Vec<rusqlite::types::Value>) {
-    use rusqlite::types::Value;
-    let sql = FilterSql::new(
+    bound(FilterSql::conversations(
         f,
-        |n| format!("?{n}"),
+        placeholder,
         // The `conversations_email` index is in this collation.
         "c.visitor_email = {} COLLATE NOCASE",
-    );
+    ))
+}
+
+/// Parameter `n` as SQLite writes it.
+fn placeholder(n: usize) -> String {
+    format!("?{n}")
+}
+
+/// `sql`'s conditions, and its values as SQLite takes them.
+fn bound(sql: FilterSql) -> (String, Vec<rusqlite::types::Value>) {
+    use rusqlite::types::Value;
     let values = sql
         .values
         .into_iter()
         .map(|v| match v {
-            FilterValue::Time(ms) => Value::Integer(ms),
+            FilterValue::Integer(n) => Value::Integer(n),
             FilterValue::Text(text) => Value::Text(text),
         })
         .collect();
@@ -860,104 +1029,238 @@ fn replay(
     Ok(report)
 }
 
+/// Conversations first received before `?1`, after (`?2`, `?3`), oldest first, at most `?4`:
+/// id, first received, last activity, pending and dead deliveries.
+const PURGE_PAGE: &str = "SELECT c.id, c.created_at,
+        max(c.updated_at, coalesce((SELECT max(d.updated_at) FROM deliveries d WHERE d.conversation_id = c.id), 0)),
+        (SELECT count(*) FROM deliveries d WHERE d.conversation_id = c.id AND d.state = 'pending'),
+        (SELECT count(*) FROM deliveries d WHERE d.conversation_id = c.id AND d.state = 'dead')
+     FROM conversations c
+     WHERE c.created_at < ?1 AND (c.created_at, c.id) > (?2, ?3)
+     ORDER BY c.created_at, c.id LIMIT ?4";
+
 fn purge(
     conn: &Connection,
-    delivered_before: i64,
-    dead_before: i64,
+    cutoffs: PurgeCutoffs,
+    after: Option<&ConversationCursor>,
     limit: usize,
-) -> Result<PurgeReport, StoreError> {
-    let conversations = conn
-        .prepare_cached(
-            "DELETE FROM conversations WHERE id IN (
-                SELECT c.id FROM conversations c LEFT JOIN deliveries d ON d.conversation_id = c.id
-                WHERE c.updated_at < ?1
-                GROUP BY c.id
-                HAVING coalesce(sum(d.state = 'pending'), 0) = 0
-                   AND max(c.updated_at, coalesce(max(d.updated_at), 0))
-                       < CASE WHEN coalesce(sum(d.state = 'dead'), 0) > 0 THEN ?2 ELSE ?3 END
-                LIMIT ?4)",
-        )
+) -> Result<PurgeBatch, StoreError> {
+    // Oldest first through the `(created_at, id)` index, from where the last batch stopped:
+    // a conversation first received after the later cut-off cannot have expired.
+    let (after_at, after_id) = after.map_or((i64::MIN, String::new()), |c| {
+        (ms(c.received_at), c.id.clone())
+    });
+    let examined = conn
+        .prepare_cached(PURGE_PAGE)
         .and_then(|mut s| {
-            s.execute(params![
-                delivered_before.max(dead_before),
-                dead_before,
-                delivered_before,
-                limit as i64
-            ])
+            s.query_map(
+                params![cutoffs.latest_ms(), after_at, after_id, limit as i64],
+                |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, i64>(1)?,
+                        r.get::<_, i64>(2)?,
+                        r.get::<_, u64>(3)?,
+                        r.get::<_, u64>(4)?,
+                    ))
+                },
+            )?
+            .collect::<Result<Vec<_>, _>>()
         })
         .map_err(db)?;
-    let quarantined = conn
-        .prepare_cached("DELETE FROM quarantine WHERE received_at < ?1")
-        .and_then(|mut s| s.execute([dead_before]))
+    let mut delete = conn
+        .prepare_cached("DELETE FROM conversations WHERE id = ?1")
         .map_err(db)?;
-    Ok(PurgeReport {
-        conversations: conversations as u64,
-        quarantined: quarantined as u64,
+    let mut report = PurgeReport::default();
+    for (id, _, last_active, pending, dead) in &examined {
+        if *pending == 0 && cutoffs.expired(*last_active, *dead) {
+            report.conversations += delete.execute([id]).map_err(db)? as u64;
+        }
+    }
+    let next = match examined.last() {
+        Some((id, at, ..)) if examined.len() == limit => Some(ConversationCursor {
+            received_at: from_ms(*at)?,
+            id: id.clone(),
+        }),
+        _ => None,
+    };
+    if after.is_none() {
+        report.quarantined = conn
+            .prepare_cached("DELETE FROM quarantine WHERE received_at < ?1")
+            .and_then(|mut s| s.execute([ms(cutoffs.dead_before)]))
+            .map_err(db)? as u64;
+    }
+    Ok(PurgeBatch { report, next })
+}
+
+/// At most `?2` conversations whose bodies mention `?1`.
+const MENTIONED_IN_BODIES: &str =
+    "SELECT conversation_id FROM mentions WHERE address = ?1 AND attempt_id = 0 LIMIT ?2";
+/// At most `?2` conversations of the visitor with address `?1`.
+const OF_VISITOR: &str =
+    "SELECT id FROM conversations WHERE visitor_email = ?1 COLLATE NOCASE LIMIT ?2";
+/// At most `?2` attempts whose answer mentions `?1`, with their conversation.
+const MENTIONED_IN_ATTEMPTS: &str = "SELECT conversation_id, attempt_id FROM mentions WHERE address = ?1 AND attempt_id <> 0 LIMIT ?2";
+
+fn forget(conn: &Connection, needle: &str, limit: usize) -> Result<ForgetBatch, StoreError> {
+    let limit = limit as i64;
+    let ids = |sql: &str| -> Result<Vec<String>, StoreError> {
+        conn.prepare_cached(sql)
+            .and_then(|mut s| s.query_map(params![needle, limit], |r| r.get(0))?.collect())
+            .map_err(db)
+    };
+    let mut doomed = ids(MENTIONED_IN_BODIES)?;
+    doomed.extend(ids(OF_VISITOR)?);
+    doomed.sort_unstable();
+    doomed.dedup();
+    let mut report = ForgetReport::default();
+    for id in &doomed {
+        let count = |sql: &str| -> Result<u64, StoreError> {
+            conn.prepare_cached(sql)
+                .and_then(|mut s| s.query_row([id], |r| r.get(0)))
+                .map_err(db)
+        };
+        report.versions +=
+            count("SELECT count(*) FROM conversation_versions WHERE conversation_id = ?1")?;
+        report.deliveries += count("SELECT count(*) FROM deliveries WHERE conversation_id = ?1")?;
+        report.attempts += count(
+            "SELECT count(*) FROM attempts WHERE delivery_id IN (SELECT id FROM deliveries WHERE conversation_id = ?1)",
+        )?;
+        report.ledger_entries += count("SELECT count(*) FROM ledger WHERE conversation_id = ?1")?;
+        report.conversations += conn
+            .prepare_cached("DELETE FROM conversations WHERE id = ?1")
+            .and_then(|mut s| s.execute([id]))
+            .map_err(db)? as u64;
+    }
+    // Attempts of other conversations whose answer mentioned the address.
+    let attempts: Vec<(String, i64)> = conn
+        .prepare_cached(MENTIONED_IN_ATTEMPTS)
+        .and_then(|mut s| {
+            s.query_map(params![needle, limit], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect()
+        })
+        .map_err(db)?;
+    let found_attempts = attempts.len();
+    for (conversation, attempt) in attempts {
+        // The attempt's delivery, and which of their texts mention the address.
+        let found: Option<(i64, Blanked)> = conn
+            .prepare_cached(
+                "SELECT a.delivery_id, a.error, a.excerpt, d.last_error FROM attempts a
+                 JOIN deliveries d ON d.id = a.delivery_id WHERE a.id = ?1",
+            )
+            .and_then(|mut s| {
+                s.query_row([attempt], |r| {
+                    let text = |i: usize| r.get::<_, Option<String>>(i);
+                    let (error, excerpt, last) = (text(1)?, text(2)?, text(3)?);
+                    Ok((
+                        r.get(0)?,
+                        Blanked::of(
+                            needle,
+                            error.as_deref(),
+                            excerpt.as_deref(),
+                            last.as_deref(),
+                        ),
+                    ))
+                })
+                .optional()
+            })
+            .map_err(db)?;
+        if let Some((delivery, blanked)) = found {
+            conn.prepare_cached(
+                "UPDATE attempts SET error = CASE WHEN ?2 THEN ?4 ELSE error END,
+                                     excerpt = CASE WHEN ?3 THEN NULL ELSE excerpt END
+                 WHERE id = ?1 AND (?2 OR ?3)",
+            )
+            .and_then(|mut s| s.execute(params![attempt, blanked.error, blanked.excerpt, ERASED]))
+            .map_err(db)?;
+            conn.prepare_cached("UPDATE deliveries SET last_error = ?2 WHERE id = ?1 AND ?3")
+                .and_then(|mut s| s.execute(params![delivery, ERASED, blanked.last_error]))
+                .map_err(db)?;
+            report.excerpts_blanked += blanked.count();
+        }
+        conn.prepare_cached(
+            "DELETE FROM mentions WHERE address = ?1 AND conversation_id = ?2 AND attempt_id = ?3",
+        )
+        .and_then(|mut s| s.execute(params![needle, conversation, attempt]))
+        .map_err(db)?;
+    }
+    Ok(ForgetBatch {
+        report,
+        done: doomed.len() < limit as usize && found_attempts < limit as usize,
     })
 }
 
-fn forget(conn: &Connection, email: &str) -> Result<ForgetReport, StoreError> {
-    let needle = email.trim().to_lowercase();
-    let count = |sql: &str| -> Result<u64, StoreError> {
-        conn.query_row(sql, [&needle], |r| r.get(0)).map_err(db)
-    };
-    conn.execute(
-        "CREATE TEMP TABLE IF NOT EXISTS forgotten (id TEXT PRIMARY KEY) WITHOUT ROWID",
-        [],
+/// Versions received since `?1`.
+const RECEIVED_SINCE: &str = "SELECT count(*) FROM conversation_versions WHERE received_at >= ?1";
+
+/// The first connector after `?1` with a delivery in `state`.
+fn next_connector(state: DeliveryState) -> String {
+    format!(
+        "SELECT min(connector) FROM deliveries WHERE state = '{}' AND connector > ?1",
+        state.as_str()
     )
-    .map_err(db)?;
-    conn.execute("DELETE FROM temp.forgotten", []).map_err(db)?;
-    conn.execute(
-        "INSERT OR IGNORE INTO temp.forgotten
-         SELECT id FROM conversations WHERE lower(visitor_email) = ?1
-         UNION SELECT conversation_id FROM conversation_versions
-               WHERE instr(lower(CAST(raw AS TEXT)), ?1) > 0 OR instr(lower(normalized), ?1) > 0",
-        [&needle],
-    )
-    .map_err(db)?;
-    let in_set = "IN (SELECT id FROM temp.forgotten)";
-    let report = ForgetReport {
-        conversations: count("SELECT count(*) FROM temp.forgotten WHERE ?1 IS NOT NULL")?,
-        versions: count(&format!(
-            "SELECT count(*) FROM conversation_versions WHERE ?1 IS NOT NULL AND conversation_id {in_set}"
-        ))?,
-        deliveries: count(&format!(
-            "SELECT count(*) FROM deliveries WHERE ?1 IS NOT NULL AND conversation_id {in_set}"
-        ))?,
-        attempts: count(&format!(
-            "SELECT count(*) FROM attempts WHERE ?1 IS NOT NULL AND delivery_id IN
-             (SELECT id FROM deliveries WHERE conversation_id {in_set})"
-        ))?,
-        ledger_entries: count(&format!(
-            "SELECT count(*) FROM ledger WHERE ?1 IS NOT NULL AND conversation_id {in_set}"
-        ))?,
-        quarantined: 0,
-        excerpts_blanked: 0,
-        files: 0,
-    };
-    conn.execute(&format!("DELETE FROM conversations WHERE id {in_set}"), [])
-        .map_err(db)?;
-    conn.execute("DELETE FROM temp.forgotten", []).map_err(db)?;
-    let blanked = conn
-        .execute(
-            "UPDATE attempts SET
-                excerpt = CASE WHEN instr(lower(excerpt), ?1) > 0 THEN NULL ELSE excerpt END,
-                error = CASE WHEN instr(lower(error), ?1) > 0 THEN '(erased: mentioned a forgotten visitor)' ELSE error END
-             WHERE instr(lower(excerpt), ?1) > 0 OR instr(lower(error), ?1) > 0",
-            [&needle],
-        )
-        .map_err(db)?
-        + conn
-            .execute(
-                "UPDATE deliveries SET last_error = '(erased: mentioned a forgotten visitor)'
-                 WHERE instr(lower(last_error), ?1) > 0",
-                [&needle],
-            )
-            .map_err(db)?;
-    Ok(ForgetReport {
-        excerpts_blanked: blanked as u64,
-        ..report
-    })
+}
+
+/// Connector `?1`'s pending deliveries, those retried, and the oldest one's creation.
+const PENDING_OF: &str =
+    "SELECT count(*), coalesce(sum(attempts > 0), 0), min(created_at) FROM deliveries
+     WHERE state = 'pending' AND connector = ?1";
+/// Connector `?1`'s deliveries that succeeded since `?2`.
+const DELIVERED_SINCE: &str = "SELECT count(*) FROM deliveries WHERE state = 'delivered' AND connector = ?1 AND updated_at >= ?2";
+/// Connector `?1`'s dead deliveries, and those that died since `?2`.
+const DEAD_OF: &str = "SELECT count(*), coalesce(sum(updated_at >= ?2), 0) FROM deliveries
+     WHERE state = 'dead' AND connector = ?1";
+
+/// Each connector's queue and outcomes. Every figure is a range of one state's partial
+/// index led by the connector, as are the connectors' names, walked one at a time: the
+/// cost follows the queue and the day's deliveries, not the history kept.
+fn connector_stats(conn: &Connection, since: i64) -> Result<Vec<ConnectorStats>, StoreError> {
+    let mut names = std::collections::BTreeSet::new();
+    for state in [
+        DeliveryState::Pending,
+        DeliveryState::Delivered,
+        DeliveryState::Dead,
+    ] {
+        let mut next = conn.prepare_cached(&next_connector(state)).map_err(db)?;
+        let mut after = String::new();
+        while let Some(name) = next
+            .query_row([&after], |r| r.get::<_, Option<String>>(0))
+            .map_err(db)?
+        {
+            names.insert(name.clone());
+            after = name;
+        }
+    }
+    names
+        .into_iter()
+        .map(|connector| {
+            let (pending, retrying, oldest): (u64, u64, Option<i64>) = conn
+                .prepare_cached(PENDING_OF)
+                .and_then(|mut s| {
+                    s.query_row([&connector], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                })
+                .map_err(db)?;
+            let delivered: u64 = conn
+                .prepare_cached(DELIVERED_SINCE)
+                .and_then(|mut s| s.query_row(params![connector, since], |r| r.get(0)))
+                .map_err(db)?;
+            let (dead_total, dead): (u64, u64) = conn
+                .prepare_cached(DEAD_OF)
+                .and_then(|mut s| {
+                    s.query_row(params![connector, since], |r| Ok((r.get(0)?, r.get(1)?)))
+                })
+                .map_err(db)?;
+            Ok(ConnectorStats {
+                connector,
+                pending,
+                retrying,
+                oldest_pending: oldest.and_then(Timestamp::from_unix_millis),
+                delivered,
+                dead,
+                dead_total,
+            })
+        })
+        .collect()
 }
 
 /// Quarantined bodies matching `condition` on `?1`, oldest first.
@@ -1021,7 +1324,7 @@ impl Store for SqliteStore {
     }
 
     async fn quarantined(&self, limit: usize) -> Result<Vec<QuarantineRow>, StoreError> {
-        self.call(move |conn| {
+        self.read(move |conn| {
             let rows = conn
                 .prepare_cached("SELECT id, source, reason, length(body), received_at FROM quarantine ORDER BY id DESC LIMIT ?1")
                 .and_then(|mut s| {
@@ -1107,7 +1410,8 @@ impl Store for SqliteStore {
         record: AttemptRecord,
         next: NextState,
     ) -> Result<(), StoreError> {
-        self.call(move |conn| finish(conn, delivery_id, &record, &next))
+        let mentions = record.mentions();
+        self.call(move |conn| finish(conn, delivery_id, &record, &mentions, &next))
             .await
     }
 
@@ -1150,29 +1454,24 @@ impl Store for SqliteStore {
     }
 
     async fn deliveries(&self, filter: DeliveryFilter) -> Result<Vec<DeliveryRow>, StoreError> {
-        self.call(move |conn| {
-            let limit = if filter.limit == 0 { -1 } else { filter.limit as i64 };
+        let (conditions, mut values) = bound(FilterSql::deliveries(&filter, placeholder));
+        let limit = if filter.limit == 0 {
+            -1
+        } else {
+            filter.limit as i64
+        };
+        values.push(rusqlite::types::Value::Integer(limit));
+        self.read(move |conn| {
             let rows = conn
-                .prepare_cached(
+                .prepare_cached(&format!(
                     "SELECT id, conversation_id, version, connector, key, state, attempts, next_attempt_at, last_error,
                             remote, created_at, updated_at
-                     FROM deliveries
-                     WHERE (?1 IS NULL OR state = ?1) AND (?2 IS NULL OR connector = ?2)
-                       AND (?3 IS NULL OR conversation_id = ?3) AND (?5 IS NULL OR id < ?5)
-                     ORDER BY id DESC LIMIT ?4",
-                )
+                     FROM deliveries WHERE {conditions} ORDER BY id DESC LIMIT ?{}",
+                    values.len()
+                ))
                 .and_then(|mut s| {
-                    s.query_map(
-                        params![
-                            filter.state.map(DeliveryState::as_str),
-                            filter.connector,
-                            filter.conversation_id,
-                            limit,
-                            filter.before
-                        ],
-                        delivery_row,
-                    )?
-                    .collect::<Result<Vec<_>, _>>()
+                    s.query_map(rusqlite::params_from_iter(values), delivery_row)?
+                        .collect::<Result<Vec<_>, _>>()
                 })
                 .map_err(db)?;
             rows.into_iter()
@@ -1190,7 +1489,7 @@ impl Store for SqliteStore {
     }
 
     async fn attempts(&self, delivery_id: i64) -> Result<Vec<AttemptRow>, StoreError> {
-        self.call(move |conn| {
+        self.read(move |conn| {
             let rows = conn
                 .prepare_cached(
                     "SELECT attempt, started_at, duration_ms, outcome, status, step, error, excerpt
@@ -1252,12 +1551,12 @@ impl Store for SqliteStore {
         &self,
         filter: ConversationFilter,
     ) -> Result<Vec<ConversationRow>, StoreError> {
-        self.call(move |conn| conversations(conn, &filter)).await
+        self.read(move |conn| conversations(conn, &filter)).await
     }
 
     async fn conversation_count(&self, filter: &ConversationFilter) -> Result<u64, StoreError> {
         let (conditions, values) = conversation_filter(filter);
-        self.call(move |conn| {
+        self.read(move |conn| {
             conn.prepare_cached(&format!(
                 "SELECT count(*) FROM conversations c WHERE {conditions}"
             ))
@@ -1272,7 +1571,7 @@ impl Store for SqliteStore {
         id: &str,
     ) -> Result<Option<(ConversationRow, Vec<VersionRow>)>, StoreError> {
         let id = id.to_owned();
-        self.call(move |conn| {
+        self.read(move |conn| {
             let Some(row) = conn
                 .prepare_cached(&format!("SELECT {CONVERSATION_COLUMNS} FROM conversations c WHERE c.id = ?1"))
                 .and_then(|mut s| s.query_row([&id], conversation_row).optional())
@@ -1313,58 +1612,33 @@ impl Store for SqliteStore {
     }
 
     async fn connector_stats(&self, since: Timestamp) -> Result<Vec<ConnectorStats>, StoreError> {
-        self.call(move |conn| {
-            conn.prepare_cached(
-                "SELECT connector, sum(state = 'pending'), sum(state = 'pending' AND attempts > 0),
-                        min(CASE WHEN state = 'pending' THEN created_at END),
-                        sum(state = 'delivered' AND updated_at >= ?1), sum(state = 'dead' AND updated_at >= ?1),
-                        sum(state = 'dead')
-                 FROM deliveries GROUP BY connector ORDER BY connector",
-            )
-            .and_then(|mut s| {
-                s.query_map([ms(since)], |r| {
-                    Ok(ConnectorStats {
-                        connector: r.get(0)?,
-                        pending: r.get(1)?,
-                        retrying: r.get(2)?,
-                        oldest_pending: r.get::<_, Option<i64>>(3)?.and_then(Timestamp::from_unix_millis),
-                        delivered: r.get(4)?,
-                        dead: r.get(5)?,
-                        dead_total: r.get(6)?,
-                    })
-                })?
-                .collect()
-            })
-            .map_err(db)
-        })
-        .await
+        self.read(move |conn| connector_stats(conn, ms(since)))
+            .await
     }
 
     async fn received_since(&self, since: Timestamp) -> Result<u64, StoreError> {
-        self.call(move |conn| {
-            conn.prepare_cached(
-                "SELECT count(*) FROM conversation_versions WHERE received_at >= ?1",
-            )
-            .and_then(|mut s| s.query_row([ms(since)], |r| r.get(0)))
-            .map_err(db)
+        self.read(move |conn| {
+            conn.prepare_cached(RECEIVED_SINCE)
+                .and_then(|mut s| s.query_row([ms(since)], |r| r.get(0)))
+                .map_err(db)
         })
         .await
     }
 
     async fn purge(
         &self,
-        delivered_before: Timestamp,
-        dead_before: Timestamp,
+        cutoffs: PurgeCutoffs,
+        after: Option<ConversationCursor>,
         limit: usize,
-    ) -> Result<PurgeReport, StoreError> {
-        let (delivered, dead) = (ms(delivered_before), ms(dead_before));
-        self.call(move |conn| purge(conn, delivered, dead, limit.max(1)))
+    ) -> Result<PurgeBatch, StoreError> {
+        self.call(move |conn| purge(conn, cutoffs, after.as_ref(), limit.max(1)))
             .await
     }
 
-    async fn forget(&self, email: &str) -> Result<ForgetReport, StoreError> {
+    async fn forget(&self, email: &str, limit: usize) -> Result<ForgetBatch, StoreError> {
         let email = email.to_owned();
-        self.call(move |conn| forget(conn, &email)).await
+        self.call(move |conn| forget(conn, &email, limit.max(1)))
+            .await
     }
 
     async fn scrub(&self) -> Result<(), StoreError> {
@@ -1379,10 +1653,8 @@ impl Store for SqliteStore {
     }
 
     async fn quarantined_body(&self, id: i64) -> Result<Option<QuarantinedBody>, StoreError> {
-        self.call_soft(move |conn| {
-            quarantined_where(conn, "id = ?1", id, 1).map(|mut rows| rows.pop())
-        })
-        .await
+        self.read(move |conn| quarantined_where(conn, "id = ?1", id, 1).map(|mut rows| rows.pop()))
+            .await
     }
 
     async fn quarantined_after(
@@ -1390,7 +1662,7 @@ impl Store for SqliteStore {
         after: i64,
         limit: usize,
     ) -> Result<Vec<QuarantinedBody>, StoreError> {
-        self.call_soft(move |conn| quarantined_where(conn, "id > ?1", after, limit))
+        self.read(move |conn| quarantined_where(conn, "id > ?1", after, limit))
             .await
     }
 
@@ -1565,29 +1837,146 @@ mod tests {
         for filter in filters {
             let (conditions, values) = conversation_filter(&filter);
             let sql = format!(
-                "EXPLAIN QUERY PLAN SELECT {CONVERSATION_COLUMNS} FROM conversations c
+                "SELECT {CONVERSATION_COLUMNS} FROM conversations c
                  WHERE {conditions} ORDER BY c.created_at DESC, c.id DESC LIMIT 50"
             );
-            let plan: Vec<String> = store
-                .call(move |conn| {
-                    let mut s = conn.prepare(&sql).map_err(db)?;
-                    let rows = s
-                        .query_map(rusqlite::params_from_iter(values.iter()), |r| r.get(3))
-                        .map_err(db)?;
-                    rows.collect::<Result<_, _>>().map_err(db)
-                })
-                .await
-                .unwrap();
-            let scans: Vec<&String> = plan
-                .iter()
-                .filter(|step| step.starts_with("SCAN") && !step.contains("USING"))
-                .collect();
-            assert!(scans.is_empty(), "{filter:?}: {plan:#?}");
+            let plan = plan_of(&store, sql, values).await;
+            assert_indexed(&format!("{filter:?}"), &plan);
             assert!(
                 !plan.iter().any(|s| s.contains("TEMP B-TREE")),
                 "{filter:?} sorts instead of reading in order: {plan:#?}"
             );
         }
+        // The dead letters of one connector, a page below the last one's ids.
+        let dead = DeliveryFilter {
+            state: Some(DeliveryState::Dead),
+            connector: Some("helpdesk".into()),
+            before: Some(1000),
+            limit: 50,
+            ..DeliveryFilter::default()
+        };
+        let (conditions, values) = bound(FilterSql::deliveries(&dead, placeholder));
+        let sql = format!("SELECT id FROM deliveries WHERE {conditions} ORDER BY id DESC LIMIT 50");
+        let plan = plan_of(&store, sql, values).await;
+        assert_indexed("dead letters", &plan);
+        assert!(!plan.iter().any(|s| s.contains("TEMP B-TREE")), "{plan:#?}");
+    }
+
+    /// What the overview, the metrics, erasure and retention read, they read through indexes:
+    /// their cost follows what they find, not what is stored.
+    #[tokio::test]
+    async fn counts_erasure_and_retention_read_through_indexes() {
+        use rusqlite::types::Value;
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("c.db"), Synchronous::Full).unwrap();
+        let (text, number) = (|t: &str| Value::Text(t.into()), Value::Integer);
+        let mut statements: Vec<(String, Vec<Value>)> = [
+            DeliveryState::Pending,
+            DeliveryState::Delivered,
+            DeliveryState::Dead,
+        ]
+        .into_iter()
+        .map(|state| (next_connector(state), vec![text("a")]))
+        .collect();
+        for (sql, values) in [
+            (PENDING_OF, vec![text("helpdesk")]),
+            (DELIVERED_SINCE, vec![text("helpdesk"), number(1)]),
+            (DEAD_OF, vec![text("helpdesk"), number(1)]),
+            (RECEIVED_SINCE, vec![number(1)]),
+            (
+                MENTIONED_IN_BODIES,
+                vec![text("zoe@example.com"), number(100)],
+            ),
+            (OF_VISITOR, vec![text("zoe@example.com"), number(100)]),
+            (
+                MENTIONED_IN_ATTEMPTS,
+                vec![text("zoe@example.com"), number(100)],
+            ),
+            (
+                PURGE_PAGE,
+                vec![number(9), number(1), text("x"), number(100)],
+            ),
+        ] {
+            statements.push((sql.to_owned(), values));
+        }
+        let (conditions, values) = conversation_filter(&ConversationFilter {
+            remote: Some("4711".into()),
+            ..ConversationFilter::default()
+        });
+        statements.push((
+            format!("SELECT c.id FROM conversations c WHERE {conditions} ORDER BY c.created_at DESC, c.id DESC"),
+            values,
+        ));
+        for (sql, values) in statements {
+            let plan = plan_of(&store, sql.clone(), values).await;
+            assert_indexed(&sql, &plan);
+        }
+    }
+
+    /// A store made before bodies were indexed by the addresses they mention gets its index
+    /// filled when it is opened: an erasure then finds what was stored before.
+    #[tokio::test]
+    async fn what_was_stored_before_the_mentions_index_is_indexed_on_upgrade() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.db");
+        {
+            let conn = connect(&path).unwrap();
+            for (index, sql) in MIGRATIONS[..MENTIONS_MIGRATION - 1].iter().enumerate() {
+                conn.execute_batch(&format!("{sql}\nPRAGMA user_version = {};", index + 1))
+                    .unwrap();
+            }
+            conn.execute_batch(
+                r#"INSERT INTO conversations VALUES ('c1', 'smartsupp', '1', 'served', 'ana@example.com', NULL, NULL, 1, 1, 1);
+                   INSERT INTO conversation_versions VALUES ('c1', 1, 'x', CAST('{"note":"cc BOB\u0040example.org"}' AS BLOB), '{}', 1);
+                   INSERT INTO conversations VALUES ('c2', 'smartsupp', '1', 'served', 'carl@example.com', NULL, NULL, 1, 1, 1);
+                   INSERT INTO conversation_versions VALUES ('c2', 1, 'y', CAST('{}' AS BLOB), '{}', 1);
+                   INSERT INTO deliveries (conversation_id, version, connector, key, state, next_attempt_at, created_at, updated_at)
+                        VALUES ('c2', 1, 'helpdesk', 'k', 'dead', 1, 1, 1);
+                   INSERT INTO attempts (delivery_id, attempt, started_at, duration_ms, outcome, error)
+                        VALUES (1, 1, 1, 1, 'failed', 'duplicate requester bob@example.org');"#,
+            )
+            .unwrap();
+        }
+        let store = SqliteStore::open(&path, Synchronous::Full).unwrap();
+        let batch = store.forget("bob@example.org", 100).await.unwrap();
+        assert_eq!(batch.report.conversations, 1);
+        assert_eq!(batch.report.excerpts_blanked, 1);
+        assert!(batch.done);
+        let left = store
+            .conversations(ConversationFilter::default())
+            .await
+            .unwrap();
+        assert_eq!(left.len(), 1);
+        assert_eq!(left[0].id, "c2");
+    }
+
+    /// SQLite's plan for `sql`, a line per step.
+    async fn plan_of(
+        store: &SqliteStore,
+        sql: String,
+        values: Vec<rusqlite::types::Value>,
+    ) -> Vec<String> {
+        store
+            .read(move |conn| {
+                let mut s = conn
+                    .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+                    .map_err(db)?;
+                let rows = s
+                    .query_map(rusqlite::params_from_iter(values.iter()), |r| r.get(3))
+                    .map_err(db)?;
+                rows.collect::<Result<_, _>>().map_err(db)
+            })
+            .await
+            .unwrap()
+    }
+
+    /// Fails unless every table `plan` reads is read through an index.
+    fn assert_indexed(what: &str, plan: &[String]) {
+        let scans: Vec<&String> = plan
+            .iter()
+            .filter(|step| step.starts_with("SCAN") && !step.contains("USING"))
+            .collect();
+        assert!(scans.is_empty(), "{what}: {plan:#?}");
     }
 
     /// A session is extended while it lives and found by nobody once its idle time or its

@@ -2,10 +2,13 @@
 //! so the rows are the ones real ingest and delivery leave behind.
 
 use chatbridge::model::Timestamp;
-use chatbridge::store::{ConversationCursor, ConversationFilter, DeliveryState};
+use chatbridge::store::{
+    ConversationCursor, ConversationFilter, DeliveryState, ForgetReport, PurgeCutoffs, PurgeReport,
+};
 
 use crate::helpers::{
-    Options, TestApp, captured_logs, fixture, seed_with_channel, spawn_app, spawn_app_with,
+    Options, TestApp, captured_logs, fixture, seed_edited, seed_of, seed_with_channel, spawn_app,
+    spawn_app_with,
 };
 
 #[tokio::test]
@@ -175,7 +178,7 @@ async fn purge_removes_settled_conversations_and_keeps_pending_ones() {
     app.post_smartsupp(seed_with_channel(2)).await;
 
     let later = Timestamp::now().plus(std::time::Duration::from_secs(1));
-    let report = app.store.purge(later, later, 100).await.unwrap();
+    let report = purged(&app, later, 100).await;
     assert_eq!(report.conversations, 1);
     let left = listed(&app, ConversationFilter::default()).await;
     assert_eq!(left.len(), 1);
@@ -188,8 +191,73 @@ async fn purge_removes_settled_conversations_and_keeps_pending_ones() {
 
     while app.worker.try_run_once().await.unwrap() > 0 {}
     let yesterday = Timestamp::now().minus(std::time::Duration::from_secs(86_400));
-    let report = app.store.purge(yesterday, yesterday, 100).await.unwrap();
+    let report = purged(&app, yesterday, 100).await;
     assert_eq!(report.conversations, 0, "recent conversations stay");
+}
+
+#[tokio::test]
+async fn a_purge_in_small_batches_misses_nothing_at_their_boundaries() {
+    let app = spawn_app_with(Options {
+        workers: false,
+        ..Options::default()
+    })
+    .await;
+    for channel in 1..=7 {
+        app.post_smartsupp(seed_with_channel(channel)).await;
+    }
+    while app.worker.try_run_once().await.unwrap() > 0 {}
+    // Two conversations still waiting, one of them on a batch boundary: they stay, and the
+    // batches after them go on.
+    for channel in [2, 4] {
+        app.post_smartsupp(seed_edited(|doc| {
+            doc["channel"]["id"] = channel.into();
+            doc["status"] = "closed".into();
+        }))
+        .await;
+    }
+    let later = Timestamp::now().plus(std::time::Duration::from_secs(1));
+    let cutoffs = PurgeCutoffs {
+        delivered_before: later,
+        dead_before: later,
+    };
+    let (mut after, mut batches, mut removed) = (None, 0, 0);
+    loop {
+        let batch = app.store.purge(cutoffs, after, 2).await.unwrap();
+        batches += 1;
+        removed += batch.report.conversations;
+        match batch.next {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(removed, 5);
+    assert_eq!(batches, 4, "7 conversations, 2 a batch");
+    let left: Vec<_> = listed(&app, ConversationFilter::default())
+        .await
+        .into_iter()
+        .map(|c| (c.id, c.deliveries.pending))
+        .collect();
+    assert_eq!(left.len(), 2, "{left:?}");
+    assert!(left.iter().all(|(_, pending)| *pending == 1), "{left:?}");
+}
+
+/// What purging everything settled before `cutoff` removed, `limit` at a time.
+async fn purged(app: &TestApp, cutoff: Timestamp, limit: usize) -> PurgeReport {
+    let cutoffs = PurgeCutoffs {
+        delivered_before: cutoff,
+        dead_before: cutoff,
+    };
+    let mut total = PurgeReport::default();
+    let mut after = None;
+    loop {
+        let batch = app.store.purge(cutoffs, after, limit).await.unwrap();
+        total.conversations += batch.report.conversations;
+        total.quarantined += batch.report.quarantined;
+        match batch.next {
+            Some(next) => after = Some(next),
+            None => return total,
+        }
+    }
 }
 
 #[tokio::test]
@@ -205,7 +273,9 @@ async fn forget_erases_the_visitor_and_reports_what_went() {
         .await;
     while app.worker.try_run_once().await.unwrap() > 0 {}
 
-    let report = app.store.forget("Dusan@Domain.com").await.unwrap();
+    let report = chatbridge::maintenance::forget(app.store.as_ref(), " Dusan@Domain.com", &[])
+        .await
+        .unwrap();
     assert_eq!(report.conversations, 1);
     assert_eq!(report.versions, 1);
     assert_eq!(report.deliveries, 1);
@@ -213,13 +283,47 @@ async fn forget_erases_the_visitor_and_reports_what_went() {
     let left = listed(&app, ConversationFilter::default()).await;
     assert_eq!(left.len(), 1);
     assert_ne!(left[0].visitor_email.as_deref(), Some("dusan@domain.com"));
-    assert_eq!(
-        app.store
-            .forget("dusan@domain.com")
-            .await
-            .unwrap()
-            .conversations,
-        0
+    let again = app.store.forget("dusan@domain.com", 100).await.unwrap();
+    assert_eq!(again.report, ForgetReport::default());
+    assert!(again.done);
+}
+
+#[tokio::test]
+async fn forget_in_small_batches_erases_every_conversation_of_the_visitor() {
+    let app = spawn_app_with(Options {
+        workers: false,
+        ..Options::default()
+    })
+    .await;
+    let (erased, kept) = ("many.chats@example.com", "someone.else@example.com");
+    for channel in 1..=5 {
+        app.post_smartsupp(seed_of(channel, erased, "Many Chats"))
+            .await;
+        app.post_smartsupp(seed_of(channel + 100, kept, "Someone Else"))
+            .await;
+    }
+    // A second version of one of them: its two bodies are one conversation.
+    app.post_smartsupp(seed_edited(|doc| {
+        doc["channel"]["id"] = 3.into();
+        doc["visitor"]["email"] = erased.into();
+        doc["status"] = "closed".into();
+    }))
+    .await;
+    let mut batches = Vec::new();
+    loop {
+        let batch = app.store.forget(erased, 2).await.unwrap();
+        batches.push(batch.report.conversations);
+        if batch.done {
+            break;
+        }
+    }
+    assert_eq!(batches, [2, 2, 1]);
+    let left = listed(&app, ConversationFilter::default()).await;
+    assert_eq!(left.len(), 5);
+    assert!(
+        left.iter()
+            .all(|c| c.visitor_email.as_deref() == Some(kept)),
+        "{left:?}"
     );
 }
 
