@@ -14,9 +14,13 @@
 use std::process::{Child, Command};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 mod common;
+#[path = "common/load.rs"]
+mod load;
+
+use load::{Posted, Until};
 
 const CEILING_FLAG: &str = "--ceiling-server";
 
@@ -128,16 +132,10 @@ struct Target {
     name: &'static str,
     server: Child,
     url: String,
-    samples: Vec<Sample>,
+    samples: Vec<Posted>,
 }
 
 /// One round of load against one target.
-struct Sample {
-    latencies: Vec<Duration>,
-    errors: u64,
-    elapsed: Duration,
-}
-
 struct Report {
     rate: f64,
     p50: Duration,
@@ -186,47 +184,28 @@ impl Target {
 }
 
 /// `senders` keep-alive connections posting new conversations to `url` for `duration`.
-async fn load(url: &str, duration: Duration, senders: usize, next_id: &Arc<AtomicU64>) -> Sample {
-    let seed = Arc::new(common::SeedTemplate::new());
+async fn load(url: &str, duration: Duration, senders: usize, next_id: &Arc<AtomicU64>) -> Posted {
+    let seed = common::SeedTemplate::new();
     let stop = Arc::new(AtomicBool::new(false));
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(senders)
-        .build()
-        .expect("client");
-    let started = Instant::now();
-    let mut tasks = Vec::new();
-    for _ in 0..senders {
-        let (client, url, seed) = (client.clone(), url.to_owned(), seed.clone());
-        let (next_id, stop) = (next_id.clone(), stop.clone());
-        tasks.push(tokio::spawn(async move {
-            let mut latencies = Vec::with_capacity(100_000);
-            let mut errors = 0u64;
-            while !stop.load(Ordering::Relaxed) {
-                let id = next_id.fetch_add(1, Ordering::Relaxed);
-                let body = seed.body(id);
-                let sent = Instant::now();
-                if common::post_json(&client, &url, body).await {
-                    latencies.push(sent.elapsed());
-                } else {
-                    errors += 1;
-                }
-            }
-            (latencies, errors)
-        }));
-    }
-    tokio::time::sleep(duration).await;
-    stop.store(true, Ordering::Relaxed);
-    let mut sample = Sample {
-        latencies: Vec::new(),
-        errors: 0,
-        elapsed: started.elapsed(),
+    let timer = {
+        let stop = stop.clone();
+        async move {
+            tokio::time::sleep(duration).await;
+            stop.store(true, Ordering::Relaxed);
+        }
     };
-    for task in tasks {
-        let (mut latencies, errors) = task.await.expect("sender finished");
-        sample.latencies.append(&mut latencies);
-        sample.errors += errors;
-    }
-    sample
+    let urls = [url.to_owned()];
+    let (posted, ()) = tokio::join!(
+        load::post(
+            &urls,
+            senders,
+            Until::Told(stop),
+            next_id,
+            Arc::new(move |id| seed.body(id)),
+        ),
+        timer
+    );
+    posted
 }
 
 /// Each thread's CPU time (user + system), from /proc.

@@ -16,10 +16,14 @@
 //! ratios compare end-to-end throughput and memory with Node-RED's.
 
 mod common;
+#[path = "common/load.rs"]
+mod load;
 
 use std::process::{Child, Command};
+
+use load::{Posted, Sink, Until};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
 
 struct Settings {
@@ -126,10 +130,9 @@ async fn run(settings: &Settings) -> Vec<Measured> {
             .await,
         );
     }
-    let admin = std::env::var("CHATBRIDGE_BENCH_POSTGRES")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let admin = load::postgres_admin();
     for replicas in (1..=3).filter(|_| settings.runs("postgres")) {
-        let (database, name) = fresh_database(&admin).await;
+        let (database, name) = load::fresh_database(&admin).await;
         results.push(
             chatbridge(
                 &format!("chatbridge PostgreSQL, {replicas} replica(s)"),
@@ -142,7 +145,7 @@ async fn run(settings: &Settings) -> Vec<Measured> {
             )
             .await,
         );
-        admin_sql(&admin, &format!("DROP DATABASE {name} WITH (FORCE)")).await;
+        load::admin_sql(&admin, &format!("DROP DATABASE {name} WITH (FORCE)")).await;
     }
     match std::env::var("CHATBRIDGE_BENCH_NODE_RED") {
         _ if !settings.runs("node-red") => {}
@@ -154,36 +157,6 @@ async fn run(settings: &Settings) -> Vec<Measured> {
         }
     }
     results
-}
-
-/// A database of its own for one run, on the server `admin` points at: its URL and name.
-async fn fresh_database(admin: &str) -> (String, String) {
-    let name = format!(
-        "chatbridge_bench_{}_{}",
-        std::process::id(),
-        fastrand::u32(..)
-    );
-    admin_sql(admin, &format!("CREATE DATABASE {name}")).await;
-    // The admin URL's parameters (`?sslmode=...`) apply to the new database too.
-    let (server, params) = admin.split_once('?').map_or((admin, ""), |(s, p)| (s, p));
-    let base = server.rsplit_once('/').map_or(server, |(base, _)| base);
-    let params = if params.is_empty() {
-        String::new()
-    } else {
-        format!("?{params}")
-    };
-    (format!("{base}/{name}{params}"), name)
-}
-
-/// Runs `sql` on the server `admin` points at.
-async fn admin_sql(admin: &str, sql: &str) {
-    let (client, connection) = tokio_postgres::connect(admin, tokio_postgres::NoTls)
-        .await
-        .expect("CHATBRIDGE_BENCH_POSTGRES accepts connections");
-    let connection = tokio::spawn(connection);
-    client.batch_execute(sql).await.expect(sql);
-    drop(client);
-    let _ = connection.await;
 }
 
 /// Starts `replicas` chatbridge processes on `store`, delivering to the sink; posts the
@@ -223,7 +196,7 @@ async fn chatbridge(
         .collect();
     let before = sink.count();
     let started = Instant::now();
-    let posted = post(&urls, settings, next_id).await;
+    let posted = chats(&urls, settings, next_id).await;
     // Only acknowledged chats are chatbridge's to deliver: a refused post is counted as an
     // error, not waited for.
     let delivered = sink
@@ -240,8 +213,8 @@ async fn chatbridge(
     }
     Measured {
         name: name.to_owned(),
-        acks_per_s: posted.acked as f64 / posted.elapsed.as_secs_f64(),
-        ack_p99: posted.p99,
+        acks_per_s: posted.rate(),
+        ack_p99: posted.at(0.99),
         delivered_per_s: (delivered - before) as f64 / delivered_in.as_secs_f64(),
         rss_kb,
         errors: posted.errors,
@@ -303,118 +276,31 @@ async fn node_red_forward(
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let before = sink.count();
-    let posted = post(std::slice::from_ref(&url), settings, next_id).await;
+    let posted = chats(std::slice::from_ref(&url), settings, next_id).await;
     let forwarded = sink.count() - before;
     let rss_kb = common::peak_rss_kb(child.id());
     let _ = child.kill();
     let _ = child.wait();
-    let rate = posted.acked as f64 / posted.elapsed.as_secs_f64();
     Measured {
         name: "Node-RED 4.1 forward (not durable)".into(),
-        acks_per_s: rate,
-        ack_p99: posted.p99,
+        acks_per_s: posted.rate(),
+        ack_p99: posted.at(0.99),
         delivered_per_s: forwarded as f64 / posted.elapsed.as_secs_f64(),
         rss_kb,
         errors: posted.errors,
     }
 }
 
-struct Posted {
-    acked: u64,
-    errors: u64,
-    elapsed: Duration,
-    p99: Duration,
-}
-
 /// Posts `settings.chats` new conversations over `settings.senders` connections, spread
 /// over `urls`.
-async fn post(urls: &[String], settings: &Settings, next_id: &Arc<AtomicU64>) -> Posted {
-    let seed = Arc::new(common::SeedTemplate::new());
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(settings.senders)
-        .build()
-        .expect("client");
-    let left = Arc::new(AtomicU64::new(settings.chats));
-    let started = Instant::now();
-    let mut tasks = Vec::new();
-    for sender in 0..settings.senders {
-        let url = urls[sender % urls.len()].clone();
-        let (client, seed, left, next_id) =
-            (client.clone(), seed.clone(), left.clone(), next_id.clone());
-        tasks.push(tokio::spawn(async move {
-            let mut latencies = Vec::new();
-            let mut errors = 0u64;
-            while left
-                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
-                .is_ok()
-            {
-                let id = next_id.fetch_add(1, Ordering::Relaxed);
-                let body = seed.body(id);
-                let sent = Instant::now();
-                if common::post_json(&client, &url, body).await {
-                    latencies.push(sent.elapsed());
-                } else {
-                    errors += 1;
-                }
-            }
-            (latencies, errors)
-        }));
-    }
-    let mut latencies = Vec::new();
-    let mut errors = 0;
-    for task in tasks {
-        let (mut l, e) = task.await.expect("sender finished");
-        latencies.append(&mut l);
-        errors += e;
-    }
-    let elapsed = started.elapsed();
-    latencies.sort_unstable();
-    Posted {
-        acked: latencies.len() as u64,
-        errors,
-        elapsed,
-        p99: common::quantile(&latencies, 0.99),
-    }
-}
-
-/// A fast local receiver: answers 200 at once and counts.
-struct Sink {
-    url: String,
-    received: Arc<AtomicU64>,
-}
-
-impl Sink {
-    async fn start() -> Self {
-        let received = Arc::new(AtomicU64::new(0));
-        let counter = received.clone();
-        let app = axum::Router::new().route(
-            "/in",
-            axum::routing::post(move || {
-                let counter = counter.clone();
-                async move {
-                    counter.fetch_add(1, Ordering::Relaxed);
-                    "{\"ok\":true}"
-                }
-            }),
-        );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let url = format!("http://{}/in", listener.local_addr().expect("address"));
-        tokio::spawn(async move { axum::serve(listener, app).await.expect("sink") });
-        Self { url, received }
-    }
-
-    fn count(&self) -> u64 {
-        self.received.load(Ordering::Relaxed)
-    }
-
-    /// Waits until the sink has `count` requests (or `patience` ran out); what it has then.
-    async fn wait_for(&self, count: u64, patience: Duration) -> u64 {
-        let deadline = Instant::now() + patience;
-        while self.count() < count && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        self.count()
-    }
+async fn chats(urls: &[String], settings: &Settings, next_id: &Arc<AtomicU64>) -> Posted {
+    let seed = common::SeedTemplate::new();
+    load::post(
+        urls,
+        settings.senders,
+        Until::posted(settings.chats),
+        next_id,
+        Arc::new(move |id| seed.body(id)),
+    )
+    .await
 }

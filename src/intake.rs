@@ -101,11 +101,9 @@ impl Intake<'_> {
             tracing::error!(conversation_id = %Escaped(&conversation_id), error = %Escaped(&e.to_string()), "a connector filter failed; no deliveries created");
             Vec::new()
         });
-        let mut version = NewVersion::new(conversation, body.to_vec(), connectors, received_at)?;
         // The digest stays that of the body as sent, so a resend is still a duplicate.
-        if let Some(redacted) = redacted {
-            version.raw = redacted;
-        }
+        let kept = redacted.unwrap_or_else(|| body.to_vec());
+        let version = NewVersion::new(conversation, &body, kept, connectors, received_at)?;
         let outcome = self.store.ingest(version).await?;
         if let (IngestOutcome::Stored { .. }, Some(wake)) = (outcome, self.wake) {
             wake.notify_one();

@@ -32,7 +32,7 @@ use super::{
     AttemptRecord, AttemptRow, Blanked, ConnectorStats, ConversationCursor, ConversationFilter,
     ConversationRow, DeliveryFilter, DeliveryRow, DeliveryState, ERASED, FilterSql, FilterValue,
     ForgetBatch, ForgetReport, IngestOutcome, LeasedDelivery, NewSession, NewVersion, NextState,
-    PurgeBatch, PurgeCutoffs, PurgeReport, QuarantineRow, Quarantined, QuarantinedBody,
+    Packed, PurgeBatch, PurgeCutoffs, PurgeReport, QuarantineRow, Quarantined, QuarantinedBody,
     ReplayReport, StateCounts, Store, StoreError, VersionRow, delivery_key, from_ms, ms,
 };
 use crate::connectors::StepOutputs;
@@ -45,6 +45,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/postgres/0003_sessions.sql"),
     include_str!("migrations/postgres/0004_email_listing.sql"),
     include_str!("migrations/postgres/0005_mentions_and_counts.sql"),
+    include_str!("migrations/postgres/0006_packed_versions.sql"),
 ];
 
 /// The migration that creates `mentions`: in its transaction, what was stored before is
@@ -514,8 +515,8 @@ impl Store for PostgresStore {
         };
         let (keep, note, bring_up, queue, queue_all) = tokio::try_join!(
             tx.prepare_cached(
-                "INSERT INTO conversation_versions (conversation_id, version, body_sha256, raw, normalized, received_at)
-                 VALUES ($1, $2, $3, $4, $5, $6)",
+                "INSERT INTO conversation_versions (conversation_id, version, body_sha256, codec, body, normalized, received_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
             ),
             tx.prepare_cached(
                 "INSERT INTO mentions (address, conversation_id)
@@ -541,12 +542,14 @@ impl Store for PostgresStore {
             ),
         )
         .map_err(pg)?;
-        let kept: [&(dyn ToSql + Sync); 6] = [
+        let codec = i16::try_from(new.packed.codec).unwrap_or(i16::MAX);
+        let kept: [&(dyn ToSql + Sync); 7] = [
             &id,
             &version,
             &new.body_sha256,
-            &new.raw,
-            &new.normalized,
+            &codec,
+            &new.packed.body,
+            &new.packed.normalized,
             &now,
         ];
         let noted: [&(dyn ToSql + Sync); 2] = [&new.mentions, &id];
@@ -709,7 +712,7 @@ impl Store for PostgresStore {
         // Sent together: the driver pipelines them, one round trip for the three.
         let (bodies, ledger, steps) = tokio::try_join!(
             tx.prepare_cached(
-                "SELECT w.id, v.raw, v.normalized
+                "SELECT w.id, v.codec, v.body, v.normalized
                  FROM unnest($1::bigint[], $2::text[], $3::bigint[]) AS w (id, conversation_id, version)
                  JOIN conversation_versions v ON v.conversation_id = w.conversation_id AND v.version = w.version",
             ),
@@ -734,8 +737,11 @@ impl Store for PostgresStore {
         .map_err(pg)?;
         for row in bodies {
             let delivery = &mut leased[index[&column::<i64>(&row, 0)?]];
-            delivery.raw = column(&row, 1)?;
-            delivery.normalized = column(&row, 2)?;
+            (delivery.raw, delivery.normalized) = Packed::open(
+                column::<i16>(&row, 1)?.into(),
+                column(&row, 2)?,
+                column(&row, 3)?,
+            )?;
         }
         for row in ledger {
             let value: String = column(&row, 2)?;
@@ -996,19 +1002,21 @@ impl Store for PostgresStore {
         };
         let versions = self
             .query(
-                "SELECT version, received_at, body_sha256, normalized, length(raw)::bigint FROM conversation_versions
+                "SELECT version, received_at, body_sha256, codec, body, normalized FROM conversation_versions
                  WHERE conversation_id = $1 ORDER BY version",
                 &[&id],
             )
             .await?
             .iter()
             .map(|r| {
+                let (raw, normalized) =
+                    Packed::open(column::<i16>(r, 3)?.into(), column(r, 4)?, column(r, 5)?)?;
                 Ok(VersionRow {
                     version: column(r, 0)?,
                     received_at: from_ms(column(r, 1)?)?,
                     body_sha256: column(r, 2)?,
-                    normalized: column(r, 3)?,
-                    size: usize::try_from(column::<i64>(r, 4)?).unwrap_or_default(),
+                    normalized,
+                    size: raw.len(),
                 })
             })
             .collect::<Result<_, StoreError>>()?;

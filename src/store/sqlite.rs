@@ -47,7 +47,7 @@ use super::{
     AttemptRecord, AttemptRow, Blanked, ConnectorStats, ConversationCursor, ConversationFilter,
     ConversationRow, DeliveryFilter, DeliveryRow, DeliveryState, ERASED, FilterSql, FilterValue,
     ForgetBatch, ForgetReport, IngestOutcome, LeasedDelivery, NewSession, NewVersion, NextState,
-    PurgeBatch, PurgeCutoffs, PurgeReport, QuarantineRow, Quarantined, QuarantinedBody,
+    Packed, PurgeBatch, PurgeCutoffs, PurgeReport, QuarantineRow, Quarantined, QuarantinedBody,
     ReplayReport, StateCounts, Store, StoreError, VersionRow, delivery_key, from_ms, ms,
 };
 use crate::config::Synchronous;
@@ -74,6 +74,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/sqlite/0006_sessions.sql"),
     include_str!("migrations/sqlite/0007_listing_indexes.sql"),
     include_str!("migrations/sqlite/0008_mentions_and_counts.sql"),
+    include_str!("migrations/sqlite/0009_packed_versions.sql"),
 ];
 
 /// The migration that creates `mentions`: in its transaction, what was stored before is
@@ -656,10 +657,13 @@ fn ingest(conn: &Connection, new: &NewVersion) -> Result<IngestOutcome, StoreErr
         }
     };
     conn.prepare_cached(
-        "INSERT INTO conversation_versions (conversation_id, version, body_sha256, raw, normalized, received_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        "INSERT INTO conversation_versions (conversation_id, version, body_sha256, codec, body, normalized, received_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     )
-    .and_then(|mut s| s.execute(params![id, version, new.body_sha256, new.raw, new.normalized, now]))
+    .and_then(|mut s| {
+        let p = &new.packed;
+        s.execute(params![id, version, new.body_sha256, p.codec, p.body, p.normalized, now])
+    })
     .map_err(db)?;
     mention(conn, id, 0, new.mentions.iter())?;
     let mut merged = 0;
@@ -765,14 +769,15 @@ fn lease(
         leased.push(delivery);
     }
     for delivery in &mut leased {
-        let (raw, normalized) = conn
-            .prepare_cached("SELECT raw, normalized FROM conversation_versions WHERE conversation_id = ?1 AND version = ?2")
+        let (codec, body, normalized) = conn
+            .prepare_cached("SELECT codec, body, normalized FROM conversation_versions WHERE conversation_id = ?1 AND version = ?2")
             .and_then(|mut s| {
                 s.query_row(params![delivery.conversation_id, delivery.version], |r| {
-                    Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, String>(1)?))
+                    Ok((r.get(0)?, r.get::<_, Vec<u8>>(1)?, r.get::<_, String>(2)?))
                 })
             })
             .map_err(db)?;
+        let (raw, normalized) = Packed::open(codec, body, normalized)?;
         delivery.raw = raw;
         delivery.normalized = normalized;
         delivery.ledger = conn
@@ -1581,19 +1586,20 @@ impl Store for SqliteStore {
             };
             let versions = conn
                 .prepare_cached(
-                    "SELECT version, received_at, body_sha256, normalized, length(raw) FROM conversation_versions
+                    "SELECT version, received_at, body_sha256, codec, body, normalized FROM conversation_versions
                      WHERE conversation_id = ?1 ORDER BY version",
                 )
                 .and_then(|mut s| {
                     s.query_map([&id], |r| {
-                        Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get(2)?, r.get(3)?, r.get::<_, i64>(4)?))
+                        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
                     })?
                     .collect::<Result<Vec<_>, _>>()
                 })
                 .map_err(db)?
                 .into_iter()
-                .map(|(version, at, body_sha256, normalized, size)| {
-                    Ok(VersionRow { version, received_at: from_ms(at)?, body_sha256, normalized, size: size as usize })
+                .map(|(version, at, body_sha256, codec, body, normalized)| {
+                    let (raw, normalized) = Packed::open(codec, body, normalized)?;
+                    Ok(VersionRow { version, received_at: from_ms(at)?, body_sha256, normalized, size: raw.len() })
                 })
                 .collect::<Result<_, StoreError>>()?;
             Ok(Some((row, versions)))
@@ -1769,7 +1775,8 @@ mod tests {
         let parsed = crate::sources::smartsupp::parse(body.as_bytes()).expect("parses");
         NewVersion::new(
             parsed.conversation,
-            body.into_bytes(),
+            body.as_bytes(),
+            body.clone().into_bytes(),
             vec!["desk".into()],
             Timestamp::now(),
         )
@@ -1948,6 +1955,12 @@ mod tests {
             .unwrap();
         assert_eq!(left.len(), 1);
         assert_eq!(left[0].id, "c2");
+        // Stored before versions were packed, it reads as it was written.
+        let (_, versions) = store.conversation("c2").await.unwrap().unwrap();
+        assert_eq!(
+            (versions[0].normalized.as_str(), versions[0].size),
+            ("{}", 2)
+        );
     }
 
     /// SQLite's plan for `sql`, a line per step.

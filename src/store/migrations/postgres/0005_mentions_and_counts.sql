@@ -18,3 +18,8 @@ CREATE INDEX deliveries_delivered ON deliveries (connector, updated_at) WHERE st
 -- What the connectors made, by the id its target gave it: the search by ticket or contact
 -- number.
 CREATE INDEX ledger_value ON ledger (value);
+-- A conversation's deliveries by state, as on SQLite: the listing's per-row counts read one
+-- index entry each (with the conversation alone in the index, the planner was seen to AND it
+-- with a state's whole partial index, reading a page of the listing in a fifth of a second).
+DROP INDEX deliveries_conversation;
+CREATE INDEX deliveries_conversation ON deliveries (conversation_id, state);
