@@ -880,6 +880,28 @@ impl Blanked {
     }
 }
 
+/// The conversations one erasure batch takes: found through what their bodies mention and
+/// by the visitor's address, each lookup at most `limit`, together at most `limit`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Doomed {
+    pub ids: Vec<String>,
+    /// Some may be left for another batch.
+    pub more: bool,
+}
+
+impl Doomed {
+    pub(crate) fn of(limit: usize, by_mention: Vec<String>, by_visitor: Vec<String>) -> Self {
+        let full = by_mention.len() >= limit || by_visitor.len() >= limit;
+        let mut ids = by_mention;
+        ids.extend(by_visitor);
+        ids.sort_unstable();
+        ids.dedup();
+        let more = full || ids.len() > limit;
+        ids.truncate(limit);
+        Self { ids, more }
+    }
+}
+
 /// One call of [`Store::forget`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ForgetBatch {

@@ -30,10 +30,11 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::{
     AttemptRecord, AttemptRow, Blanked, ConnectorStats, ConversationCursor, ConversationFilter,
-    ConversationRow, DeliveryFilter, DeliveryRow, DeliveryState, ERASED, FilterSql, FilterValue,
-    ForgetBatch, ForgetReport, IngestOutcome, LeasedDelivery, NewSession, NewVersion, NextState,
-    Packed, PurgeBatch, PurgeCutoffs, PurgeReport, QuarantineRow, Quarantined, QuarantinedBody,
-    ReplayReport, StateCounts, Store, StoreError, VersionRow, delivery_key, from_ms, ms,
+    ConversationRow, DeliveryFilter, DeliveryRow, DeliveryState, Doomed, ERASED, FilterSql,
+    FilterValue, ForgetBatch, ForgetReport, IngestOutcome, LeasedDelivery, NewSession, NewVersion,
+    NextState, Packed, PurgeBatch, PurgeCutoffs, PurgeReport, QuarantineRow, Quarantined,
+    QuarantinedBody, ReplayReport, StateCounts, Store, StoreError, VersionRow, delivery_key,
+    from_ms, ms,
 };
 use crate::connectors::StepOutputs;
 use crate::model::Timestamp;
@@ -218,6 +219,19 @@ async fn migrate(
         .map_err(failed)?;
         tx.commit().await.map_err(failed)?;
         tracing::info!(version, "store migration applied");
+    }
+    // The queue's rows are updated at every lease and attempt: without autovacuum, its
+    // indexes fill with dead entries and the planner keeps the statistics of an empty table.
+    // A lease then took 0.26 s against 3 ms, with a million chats stored.
+    let autovacuum: String = client
+        .query_one("SHOW autovacuum", &[])
+        .await
+        .map_err(open)?
+        .get(0);
+    if autovacuum != "on" {
+        tracing::warn!(
+            "PostgreSQL's autovacuum is off: the queue slows down as rows are updated; turn it on (autovacuum = on), or VACUUM ANALYZE the database every few minutes"
+        );
     }
     // Closing the connection releases the advisory lock.
     drop(client);
@@ -1209,19 +1223,22 @@ impl Store for PostgresStore {
         let page = i64::try_from(limit.max(1)).unwrap_or(i64::MAX);
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(pg)?;
-        let mut doomed: Vec<String> = Vec::new();
-        for sql in [
+        let mut found: [Vec<String>; 2] = Default::default();
+        for (sql, ids) in [
             "SELECT conversation_id FROM mentions WHERE address = $1 AND attempt_id = 0 LIMIT $2",
             "SELECT id FROM conversations WHERE lower(visitor_email) = $1 LIMIT $2",
-        ] {
+        ]
+        .into_iter()
+        .zip(&mut found)
+        {
             for row in tx.query(sql, &[&email, &page]).await.map_err(pg)? {
-                doomed.push(column(&row, 0)?);
+                ids.push(column(&row, 0)?);
             }
         }
-        doomed.sort_unstable();
-        doomed.dedup();
+        let [by_mention, by_visitor] = found;
+        let doomed = Doomed::of(limit.max(1), by_mention, by_visitor);
         let count_of = |sql: &'static str| {
-            let (tx, doomed) = (&tx, &doomed);
+            let (tx, doomed) = (&tx, &doomed.ids);
             async move {
                 let row = tx.query_one(sql, &[doomed]).await.map_err(pg)?;
                 Ok::<_, StoreError>(count(column(&row, 0)?))
@@ -1238,7 +1255,10 @@ impl Store for PostgresStore {
             ..ForgetReport::default()
         };
         report.conversations = tx
-            .execute("DELETE FROM conversations WHERE id = ANY($1)", &[&doomed])
+            .execute(
+                "DELETE FROM conversations WHERE id = ANY($1)",
+                &[&doomed.ids],
+            )
             .await
             .map_err(pg)?;
         // Attempts of other conversations whose answer mentioned the address.
@@ -1282,7 +1302,7 @@ impl Store for PostgresStore {
         tx.commit().await.map_err(pg)?;
         Ok(ForgetBatch {
             report,
-            done: doomed.len() < limit.max(1) && attempts.len() < limit.max(1),
+            done: !doomed.more && attempts.len() < limit.max(1),
         })
     }
 

@@ -45,10 +45,11 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{
     AttemptRecord, AttemptRow, Blanked, ConnectorStats, ConversationCursor, ConversationFilter,
-    ConversationRow, DeliveryFilter, DeliveryRow, DeliveryState, ERASED, FilterSql, FilterValue,
-    ForgetBatch, ForgetReport, IngestOutcome, LeasedDelivery, NewSession, NewVersion, NextState,
-    Packed, PurgeBatch, PurgeCutoffs, PurgeReport, QuarantineRow, Quarantined, QuarantinedBody,
-    ReplayReport, StateCounts, Store, StoreError, VersionRow, delivery_key, from_ms, ms,
+    ConversationRow, DeliveryFilter, DeliveryRow, DeliveryState, Doomed, ERASED, FilterSql,
+    FilterValue, ForgetBatch, ForgetReport, IngestOutcome, LeasedDelivery, NewSession, NewVersion,
+    NextState, Packed, PurgeBatch, PurgeCutoffs, PurgeReport, QuarantineRow, Quarantined,
+    QuarantinedBody, ReplayReport, StateCounts, Store, StoreError, VersionRow, delivery_key,
+    from_ms, ms,
 };
 use crate::config::Synchronous;
 use crate::connectors::StepOutputs;
@@ -1114,12 +1115,9 @@ fn forget(conn: &Connection, needle: &str, limit: usize) -> Result<ForgetBatch, 
             .and_then(|mut s| s.query_map(params![needle, limit], |r| r.get(0))?.collect())
             .map_err(db)
     };
-    let mut doomed = ids(MENTIONED_IN_BODIES)?;
-    doomed.extend(ids(OF_VISITOR)?);
-    doomed.sort_unstable();
-    doomed.dedup();
+    let doomed = Doomed::of(limit as usize, ids(MENTIONED_IN_BODIES)?, ids(OF_VISITOR)?);
     let mut report = ForgetReport::default();
-    for id in &doomed {
+    for id in &doomed.ids {
         let count = |sql: &str| -> Result<u64, StoreError> {
             conn.prepare_cached(sql)
                 .and_then(|mut s| s.query_row([id], |r| r.get(0)))
@@ -1191,7 +1189,7 @@ fn forget(conn: &Connection, needle: &str, limit: usize) -> Result<ForgetBatch, 
     }
     Ok(ForgetBatch {
         report,
-        done: doomed.len() < limit as usize && found_attempts < limit as usize,
+        done: !doomed.more && found_attempts < limit as usize,
     })
 }
 

@@ -83,6 +83,14 @@ async fn the_seed_conversation_its_delivery_and_its_attempts_are_listed() {
         delivery["remote"]["create_ticket.ticket_id"].is_number(),
         "{delivery}"
     );
+    // The ticket number finds its conversation.
+    let ticket = &delivery["remote"]["create_ticket.ticket_id"];
+    let by_ticket = app
+        .api_get(&format!("/api/conversations?remote={ticket}"))
+        .await;
+    assert_eq!(by_ticket["items"][0]["id"], id, "{by_ticket}");
+    let no_ticket = app.api_get("/api/conversations?remote=404404404").await;
+    assert!(no_ticket["items"].as_array().unwrap().is_empty());
 
     let listed = app
         .api_get("/api/deliveries?state=delivered&connector=helpdesk")
