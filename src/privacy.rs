@@ -136,6 +136,17 @@ pub fn addresses(bytes: &[u8]) -> std::collections::BTreeSet<String> {
     found
 }
 
+/// Every address any of `texts` mentions ([`addresses`]), each once, in order: what the
+/// store indexes a version (its body and normalized form) or an attempt (its error and the
+/// target's answer) by.
+pub fn addresses_in<'a>(texts: impl IntoIterator<Item = &'a [u8]>) -> Vec<String> {
+    let mut found = std::collections::BTreeSet::new();
+    for text in texts {
+        found.extend(addresses(text));
+    }
+    found.into_iter().collect()
+}
+
 /// Adds the addresses written plainly in `text` (lower case) to `found`.
 fn collect_addresses(text: &str, found: &mut std::collections::BTreeSet<String>) {
     // Letters, digits and the dot-atom characters of RFC 5322; of them, those that rarely

@@ -146,15 +146,14 @@ impl NewVersion {
         serde_json::to_writer(&mut normalized, &conversation).map_err(|e| corrupt(&e))?;
         let normalized = String::from_utf8(normalized).map_err(|e| corrupt(&e))?;
         let body_sha256 = hex::encode(sha2::Sha256::digest(sent));
-        let mut mentions = crate::privacy::addresses(&kept);
-        mentions.extend(crate::privacy::addresses(normalized.as_bytes()));
+        let mentions = crate::privacy::addresses_in([kept.as_slice(), normalized.as_bytes()]);
         Ok(Self {
             conversation,
             packed: Packed::new(&kept, &normalized),
             body_sha256,
             connectors,
             received_at,
-            mentions: mentions.into_iter().collect(),
+            mentions,
         })
     }
 }
@@ -411,11 +410,12 @@ pub struct AttemptRecord {
 impl AttemptRecord {
     /// Every e-mail address its error and excerpt mention: what an erasure finds them by.
     pub fn mentions(&self) -> Vec<String> {
-        let mut found = std::collections::BTreeSet::new();
-        for text in [&self.error, &self.excerpt].into_iter().flatten() {
-            found.extend(crate::privacy::addresses(text.as_bytes()));
-        }
-        found.into_iter().collect()
+        crate::privacy::addresses_in(
+            [&self.error, &self.excerpt]
+                .into_iter()
+                .flatten()
+                .map(String::as_bytes),
+        )
     }
 }
 

@@ -391,9 +391,8 @@ async fn index_mentions(tx: &tokio_postgres::Transaction<'_>) -> Result<(), toki
         (after_id, after_version) = (last.get(0), last.get(1));
         let (mut addresses, mut ids, mut attempts) = (Vec::new(), Vec::new(), Vec::new());
         for row in &rows {
-            let mut found = crate::privacy::addresses(row.get::<_, &[u8]>(2));
-            found.extend(crate::privacy::addresses(row.get::<_, &str>(3).as_bytes()));
-            for address in found {
+            let body: [&[u8]; 2] = [row.get(2), row.get::<_, &str>(3).as_bytes()];
+            for address in crate::privacy::addresses_in(body) {
                 addresses.push(address);
                 ids.push(row.get::<_, String>(0));
                 attempts.push(0_i64);
@@ -414,13 +413,10 @@ async fn index_mentions(tx: &tokio_postgres::Transaction<'_>) -> Result<(), toki
         after = last.get(0);
         let (mut addresses, mut ids, mut attempts) = (Vec::new(), Vec::new(), Vec::new());
         for row in &rows {
-            let mut found = std::collections::BTreeSet::new();
-            for column in [2, 3] {
-                if let Some(text) = row.get::<_, Option<&str>>(column) {
-                    found.extend(crate::privacy::addresses(text.as_bytes()));
-                }
-            }
-            for address in found {
+            let answer = [row.get::<_, Option<&str>>(2), row.get(3)];
+            for address in
+                crate::privacy::addresses_in(answer.into_iter().flatten().map(str::as_bytes))
+            {
                 addresses.push(address);
                 ids.push(row.get::<_, String>(1));
                 attempts.push(row.get::<_, i64>(0));

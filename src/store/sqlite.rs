@@ -376,10 +376,9 @@ fn index_mentions(conn: &Connection) -> Result<(), StoreError> {
     let mut rows = versions.query([]).map_err(db)?;
     while let Some(row) = rows.next().map_err(db)? {
         let id: String = row.get(0).map_err(db)?;
-        let mut found = crate::privacy::addresses(&row.get::<_, Vec<u8>>(1).map_err(db)?);
-        found.extend(crate::privacy::addresses(
-            row.get::<_, String>(2).map_err(db)?.as_bytes(),
-        ));
+        let (raw, normalized): (Vec<u8>, String) =
+            (row.get(1).map_err(db)?, row.get(2).map_err(db)?);
+        let found = crate::privacy::addresses_in([raw.as_slice(), normalized.as_bytes()]);
         mention(conn, &id, 0, found.iter())?;
     }
     let mut attempts = conn
@@ -390,13 +389,10 @@ fn index_mentions(conn: &Connection) -> Result<(), StoreError> {
         .map_err(db)?;
     let mut rows = attempts.query([]).map_err(db)?;
     while let Some(row) = rows.next().map_err(db)? {
-        let mut found = std::collections::BTreeSet::new();
-        for column in [2, 3] {
-            if let Some(text) = row.get::<_, Option<String>>(column).map_err(db)? {
-                found.extend(crate::privacy::addresses(text.as_bytes()));
-            }
-        }
-        let found: Vec<String> = found.into_iter().collect();
+        let (error, excerpt): (Option<String>, Option<String>) =
+            (row.get(2).map_err(db)?, row.get(3).map_err(db)?);
+        let found =
+            crate::privacy::addresses_in([error, excerpt].iter().flatten().map(String::as_bytes));
         mention_in_attempt(
             conn,
             row.get(1).map_err(db)?,
