@@ -47,6 +47,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/postgres/0004_email_listing.sql"),
     include_str!("migrations/postgres/0005_mentions_and_counts.sql"),
     include_str!("migrations/postgres/0006_packed_versions.sql"),
+    include_str!("migrations/postgres/0007_fewer_queue_indexes.sql"),
 ];
 
 /// The migration that creates `mentions`: in its transaction, what was stored before is
@@ -268,13 +269,59 @@ fn column<'a, T: tokio_postgres::types::FromSql<'a>>(
         .map_err(|e| StoreError::Corrupt(format!("column {index}: {e}")))
 }
 
+/// A conversation's first version, `ingest`'s common case: the conversation row ($1 to $8),
+/// the version ($9 to $12), the addresses it mentions ($13) and a delivery per connector
+/// ($14, keys $15), in one statement, so one round trip and one commit. Answers 1, or 0
+/// having written nothing when the conversation is already stored.
+const FIRST_VERSION: &str = "WITH conversation AS (
+        INSERT INTO conversations (id, source, account_id, status, visitor_email, started_at, ended_at,
+                                   latest_version, created_at, updated_at)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, 1, $8, $8)
+        ON CONFLICT (id) DO NOTHING
+        RETURNING id),
+     kept AS (
+        INSERT INTO conversation_versions (conversation_id, version, body_sha256, codec, body, normalized, received_at)
+        SELECT id, 1, $9, $10, $11, $12, $8 FROM conversation),
+     noted AS (
+        INSERT INTO mentions (address, conversation_id)
+        SELECT a, id FROM conversation, unnest($13::text[]) AS a
+        ON CONFLICT DO NOTHING),
+     queued AS (
+        INSERT INTO deliveries (conversation_id, version, connector, key, state, next_attempt_at,
+                                created_at, updated_at)
+        SELECT id, 1, q.c, q.k, 'pending', $8, $8, $8
+        FROM conversation, unnest($14::text[], $15::text[]) AS q (c, k))
+    SELECT count(*) FROM conversation";
+
+/// A replay's page in one statement: of the (conversation, connector, key) triples $1 to $3,
+/// the pairs delivered before are queued again at the conversation's latest version, due at
+/// $4, their ledger cleared (what the connector made is looked up again, not assumed);
+/// pairs with a delivery still pending are counted and left alone. Answers that count and
+/// the new deliveries' ids.
+const REPLAY: &str = "WITH pairs AS (
+        SELECT w.conversation_id, w.connector, w.key, bool_or(d.state = 'pending') AS pending
+        FROM unnest($1::text[], $2::text[], $3::text[]) AS w (conversation_id, connector, key)
+        JOIN deliveries d ON d.conversation_id = w.conversation_id AND d.connector = w.connector
+        GROUP BY w.conversation_id, w.connector, w.key),
+     cleared AS (
+        DELETE FROM ledger l USING pairs p
+        WHERE NOT p.pending AND l.conversation_id = p.conversation_id AND l.connector = p.connector),
+     queued AS (
+        INSERT INTO deliveries (conversation_id, version, connector, key, state, next_attempt_at,
+                                created_at, updated_at)
+        SELECT c.id, c.latest_version, p.connector, p.key, 'pending', $4, $4, $4
+        FROM pairs p JOIN conversations c ON c.id = p.conversation_id
+        WHERE NOT p.pending
+        RETURNING id)
+    SELECT (SELECT count(*) FROM pairs WHERE pending), ARRAY(SELECT id FROM queued ORDER BY id)";
+
 /// Connector `$1`'s deliveries that may be leased: pending, due by `$2`, not leased by a
 /// live process at `$4`, and the oldest pending one of its (conversation, connector) pair,
 /// so one pair's deliveries run one at a time, in order. At most `$3`, oldest first: the
 /// connector's range of the due index read in order and stopped at the limit.
 ///
 /// `OFFSET 0` keeps the older-sibling check a subplan run per candidate, one lookup in
-/// `deliveries_pair`. Without it the planner makes it an anti-join, and on a table whose
+/// `deliveries_conversation`. Without it the planner makes it an anti-join, and on a table whose
 /// statistics are young (a new deployment's first burst, before autoanalyze) it chose to
 /// scan the connector's whole pending range once per candidate: 313 ms per lease with 8,000
 /// pending, against 0.45 ms.
@@ -457,15 +504,55 @@ async fn remember(
 #[async_trait]
 impl Store for PostgresStore {
     async fn ingest(&self, new: NewVersion) -> Result<IngestOutcome, StoreError> {
-        let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(pg)?;
         let c = &new.conversation;
         let id = c.id.as_str();
         let now = ms(new.received_at);
         let email = c.visitor.email.as_ref().map(|e| e.as_str());
         let (started, ended) = (c.started_at.map(ms), c.ended_at.map(ms));
         let status = c.status.as_str();
-        // The conversation row's values, $1 to $8: its insert and a later version's update.
+        let codec = i16::try_from(new.packed.codec).unwrap_or(i16::MAX);
+        let keys: Vec<String> = new.connectors.iter().map(|c| delivery_key(c, id)).collect();
+        let mut client = self.client().await?;
+        // The common case, a conversation seen for the first time, is one statement: its
+        // row, first version, mentions and deliveries, committed in one round trip. A
+        // conversation already stored makes it insert nothing, and the transaction below
+        // numbers the new version.
+        let first = client.prepare_cached(FIRST_VERSION).await.map_err(pg)?;
+        let created: i64 = column(
+            &client
+                .query_one(
+                    &first,
+                    &[
+                        &id,
+                        &c.source,
+                        &c.account_id,
+                        &status,
+                        &email,
+                        &started,
+                        &ended,
+                        &now,
+                        &new.body_sha256,
+                        &codec,
+                        &new.packed.body,
+                        &new.packed.normalized,
+                        &new.mentions,
+                        &new.connectors,
+                        &keys,
+                    ],
+                )
+                .await
+                .map_err(|e| StoreError::Commit(describe(&e)))?,
+            0,
+        )?;
+        if created == 1 {
+            return Ok(IngestOutcome::Stored {
+                version: 1,
+                deliveries: new.connectors.len(),
+                merged: 0,
+            });
+        }
+        let tx = client.transaction().await.map_err(pg)?;
+        // The conversation row's values, $1 to $8, for the update.
         let row: [&(dyn ToSql + Sync); 8] = [
             &id,
             &c.source,
@@ -476,29 +563,24 @@ impl Store for PostgresStore {
             &ended,
             &now,
         ];
-        // The common case, a conversation seen for the first time, is one insert.
-        let first = tx
-            .prepare_cached(
-                "INSERT INTO conversations (id, source, account_id, status, visitor_email, started_at, ended_at,
-                                            latest_version, created_at, updated_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, 1, $8, $8)
-                 ON CONFLICT (id) DO NOTHING",
-            )
-            .await
-            .map_err(pg)?;
-        let inserted = tx.execute(&first, &row).await.map_err(pg)?;
-        let version = if inserted == 1 {
-            1
-        } else {
+        let version = {
             // Locked until commit: concurrent versions of one chat are numbered in turn.
-            let latest: i64 = tx
-                .query_one(
+            let latest: i64 = match tx
+                .query_opt(
                     "SELECT latest_version FROM conversations WHERE id = $1 FOR UPDATE",
                     &[&id],
                 )
                 .await
                 .map_err(pg)?
-                .get(0);
+            {
+                Some(row) => column(&row, 0)?,
+                None => {
+                    return Err(StoreError::Database(
+                        "the conversation was erased while this version was stored; send it again"
+                            .into(),
+                    ));
+                }
+            };
             let existing = tx
                 .query_opt(
                     "SELECT version FROM conversation_versions WHERE conversation_id = $1 AND body_sha256 = $2",
@@ -523,7 +605,7 @@ impl Store for PostgresStore {
             tx.execute(&statement, &row).await.map_err(pg)?;
             latest + 1
         };
-        let (keep, note, bring_up, queue, queue_all) = tokio::try_join!(
+        let (keep, note, bring_up, queue) = tokio::try_join!(
             tx.prepare_cached(
                 "INSERT INTO conversation_versions (conversation_id, version, body_sha256, codec, body, normalized, received_at)
                  VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -544,15 +626,8 @@ impl Store for PostgresStore {
                                          created_at, updated_at)
                  VALUES ($1, $2, $3, $4, 'pending', $5, $5, $5)",
             ),
-            // A first version's deliveries, one per connector, in one statement.
-            tx.prepare_cached(
-                "INSERT INTO deliveries (conversation_id, version, connector, key, state, next_attempt_at,
-                                         created_at, updated_at)
-                 SELECT $1, 1, c, k, 'pending', $4, $4, $4 FROM unnest($2::text[], $3::text[]) AS q (c, k)",
-            ),
         )
         .map_err(pg)?;
-        let codec = i16::try_from(new.packed.codec).unwrap_or(i16::MAX);
         let kept: [&(dyn ToSql + Sync); 7] = [
             &id,
             &version,
@@ -563,31 +638,19 @@ impl Store for PostgresStore {
             &now,
         ];
         let noted: [&(dyn ToSql + Sync); 2] = [&new.mentions, &id];
+        // Sent together: the driver pipelines them.
+        tokio::try_join!(tx.execute(&keep, &kept), tx.execute(&note, &noted)).map_err(pg)?;
         let mut merged = 0;
-        if version == 1 {
-            // Sent together: the driver pipelines them.
-            let keys: Vec<String> = new.connectors.iter().map(|c| delivery_key(c, id)).collect();
-            let queued: [&(dyn ToSql + Sync); 4] = [&id, &new.connectors, &keys, &now];
-            tokio::try_join!(
-                tx.execute(&keep, &kept),
-                tx.execute(&note, &noted),
-                tx.execute(&queue_all, &queued)
-            )
-            .map_err(pg)?;
-        } else {
-            tokio::try_join!(tx.execute(&keep, &kept), tx.execute(&note, &noted)).map_err(pg)?;
-            for connector in &new.connectors {
-                let replaced = tx
-                    .execute(&bring_up, &[&version, &now, &id, connector])
+        for (connector, key) in new.connectors.iter().zip(&keys) {
+            let replaced = tx
+                .execute(&bring_up, &[&version, &now, &id, connector])
+                .await
+                .map_err(pg)?;
+            merged += usize::try_from(replaced).unwrap_or(usize::MAX);
+            if replaced == 0 {
+                tx.execute(&queue, &[&id, &version, connector, key, &now])
                     .await
                     .map_err(pg)?;
-                merged += usize::try_from(replaced).unwrap_or(usize::MAX);
-                if replaced == 0 {
-                    let key = delivery_key(connector, id);
-                    tx.execute(&queue, &[&id, &version, connector, &key, &now])
-                        .await
-                        .map_err(pg)?;
-                }
             }
         }
         tx.commit()
@@ -1039,46 +1102,26 @@ impl Store for PostgresStore {
         connectors: &[String],
     ) -> Result<ReplayReport, StoreError> {
         let now = ms(Timestamp::now());
-        let mut report = ReplayReport::default();
-        let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(pg)?;
+        // Every (conversation, connector) pair asked for, with its delivery key: the
+        // statement keeps those that were delivered before and have nothing pending.
+        let (mut ids, mut names, mut keys) = (Vec::new(), Vec::new(), Vec::new());
         for id in conversation_ids {
-            let pairs = tx
-                .query(
-                    "SELECT connector, bool_or(state = 'pending') FROM deliveries
-                     WHERE conversation_id = $1 AND connector = ANY($2)
-                     GROUP BY connector",
-                    &[id, &connectors],
-                )
-                .await
-                .map_err(pg)?;
-            for pair in pairs {
-                let (connector, pending): (String, bool) = (column(&pair, 0)?, column(&pair, 1)?);
-                if pending {
-                    report.already_pending += 1;
-                    continue;
-                }
-                tx.execute(
-                    "DELETE FROM ledger WHERE conversation_id = $1 AND connector = $2",
-                    &[id, &connector],
-                )
-                .await
-                .map_err(pg)?;
-                let row = tx
-                    .query_one(
-                        "INSERT INTO deliveries (conversation_id, version, connector, key, state, next_attempt_at,
-                                                 created_at, updated_at)
-                         SELECT id, latest_version, $2, $3, 'pending', $4, $4, $4 FROM conversations WHERE id = $1
-                         RETURNING id",
-                        &[id, &connector, &delivery_key(&connector, id), &now],
-                    )
-                    .await
-                    .map_err(pg)?;
-                report.queued.push(column(&row, 0)?);
+            for connector in connectors {
+                keys.push(delivery_key(connector, id));
+                ids.push(id.as_str());
+                names.push(connector.as_str());
             }
         }
-        tx.commit().await.map_err(pg)?;
-        Ok(report)
+        let client = self.client().await?;
+        let statement = client.prepare_cached(REPLAY).await.map_err(pg)?;
+        let row = client
+            .query_one(&statement, &[&ids, &names, &keys, &now])
+            .await
+            .map_err(pg)?;
+        Ok(ReplayReport {
+            already_pending: count(column(&row, 0)?),
+            queued: column(&row, 1)?,
+        })
     }
 
     async fn connector_stats(&self, since: Timestamp) -> Result<Vec<ConnectorStats>, StoreError> {

@@ -76,6 +76,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/sqlite/0007_listing_indexes.sql"),
     include_str!("migrations/sqlite/0008_mentions_and_counts.sql"),
     include_str!("migrations/sqlite/0009_packed_versions.sql"),
+    include_str!("migrations/sqlite/0010_fewer_queue_indexes.sql"),
 ];
 
 /// The migration that creates `mentions`: in its transaction, what was stored before is
@@ -1863,8 +1864,8 @@ mod tests {
         assert!(!plan.iter().any(|s| s.contains("TEMP B-TREE")), "{plan:#?}");
     }
 
-    /// What the overview, the metrics, erasure and retention read, they read through indexes:
-    /// their cost follows what they find, not what is stored.
+    /// What leases, the overview, the metrics, erasure and retention read, they read through
+    /// indexes: their cost follows what they find, not what is stored.
     #[tokio::test]
     async fn counts_erasure_and_retention_read_through_indexes() {
         use rusqlite::types::Value;
@@ -1881,6 +1882,10 @@ mod tests {
         .collect();
         for (sql, values) in [
             (PENDING_OF, vec![text("helpdesk")]),
+            (
+                DUE_OF_CONNECTOR,
+                vec![text("helpdesk"), number(1), number(10), number(1)],
+            ),
             (DELIVERED_SINCE, vec![text("helpdesk"), number(1)]),
             (DEAD_OF, vec![text("helpdesk"), number(1)]),
             (RECEIVED_SINCE, vec![number(1)]),
