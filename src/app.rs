@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
+
+use parking_lot::RwLock;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
@@ -119,7 +121,7 @@ impl Reloader {
             let registry = Registry::build(&config, &this.shared).map_err(ConfigError::from)?;
             let names = registry.names();
             this.live.replace(registry);
-            *this.config.write().expect("never poisoned") = Arc::new(config);
+            *this.config.write() = Arc::new(config);
             Ok(names)
         })
         .await
@@ -140,7 +142,7 @@ impl Reloader {
 
     /// The configuration the running set was built from (the latest accepted reload's).
     pub fn config(&self) -> Arc<Config> {
-        self.config.read().expect("never poisoned").clone()
+        self.config.read().clone()
     }
 
     /// The running set rebuilt for a preview: `templates` (name → text) over the template
@@ -153,7 +155,7 @@ impl Reloader {
         &self,
         templates: BTreeMap<String, String>,
     ) -> Result<Arc<Registry>, ConfigError> {
-        let config = self.config.read().expect("never poisoned").clone();
+        let config = self.config.read().clone();
         let shared = self.shared.clone();
         tokio::task::spawn_blocking(move || {
             Registry::build_preview(&config, &shared, &templates)

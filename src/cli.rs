@@ -19,7 +19,8 @@ use crate::connectors::{
 };
 use crate::maintenance::{self, Progress, ReplayRange};
 use crate::model::Timestamp;
-use crate::sources::{Parsed, Source};
+use crate::preview::Prepared;
+use crate::sources::Source;
 use crate::store::{DeliveryFilter, DeliveryState};
 use crate::telemetry::{self, Escaped};
 
@@ -236,11 +237,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             quiet_logs();
             let registry = app::registry(&config)?;
             let connector = find(&registry, &connector)?;
-            let parsed = read_payload(&file)?;
-            if filtered_out(&registry, connector.name(), &parsed)? {
+            let Some(chat) = prepare(&config, &registry, connector.name(), &file)? else {
                 return Ok(ExitCode::SUCCESS);
-            }
-            let plan = connector.dry_run(&dry_job(connector.name(), &parsed))?;
+            };
+            let plan = connector.dry_run(&chat.job())?;
             print_plan(&plan);
             Ok(ExitCode::SUCCESS)
         }
@@ -248,12 +248,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             quiet_logs();
             let registry = app::registry(&config)?;
             let connector = find(&registry, &connector)?;
-            let parsed = read_payload(&file)?;
-            if filtered_out(&registry, connector.name(), &parsed)? {
+            let Some(chat) = prepare(&config, &registry, connector.name(), &file)? else {
                 return Ok(ExitCode::SUCCESS);
-            }
-            let job = dry_job(connector.name(), &parsed);
-            match connector.attempt(&job, &PrintCheckpoint).await {
+            };
+            match connector.attempt(&chat.job(), &PrintCheckpoint).await {
                 Ok(receipt) => {
                     println!("delivered: {}", receipt.remote_ids());
                     Ok(ExitCode::SUCCESS)
@@ -522,7 +520,11 @@ fn check(path: &Path) -> ExitCode {
     let mut failed = false;
     println!("connector instances:");
     for connector in registry.connectors() {
-        match connector.dry_run(&dry_job(connector.name(), &sample)) {
+        match connector.dry_run(&DeliveryJob::first(
+            connector.name(),
+            &sample.conversation,
+            &sample.raw,
+        )) {
             Ok(plan) => println!(
                 "  {:<12} type {:<10} ok ({} steps render)",
                 connector.name(),
@@ -572,27 +574,25 @@ fn find<'a>(
     })
 }
 
-fn read_payload(file: &Path) -> anyhow::Result<Parsed> {
+/// The chat in `file` as `serve` would hand it to instance `connector`, or `None` (having
+/// said why) when `serve` would not hand it over: its type needs an e-mail the chat lacks,
+/// the instance serves other accounts, its `when` does not hold. Nothing is rendered or
+/// sent that a running bridge would not send.
+fn prepare(
+    config: &Config,
+    registry: &Registry,
+    connector: &str,
+    file: &Path,
+) -> anyhow::Result<Option<Prepared>> {
     let body = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
-    Source::Smartsupp
-        .parse(&body)
-        .with_context(|| format!("{} is not a payload chatbridge understands", file.display()))
-}
-
-/// Whether `serve` would not hand `parsed` to `connector` (its type needs an e-mail the chat
-/// lacks, the instance serves other accounts, its `when` does not hold); says why when so.
-/// Nothing is rendered or sent that a running bridge would not send.
-fn filtered_out(registry: &Registry, connector: &str, parsed: &Parsed) -> anyhow::Result<bool> {
-    let excluded = registry.excluded(connector, &parsed.conversation, &parsed.raw)?;
-    if let Some(why) = &excluded {
+    let redactor = crate::privacy::Redactor::new(&config.privacy.redact);
+    let chat = Prepared::new(&redactor, connector, &body)
+        .with_context(|| format!("{} is not a payload chatbridge understands", file.display()))?;
+    if let Some(why) = chat.excluded(registry)? {
         println!("filtered out by {why}: `{connector}` does not receive this chat; nothing sent");
+        return Ok(None);
     }
-    Ok(excluded.is_some())
-}
-
-/// A first delivery of `parsed` through `connector`.
-fn dry_job<'a>(connector: &str, parsed: &'a Parsed) -> DeliveryJob<'a> {
-    DeliveryJob::first(connector, &parsed.conversation, &parsed.raw)
+    Ok(Some(chat))
 }
 
 /// Prints `text` line by line, each line's control characters escaped ([`Escaped`]): chat

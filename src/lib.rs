@@ -21,7 +21,8 @@
 //! Supporting modules: [`config`] (figment layers and validation), [`app`] (wiring,
 //! reload and shutdown), [`cli`] (the commands), [`telemetry`] (logs), [`metrics`]
 //! (Prometheus), [`privacy`] (redaction at ingest), [`maintenance`] (replay, retry, erasure
-//! and retention, shared by the CLI and the admin API).
+//! and retention, shared by the CLI and the admin API), [`preview`] (a chat as a connector
+//! would get it, for `render`, `send` and the previews).
 
 #![forbid(unsafe_code)]
 
@@ -35,6 +36,7 @@ pub mod intake;
 pub mod maintenance;
 pub mod metrics;
 pub mod model;
+pub mod preview;
 pub mod privacy;
 pub mod render;
 pub mod sources;

@@ -55,6 +55,14 @@ pub enum RenderError {
     /// Templates that do not parse.
     #[error("template syntax: {0}")]
     Syntax(String),
+    /// The transcript's time zone is not one the time zone database knows.
+    #[error("time zone `{zone}`: {reason}")]
+    TimeZone {
+        /// As configured.
+        zone: String,
+        /// Why it is refused.
+        reason: String,
+    },
     /// A template that does not exist.
     #[error("no template named `{0}`")]
     Missing(String),
@@ -277,9 +285,11 @@ impl Renderer {
         }
         own.extend(overrides.keys().cloned());
         files.extend(overrides.iter().map(|(k, v)| (k.clone(), v.clone())));
-        let zone = jiff::tz::TimeZone::get(&transcript.time_zone).map_err(|e| {
-            RenderError::Syntax(format!("time zone `{}`: {e}", transcript.time_zone))
-        })?;
+        let zone =
+            jiff::tz::TimeZone::get(&transcript.time_zone).map_err(|e| RenderError::TimeZone {
+                zone: transcript.time_zone.clone(),
+                reason: e.to_string(),
+            })?;
 
         let parsed = to_parse(&files, &own, used);
         let parsed = || parsed.iter().map(|&name| (name, files[name].as_str()));

@@ -162,6 +162,23 @@ pub fn init<W>(format: LogFormat, default_filter: &str, writer: W, traces: Optio
 where
     W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
 {
+    subscriber(format, default_filter, writer, traces)
+        .try_init()
+        .is_ok()
+}
+
+/// The subscriber [`init`] installs: logs in `format` to `writer`, filtered by `RUST_LOG` or
+/// else `default_filter`, and spans exported with `traces`. Tests scope one to a thread to
+/// read what their own service logged.
+pub fn subscriber<W>(
+    format: LogFormat,
+    default_filter: &str,
+    writer: W,
+    traces: Option<&Traces>,
+) -> impl tracing::Subscriber + Send + Sync + 'static
+where
+    W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
+{
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
     let logs = tracing_subscriber::fmt::layer().with_writer(writer);
@@ -185,8 +202,6 @@ where
         .with(logs)
         .with(spans)
         .with(filter)
-        .try_init()
-        .is_ok()
 }
 
 #[cfg(test)]

@@ -21,7 +21,9 @@ pub mod file;
 pub mod http;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
+
+use parking_lot::RwLock;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -581,12 +583,12 @@ impl LiveRegistry {
 
     /// The registry now.
     pub fn current(&self) -> Arc<Registry> {
-        self.current.read().expect("never poisoned").clone()
+        self.current.read().clone()
     }
 
     /// Puts `registry` in use for everything that starts from now on.
     pub fn replace(&self, registry: Registry) {
-        *self.current.write().expect("never poisoned") = Arc::new(registry);
+        *self.current.write() = Arc::new(registry);
     }
 }
 

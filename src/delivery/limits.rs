@@ -6,7 +6,9 @@
 //! connector cannot occupy the workers another connector needs.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -43,7 +45,7 @@ impl TokenBucket {
 
     /// Whole tokens available now, and how long until the next one when there are none.
     pub fn available(&self) -> (usize, Duration) {
-        let mut state = self.state.lock().expect("never poisoned");
+        let mut state = self.state.lock();
         let tokens = self.refill(&mut state);
         let whole = tokens.floor().max(0.0) as usize;
         let wait = if whole == 0 {
@@ -58,7 +60,7 @@ impl TokenBucket {
     pub async fn acquire(&self) {
         loop {
             let wait = {
-                let mut state = self.state.lock().expect("never poisoned");
+                let mut state = self.state.lock();
                 if self.refill(&mut state) >= 1.0 {
                     state.0 -= 1.0;
                     return;
@@ -79,7 +81,7 @@ impl Buckets {
     /// The bucket of instance `name` with this limit: the existing one if the limit is the
     /// same, else a new one.
     pub fn get(&self, name: &str, limit: RateLimit) -> Arc<TokenBucket> {
-        let mut buckets = self.0.lock().expect("never poisoned");
+        let mut buckets = self.0.lock();
         match buckets.get(name) {
             Some(bucket) if bucket.limit == limit => bucket.clone(),
             _ => {

@@ -14,8 +14,10 @@
 //! one delivery probes the target when the pause ends.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+
+use parking_lot::Mutex;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -113,9 +115,9 @@ impl Worker {
 
     /// The gates, brought in line with the connectors configured now (a reload may have
     /// added, removed or re-limited some; circuit states carry over).
-    fn sync_gates(&self) -> std::sync::MutexGuard<'_, HashMap<String, Gate>> {
+    fn sync_gates(&self) -> parking_lot::MutexGuard<'_, HashMap<String, Gate>> {
         let registry = self.registry.current();
-        let mut gates = self.gates.lock().expect("never poisoned");
+        let mut gates = self.gates.lock();
         // A removed connector's gate goes once its last attempt ends.
         gates.retain(|name, gate| registry.get(name).is_some() || !gate.is_idle());
         for (name, limits) in registry.limits() {
@@ -154,8 +156,8 @@ impl Worker {
             .lease_due(now, free, self.lease_for, &caps)
             .await?;
         {
-            let mut gates = self.gates.lock().expect("never poisoned");
-            let mut in_flight = self.in_flight.lock().expect("never poisoned");
+            let mut gates = self.gates.lock();
+            let mut in_flight = self.in_flight.lock();
             for delivery in &batch {
                 if let Some(gate) = gates.get_mut(&delivery.connector) {
                     gate.started(now);
@@ -192,6 +194,12 @@ impl Worker {
         // When the next lease is due without any event: a retry's time, a cool-down's end.
         let mut next_look = tokio::time::Instant::now();
         loop {
+            // Every finished attempt is reaped at each turn, not one per turn: under steady
+            // load the loop turns for new work and freed slots more often than it takes the
+            // join branch, and each finished task held its memory until joined.
+            while let Some(finished) = running.try_join_next() {
+                reaped(finished);
+            }
             let free = self
                 .concurrency
                 .saturating_sub(self.calling.load(Ordering::Relaxed));
@@ -225,13 +233,18 @@ impl Worker {
                     let calling = self.calling.load(Ordering::Relaxed);
                     calling == 0 || self.concurrency.saturating_sub(calling) >= batch
                 }
-                Some(_) = running.join_next(), if !running.is_empty() => false,
+                Some(finished) = running.join_next(), if !running.is_empty() => {
+                    reaped(finished);
+                    false
+                }
                 () = self.wake.notified() => true,
                 () = tokio::time::sleep_until(next_look) => true,
             };
         }
         let finished = tokio::time::timeout(grace, async {
-            while running.join_next().await.is_some() {}
+            while let Some(finished) = running.join_next().await {
+                reaped(finished);
+            }
         })
         .await;
         if finished.is_err() {
@@ -239,14 +252,10 @@ impl Worker {
                 unfinished = running.len(),
                 "attempts still running at shutdown; they start again on the next run"
             );
+            // Taken before the attempts are cut: each lets go of its own as it is dropped.
+            let cut: Vec<i64> = self.in_flight.lock().drain().collect();
             running.abort_all();
             while running.join_next().await.is_some() {}
-            let cut: Vec<i64> = self
-                .in_flight
-                .lock()
-                .expect("never poisoned")
-                .drain()
-                .collect();
             if let Err(e) = self.store.release(&cut).await {
                 tracing::error!(error = %e, "cannot release the leases of cut attempts; they wait for the lease to end");
             }
@@ -256,13 +265,7 @@ impl Worker {
     /// Keeps the leases of the attempts running here: a long attempt is not taken over by
     /// another replica while it is still going.
     async fn renew(&self) {
-        let ids: Vec<i64> = self
-            .in_flight
-            .lock()
-            .expect("never poisoned")
-            .iter()
-            .copied()
-            .collect();
+        let ids: Vec<i64> = self.in_flight.lock().iter().copied().collect();
         if ids.is_empty() {
             return;
         }
@@ -310,6 +313,7 @@ impl Worker {
     /// One attempt of one delivery, recorded in the store whatever happens.
     async fn attempt(self: Arc<Self>, leased: LeasedDelivery) {
         let slot = Slot(self.clone());
+        let leased_here = InFlight(self.clone(), leased.id);
         let attempt = leased.attempts + 1;
         let registry = self.registry.current();
         let kind = registry
@@ -336,13 +340,18 @@ impl Worker {
                 .unwrap_or_default();
             let reopens = self.gate_finished(&leased.connector, &result, &summary);
             drop(slot);
-            let (record, next) = self.decide(
+            let (record, next) = decide(
+                &self.policy,
                 &leased,
-                attempt,
                 result,
-                started_at,
-                clock.elapsed(),
-                reopens,
+                Ended {
+                    attempt,
+                    started_at,
+                    duration: clock.elapsed(),
+                    refused_until: reopens,
+                    now: Timestamp::now(),
+                    random: fastrand::f64(),
+                },
             );
             match &next {
                 NextState::Delivered { .. } => {
@@ -353,6 +362,13 @@ impl Worker {
                     tracing::info!(elapsed_ms = clock.elapsed().as_millis() as u64, "delivered")
                 }
                 NextState::RetryAt { at, .. } => {
+                    if record.outcome == AttemptOutcome::Waiting {
+                        tracing::error!(
+                            error = %Escaped(&summary),
+                            paused_until = %at,
+                            "target rejected the connector's credentials or endpoint; deliveries wait until it is fixed"
+                        );
+                    }
                     self.metrics.retried(&leased.connector);
                     tracing::warn!(error = %Escaped(&summary), retry_at = %at, "delivery failed, will retry")
                 }
@@ -365,10 +381,7 @@ impl Worker {
                 // The lease expires and the delivery is attempted again: at-least-once.
                 tracing::error!(error = %e, "cannot record the attempt");
             }
-            self.in_flight
-                .lock()
-                .expect("never poisoned")
-                .remove(&leased.id);
+            drop(leased_here);
         }
         .instrument(span)
         .await;
@@ -383,7 +396,7 @@ impl Worker {
         summary: &str,
     ) -> Option<Timestamp> {
         let now = Timestamp::now();
-        let mut gates = self.gates.lock().expect("never poisoned");
+        let mut gates = self.gates.lock();
         let gate = gates.get_mut(connector)?;
         let health = match result.as_ref().map_err(DeliveryError::class) {
             Ok(_) => Health::Up,
@@ -448,116 +461,117 @@ impl Worker {
         };
         connector.attempt(&job, &checkpoint).await
     }
+}
 
-    /// Turns an attempt's result into the record and the delivery's next state.
-    /// `refused_until`: the target refused the credentials; call it again then.
-    fn decide(
-        &self,
-        leased: &LeasedDelivery,
-        attempt: u32,
-        result: Result<Receipt, DeliveryError>,
-        started_at: Timestamp,
-        duration: Duration,
-        refused_until: Option<Timestamp>,
-    ) -> (AttemptRecord, NextState) {
-        let mut record = AttemptRecord {
-            attempt,
-            started_at,
-            duration,
-            outcome: AttemptOutcome::Delivered,
-            status: None,
-            step: None,
-            error: None,
-            excerpt: None,
-        };
-        let error = match result {
-            Ok(receipt) => {
-                if let Some((step, status)) = receipt.last_sent() {
-                    record.step = Some(step.to_owned());
-                    record.status = Some(status);
-                }
-                return (
-                    record,
-                    NextState::Delivered {
-                        remote: receipt.remote_ids(),
-                        ledger: receipt.ledger,
-                    },
-                );
+/// When and how an attempt ended, with the clock and the jitter it is judged by, so that the
+/// decision is a function of what it is given.
+struct Ended {
+    attempt: u32,
+    started_at: Timestamp,
+    duration: Duration,
+    /// The target refused the credentials; it is called again then.
+    refused_until: Option<Timestamp>,
+    now: Timestamp,
+    /// Uniform in [0, 1): where in the jitter's range a retry falls.
+    random: f64,
+}
+
+/// Turns an attempt's result into the record and the delivery's next state.
+fn decide(
+    policy: &RetryPolicy,
+    leased: &LeasedDelivery,
+    result: Result<Receipt, DeliveryError>,
+    ended: Ended,
+) -> (AttemptRecord, NextState) {
+    let Ended {
+        attempt,
+        started_at,
+        duration,
+        refused_until,
+        now,
+        random,
+    } = ended;
+    let mut record = AttemptRecord {
+        attempt,
+        started_at,
+        duration,
+        outcome: AttemptOutcome::Delivered,
+        status: None,
+        step: None,
+        error: None,
+        excerpt: None,
+    };
+    let error = match result {
+        Ok(receipt) => {
+            if let Some((step, status)) = receipt.last_sent() {
+                record.step = Some(step.to_owned());
+                record.status = Some(status);
             }
-            Err(error) => error,
-        };
-        record.status = error.status();
-        record.step = error.step().map(str::to_owned);
-        record.error = Some(error.to_string());
-        if let DeliveryError::Status { excerpt, .. } = &error {
-            record.excerpt = Some(excerpt.clone());
+            return (
+                record,
+                NextState::Delivered {
+                    remote: receipt.remote_ids(),
+                    ledger: receipt.ledger,
+                },
+            );
         }
-        let reason = error.to_string();
-        let elapsed = leased
-            .first_attempt_at
-            .map(|first| {
-                (started_at.as_datetime() - first.as_datetime())
-                    .try_into()
-                    .unwrap_or(Duration::ZERO)
-            })
-            .unwrap_or(Duration::ZERO);
-        let random = fastrand::f64();
-        let retry_at = |delay: Duration, counts: bool| NextState::RetryAt {
-            at: Timestamp::now().plus(delay),
-            counts,
+        Err(error) => error,
+    };
+    record.status = error.status();
+    record.step = error.step().map(str::to_owned);
+    record.error = Some(error.to_string());
+    if let DeliveryError::Status { excerpt, .. } = &error {
+        record.excerpt = Some(excerpt.clone());
+    }
+    let reason = error.to_string();
+    let elapsed = leased
+        .first_attempt_at
+        .map(|first| {
+            (started_at.as_datetime() - first.as_datetime())
+                .try_into()
+                .unwrap_or(Duration::ZERO)
+        })
+        .unwrap_or(Duration::ZERO);
+    let retry_at = |delay: Duration, counts: bool| NextState::RetryAt {
+        at: now.plus(delay),
+        counts,
+        reason: reason.clone(),
+    };
+    let next = match error.class() {
+        Failure::Invalid => NextState::Dead {
             reason: reason.clone(),
-        };
-        let next = match error.class() {
-            Failure::Invalid => NextState::Dead {
-                reason: reason.clone(),
-            },
-            Failure::Transient => match self.policy.after_failure(
-                leased.failures + 1,
-                elapsed,
-                error.retry_after(),
-                random,
-            ) {
+        },
+        Failure::Transient => {
+            match policy.after_failure(leased.failures + 1, elapsed, error.retry_after(), random) {
                 Some(delay) => retry_at(delay, true),
                 None => NextState::Dead {
                     reason: format!("gave up after {attempt} attempts: {reason}"),
                 },
-            },
-            Failure::RateLimited => match self.policy.after_throttle(
-                leased.failures,
-                elapsed,
-                error.retry_after(),
-                random,
-            ) {
+            }
+        }
+        Failure::RateLimited => {
+            match policy.after_throttle(leased.failures, elapsed, error.retry_after(), random) {
                 Some(delay) => retry_at(delay, false),
                 None => NextState::Dead {
                     reason: format!("gave up: still rate limited after {elapsed:?}: {reason}"),
                 },
-            },
-            Failure::Unhealthy => {
-                let until =
-                    refused_until.unwrap_or_else(|| Timestamp::now().plus(self.policy.pause(1)));
-                tracing::error!(
-                    error = %Escaped(&error.summary()),
-                    paused_until = %until,
-                    "target rejected the connector's credentials or endpoint; deliveries wait until it is fixed"
-                );
-                NextState::RetryAt {
-                    at: until,
-                    counts: false,
-                    reason: reason.clone(),
-                }
             }
-        };
-        record.outcome = match &next {
-            NextState::Delivered { .. } => AttemptOutcome::Delivered,
-            NextState::RetryAt { counts: false, .. } if error.class() == Failure::Unhealthy => {
-                AttemptOutcome::Waiting
-            }
-            NextState::RetryAt { .. } => AttemptOutcome::Retry,
-            NextState::Dead { .. } => AttemptOutcome::Dead,
-        };
-        (record, next)
-    }
+        }
+        Failure::Unhealthy => NextState::RetryAt {
+            at: refused_until.unwrap_or_else(|| now.plus(policy.pause(1))),
+            counts: false,
+            reason: reason.clone(),
+        },
+    };
+    record.outcome = match &next {
+        NextState::Delivered { .. } => AttemptOutcome::Delivered,
+        NextState::RetryAt { counts: false, .. } if error.class() == Failure::Unhealthy => {
+            AttemptOutcome::Waiting
+        }
+        NextState::RetryAt { .. } => AttemptOutcome::Retry,
+        NextState::Dead { .. } => AttemptOutcome::Dead,
+    };
+    (record, next)
 }
 
 /// The slot an attempt takes from [`Worker::lease`] until its target has answered (or the
@@ -568,6 +582,29 @@ impl Drop for Slot {
     fn drop(&mut self) {
         self.0.calling.fetch_sub(1, Ordering::Relaxed);
         self.0.freed.notify_one();
+    }
+}
+
+/// A delivery this worker holds the lease of, from [`Worker::lease`] until its attempt is
+/// recorded or cut short: while it is here, its lease is renewed. Let go even if the
+/// attempt panics, so that the lease runs out and another attempt takes it.
+struct InFlight(Arc<Worker>, i64);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.lock().remove(&self.1);
+    }
+}
+
+/// Logs an attempt that panicked (its delivery is attempted again once its lease runs out);
+/// one that was cut short at shutdown says so itself.
+fn reaped(finished: Result<(), tokio::task::JoinError>) {
+    if let Err(e) = finished
+        && e.is_panic()
+    {
+        tracing::error!(
+            "an attempt panicked; its delivery is attempted again when its lease runs out"
+        );
     }
 }
 
@@ -592,5 +629,194 @@ impl Checkpoint for StoreCheckpoint<'_> {
                 message: format!("cannot record step `{step}`: {e}"),
                 class: crate::connectors::Failure::Transient,
             })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::connectors::{StepOutcome, StepReport};
+
+    /// 10 s, 20 s, 40 s... with ±50 % jitter; three counted failures; an hour in all.
+    fn policy() -> RetryPolicy {
+        RetryPolicy {
+            max_attempts: 3,
+            initial_interval: Duration::from_secs(10),
+            multiplier: 2.0,
+            max_interval: Duration::from_secs(600),
+            max_elapsed: Duration::from_secs(3600),
+            randomization: 0.5,
+        }
+    }
+
+    fn at(seconds: i64) -> Timestamp {
+        Timestamp::from_unix_millis(seconds * 1000).unwrap()
+    }
+
+    /// A delivery that failed `failures` times (counted), first tried at `first`.
+    fn leased(failures: u32, first: Option<Timestamp>) -> LeasedDelivery {
+        LeasedDelivery {
+            id: 7,
+            conversation_id: "smartsupp:1:2".into(),
+            version: 1,
+            connector: "helpdesk".into(),
+            key: "cb:helpdesk:smartsupp:1:2".into(),
+            attempts: failures,
+            failures,
+            first_attempt_at: first,
+            queued_at: at(900),
+            raw: Vec::new(),
+            normalized: String::new(),
+            completed: BTreeMap::new(),
+            ledger: StepOutputs::new(),
+        }
+    }
+
+    /// Attempt `attempt`, started at 1,000 s and judged at 1,001 s, its jitter three quarters
+    /// up its range (a factor of 1.25 at ±50 %).
+    fn ended(attempt: u32) -> Ended {
+        Ended {
+            attempt,
+            started_at: at(1_000),
+            duration: Duration::from_millis(120),
+            refused_until: None,
+            now: at(1_001),
+            random: 0.75,
+        }
+    }
+
+    fn answer(status: u16, class: Failure, retry_after: Option<Duration>) -> DeliveryError {
+        DeliveryError::Status {
+            step: "ticket".into(),
+            status,
+            class,
+            retry_after,
+            excerpt: r#"{"error":"RecordInvalid"}"#.into(),
+        }
+    }
+
+    fn retry(next: &NextState) -> (Timestamp, bool) {
+        match next {
+            NextState::RetryAt { at, counts, .. } => (*at, *counts),
+            other => panic!("not a retry: {other:?}"),
+        }
+    }
+
+    fn dead(next: &NextState) -> &str {
+        match next {
+            NextState::Dead { reason } => reason,
+            other => panic!("not dead: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_success_records_the_last_step_sent() {
+        let step = |name: &str, outcome| StepReport {
+            step: name.into(),
+            outcome,
+            outputs: StepOutputs::new(),
+        };
+        let receipt = Receipt {
+            steps: vec![
+                step("search", StepOutcome::Sent(200)),
+                step("ticket", StepOutcome::Sent(201)),
+                step("note", StepOutcome::Skipped),
+            ],
+            ledger: StepOutputs::new(),
+        };
+        let (record, next) = decide(&policy(), &leased(0, None), Ok(receipt), ended(1));
+        assert!(matches!(next, NextState::Delivered { .. }), "{next:?}");
+        assert_eq!(record.outcome, AttemptOutcome::Delivered);
+        assert_eq!(
+            (record.step.as_deref(), record.status),
+            (Some("ticket"), Some(201))
+        );
+        assert_eq!(record.error, None);
+    }
+
+    #[test]
+    fn a_transient_failure_is_retried_after_the_jittered_interval_counted_from_now() {
+        let error = answer(503, Failure::Transient, None);
+        let (record, next) = decide(&policy(), &leased(1, Some(at(990))), Err(error), ended(2));
+        // The second failure: 20 s, times 1.25.
+        assert_eq!(retry(&next), (at(1_026), true));
+        assert_eq!(record.outcome, AttemptOutcome::Retry);
+        assert_eq!(
+            (record.step.as_deref(), record.status),
+            (Some("ticket"), Some(503))
+        );
+        assert_eq!(
+            record.excerpt.as_deref(),
+            Some(r#"{"error":"RecordInvalid"}"#)
+        );
+    }
+
+    #[test]
+    fn a_target_asking_for_longer_than_the_backoff_is_waited_for() {
+        let error = answer(503, Failure::Transient, Some(Duration::from_secs(90)));
+        let (_, next) = decide(&policy(), &leased(0, None), Err(error), ended(1));
+        assert_eq!(retry(&next), (at(1_091), true));
+    }
+
+    #[test]
+    fn the_last_counted_failure_makes_the_delivery_dead_saying_how_many_attempts() {
+        let error = answer(503, Failure::Transient, None);
+        let (record, next) = decide(&policy(), &leased(2, Some(at(950))), Err(error), ended(3));
+        assert_eq!(record.outcome, AttemptOutcome::Dead);
+        assert!(
+            dead(&next).starts_with("gave up after 3 attempts: step `ticket`: HTTP 503"),
+            "{next:?}"
+        );
+    }
+
+    #[test]
+    fn a_retry_that_would_end_past_max_elapsed_is_not_made() {
+        // First tried 59 min 50 s before: a 12.5 s wait would end past the hour.
+        let error = answer(503, Failure::Transient, None);
+        let (_, next) = decide(
+            &policy(),
+            &leased(0, Some(at(-2_590))),
+            Err(error),
+            ended(1),
+        );
+        assert!(
+            dead(&next).starts_with("gave up after 1 attempts"),
+            "{next:?}"
+        );
+    }
+
+    #[test]
+    fn a_rate_limit_waits_what_the_target_asks_and_costs_no_attempt() {
+        let error = answer(429, Failure::RateLimited, Some(Duration::from_secs(120)));
+        // Even with the attempt budget spent, a throttled delivery is not given up.
+        let (record, next) = decide(&policy(), &leased(2, Some(at(990))), Err(error), ended(3));
+        assert_eq!(retry(&next), (at(1_121), false));
+        assert_eq!(record.outcome, AttemptOutcome::Retry);
+    }
+
+    #[test]
+    fn an_invalid_request_is_dead_at_once() {
+        let error = answer(422, Failure::Invalid, None);
+        let (record, next) = decide(&policy(), &leased(0, None), Err(error), ended(1));
+        assert_eq!(record.outcome, AttemptOutcome::Dead);
+        assert_eq!(
+            dead(&next),
+            r#"step `ticket`: HTTP 422: {"error":"RecordInvalid"}"#
+        );
+    }
+
+    #[test]
+    fn refused_credentials_wait_for_the_circuit_without_counting() {
+        let error = || answer(401, Failure::Unhealthy, None);
+        let reopens = Ended {
+            refused_until: Some(at(5_000)),
+            ..ended(1)
+        };
+        let (record, next) = decide(&policy(), &leased(0, None), Err(error()), reopens);
+        assert_eq!(retry(&next), (at(5_000), false));
+        assert_eq!(record.outcome, AttemptOutcome::Waiting);
+        // Without the circuit's time: the first pause, at least a minute.
+        let (_, next) = decide(&policy(), &leased(0, None), Err(error()), ended(1));
+        assert_eq!(retry(&next), (at(1_061), false));
     }
 }

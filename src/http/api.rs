@@ -22,11 +22,11 @@ use utoipa::{IntoParams, OpenApi, ToSchema};
 use super::AppState;
 use super::error::ApiError;
 use super::session::Admitted;
-use crate::connectors::{DeliveryJob, PlannedRequest};
+use crate::connectors::PlannedRequest;
 use crate::delivery::limits::GateView;
 use crate::maintenance::{self, ReplayRange, ReplayTotals, Silent};
 use crate::model::Timestamp;
-use crate::sources::Source;
+use crate::preview::Prepared;
 use crate::store::{
     AttemptRow, ConnectorStats, ConversationCursor, ConversationFilter, ConversationRow,
     DeliveryFilter, DeliveryRow, DeliveryState, ForgetReport, VersionRow,
@@ -698,21 +698,16 @@ pub async fn render_preview(
         .map_err(|e| ApiError::Unrenderable(e.to_string()))?;
     let body =
         serde_json::to_vec(&request.payload).map_err(|e| ApiError::Invalid(e.to_string()))?;
-    let mut parsed = Source::Smartsupp.parse(&body).map_err(|e| {
-        ApiError::Invalid(format!("the payload is not a Smartsupp hook payload: {e}"))
-    })?;
-    state
-        .redactor
-        .conversation(&mut parsed.conversation, &mut parsed.raw);
     let connector = registry
         .get(&names[0])
         .ok_or_else(|| ApiError::Invalid(format!("no connector instance `{}`", names[0])))?;
+    // Rendered whether or not the instance's filters let this chat through: a template is
+    // tried on whatever chat is at hand.
+    let chat = Prepared::new(&state.redactor, connector.name(), &body).map_err(|e| {
+        ApiError::Invalid(format!("the payload is not a Smartsupp hook payload: {e}"))
+    })?;
     let plan = connector
-        .dry_run(&DeliveryJob::first(
-            connector.name(),
-            &parsed.conversation,
-            &parsed.raw,
-        ))
+        .dry_run(&chat.job())
         .map_err(|e| ApiError::Unrenderable(e.to_string()))?;
     let templates = registry
         .definitions()

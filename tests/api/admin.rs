@@ -405,13 +405,12 @@ async fn the_openapi_document_is_openapi_3_and_lists_every_route() {
 /// `CHATBRIDGE_TEST_OPENAPI_VALIDATOR` names `openapi-spec-validator` (`.ci/run` installs
 /// the pinned version from PyPI and sets it).
 #[tokio::test]
+#[ignore = "needs openapi-spec-validator: .ci/run installs it"]
 async fn the_openapi_document_passes_an_openapi_validator() {
-    let Some(validator) = crate::helpers::counterpart(
+    let validator = crate::helpers::required(
         "CHATBRIDGE_TEST_OPENAPI_VALIDATOR",
         "an openapi-spec-validator executable",
-    ) else {
-        return;
-    };
+    );
     let app = spawn_app().await;
     let text = app.get_text("/api/openapi.json").await;
     let dir = tempfile::tempdir().unwrap();

@@ -23,8 +23,10 @@ const CONVERSATIONS: u64 = 120;
 #[tokio::test]
 #[ignore = "needs Chromium and playwright-core: .ci/run installs them"]
 async fn in_chromium_an_operator_works_and_an_attacker_gets_nowhere() {
-    let modules = std::env::var_os("CHATBRIDGE_TEST_PLAYWRIGHT")
-        .expect("set CHATBRIDGE_TEST_PLAYWRIGHT to a node_modules folder with playwright-core");
+    let modules = crate::helpers::required(
+        "CHATBRIDGE_TEST_PLAYWRIGHT",
+        "a node_modules folder with playwright-core",
+    );
     let app = spawn_app().await;
     // The target refuses the first ticket for good, and has recovered by the retry.
     let dead = app.dead_seeds(1).await;

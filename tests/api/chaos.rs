@@ -16,7 +16,9 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 
 use crate::fake_zendesk::FakeZendesk;
-use crate::helpers::{HOOK_TOKEN, Options, ZENDESK_EMAIL, ZENDESK_TOKEN, seed_with_channel};
+use crate::helpers::{
+    Delivery, HOOK_TOKEN, Options, ZENDESK_EMAIL, ZENDESK_TOKEN, seed_with_channel,
+};
 use crate::process::{serve, write_config};
 
 const CHATS: u64 = 2_000;
@@ -90,13 +92,9 @@ fn kill_9(mut child: Child) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL: CHATBRIDGE_TEST_POSTGRES_URL, which .ci/run sets"]
 async fn three_replicas_one_killed_mid_run_deliver_every_acknowledged_chat_once() {
-    if crate::helpers::postgres_url().is_none() {
-        crate::helpers::say_skipped(
-            "the replica chaos test; it needs CHATBRIDGE_TEST_POSTGRES_URL",
-        );
-        return;
-    }
+    crate::helpers::required("CHATBRIDGE_TEST_POSTGRES_URL", "a PostgreSQL database URL");
     let receiver = Arc::new(Receiver::default());
     let app = Router::new()
         .route("/in", post(receive))
@@ -108,9 +106,15 @@ async fn three_replicas_one_killed_mid_run_deliver_every_acknowledged_chat_once(
     let dir = tempfile::tempdir().unwrap();
     let unused = FakeZendesk::start(ZENDESK_EMAIL, ZENDESK_TOKEN).await;
     let options = Options {
-        delivery: "max_attempts = 50\ninitial_interval = \"10ms\"\nmultiplier = 2.0\nmax_interval = \"200ms\"\n\
-                   max_elapsed = \"1h\"\nrandomization = 0.2\nrequest_timeout = \"2s\"\nworkers = 8\nlease = \"2s\"\n"
-            .into(),
+        delivery: Delivery {
+            max_attempts: 50,
+            initial_interval: "10ms",
+            max_interval: "200ms",
+            randomization: 0.2,
+            workers: 8,
+            lease: "2s",
+            ..Delivery::default()
+        },
         ..Options::only("sink", "webhook", &format!("url = \"{sink}\""))
     };
     let config_path = write_config(dir.path(), &unused, options).await;

@@ -51,9 +51,7 @@ impl Drop for Prism {
 }
 
 fn prism_executable() -> PathBuf {
-    std::env::var_os("CHATBRIDGE_TEST_PRISM")
-        .expect("set CHATBRIDGE_TEST_PRISM to a Prism 5 executable (.ci/run does)")
-        .into()
+    crate::helpers::required("CHATBRIDGE_TEST_PRISM", "a Prism 5 executable").into()
 }
 
 fn spec(path: &Path) -> PathBuf {

@@ -7,8 +7,8 @@ use serde_json::{Value, json};
 
 use crate::fake_vendor::Scripted;
 use crate::helpers::{
-    Options, fixture, run_cli, seed_edited, seed_of, seed_unrated, spawn_app, spawn_app_with,
-    wait_until,
+    Delivery, Options, fixture, run_cli, seed_edited, seed_of, seed_unrated, spawn_app,
+    spawn_app_with, wait_until,
 };
 
 #[tokio::test]
@@ -207,9 +207,10 @@ async fn two_server_errors_then_success_make_one_ticket_after_three_attempts() {
 #[tokio::test]
 async fn a_429_with_retry_after_delays_the_next_attempt_and_costs_no_attempt() {
     let app = spawn_app_with(Options {
-        delivery: Options::default()
-            .delivery
-            .replace("max_attempts = 4", "max_attempts = 1"),
+        delivery: Delivery {
+            max_attempts: 1,
+            ..Delivery::default()
+        },
         ..Options::default()
     })
     .await;
@@ -233,7 +234,7 @@ async fn a_429_with_retry_after_delays_the_next_attempt_and_costs_no_attempt() {
 }
 
 #[tokio::test]
-async fn a_400_is_dead_after_one_attempt_and_listed_by_the_cli() {
+async fn a_422_is_dead_after_one_attempt_and_listed_by_the_cli() {
     let app = spawn_app().await;
     app.zendesk.script([Scripted::status(422, json!({"error": "RecordInvalid", "details": {"requester": [{"description": "Requester: is suspended"}]}}))]);
 

@@ -36,7 +36,11 @@ pub const ADMIN_TOKEN: &str = "admin-token-5a6b7c-s3cr3t";
 /// How long a test waits for a condition before failing.
 pub const PATIENCE: Duration = Duration::from_secs(20);
 
-/// Everything logged by this test binary (all tests share one subscriber).
+/// What the tests log with: every level of chatbridge, as JSON lines.
+const LOG_FILTER: &str = "chatbridge=trace,tower_http=debug,warn";
+
+/// Everything logged by this test binary outside a test's own [`OwnLogs`] (all tests share
+/// the global subscriber).
 pub fn captured_logs() -> String {
     String::from_utf8_lossy(&log_buffer().lock().unwrap()).into_owned()
 }
@@ -47,14 +51,39 @@ fn log_buffer() -> &'static Arc<Mutex<Vec<u8>>> {
         chatbridge::app::install_tls_provider();
         let buffer = Arc::new(Mutex::new(Vec::new()));
         let writer = CaptureWriter(buffer.clone());
-        chatbridge::telemetry::init(
+        chatbridge::telemetry::init(LogFormat::Json, LOG_FILTER, move || writer.clone(), None);
+        buffer
+    })
+}
+
+/// What one test's service logs, apart from every other test's: the service's subscriber,
+/// scoped to the test's thread for as long as this lives. A `#[tokio::test]` runs the app it
+/// spawns on that thread; what the store's own threads log goes to [`captured_logs`].
+pub struct OwnLogs {
+    buffer: Arc<Mutex<Vec<u8>>>,
+    _scope: tracing::subscriber::DefaultGuard,
+}
+
+impl OwnLogs {
+    pub fn capture() -> Self {
+        log_buffer();
+        let buffer = Arc::new(Mutex::new(Vec::new()));
+        let writer = CaptureWriter(buffer.clone());
+        let subscriber = chatbridge::telemetry::subscriber(
             LogFormat::Json,
-            "chatbridge=trace,tower_http=debug,warn",
+            LOG_FILTER,
             move || writer.clone(),
             None,
         );
-        buffer
-    })
+        Self {
+            buffer,
+            _scope: tracing::subscriber::set_default(subscriber),
+        }
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.buffer.lock().unwrap()).into_owned()
+    }
 }
 
 #[derive(Clone)]
@@ -178,14 +207,64 @@ pub struct Options {
     pub shared_token: bool,
     /// Run the worker loop (false: the test drives `try_run_once`).
     pub workers: bool,
-    /// `[delivery]` table body.
-    pub delivery: String,
+    /// The `[delivery]` table.
+    pub delivery: Delivery,
     /// Configure the `helpdesk` Zendesk instance (tests of other connectors turn it off).
     pub helpdesk: bool,
     /// The `[admin]` table's body ("": the admin API and dashboard are off).
     pub admin: String,
     /// This `store.url` instead of a fresh store.
     pub store: Option<String>,
+}
+
+/// The `[delivery]` settings a test app runs with.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub max_attempts: u32,
+    pub initial_interval: &'static str,
+    pub multiplier: f64,
+    pub max_interval: &'static str,
+    pub randomization: f64,
+    pub request_timeout: &'static str,
+    /// Attempts at once (when [`Options::workers`] runs the worker loop).
+    pub workers: usize,
+    pub lease: &'static str,
+}
+
+impl Default for Delivery {
+    /// Millisecond intervals, with no jitter; `max_interval` leaves room for a 3 s
+    /// Retry-After. A short lease: after a kill -9, a restarted process on a shared store
+    /// takes the dead one's deliveries over within it.
+    fn default() -> Self {
+        Self {
+            max_attempts: 4,
+            initial_interval: "20ms",
+            multiplier: 2.0,
+            max_interval: "5s",
+            randomization: 0.0,
+            request_timeout: "2s",
+            workers: 4,
+            lease: "3s",
+        }
+    }
+}
+
+impl Delivery {
+    /// The table's body; `workers` only if the worker loop runs.
+    fn toml(&self, run_workers: bool) -> String {
+        format!(
+            "max_attempts = {}\ninitial_interval = {:?}\nmultiplier = {:?}\nmax_interval = {:?}\n\
+             max_elapsed = \"1h\"\nrandomization = {:?}\nrequest_timeout = {:?}\nworkers = {}\nlease = {:?}\n",
+            self.max_attempts,
+            self.initial_interval,
+            self.multiplier,
+            self.max_interval,
+            self.randomization,
+            self.request_timeout,
+            if run_workers { self.workers } else { 0 },
+            self.lease,
+        )
+    }
 }
 
 impl Default for Options {
@@ -196,12 +275,7 @@ impl Default for Options {
             server: String::new(),
             shared_token: true,
             workers: true,
-            // Millisecond intervals; max_interval leaves room for a 3 s Retry-After.
-            // A short lease: after a kill -9, a restarted process on a shared store takes the
-            // dead one's deliveries over within it.
-            delivery: "max_attempts = 4\ninitial_interval = \"20ms\"\nmultiplier = 2.0\nmax_interval = \"5s\"\n\
-                       max_elapsed = \"1h\"\nrandomization = 0.0\nrequest_timeout = \"2s\"\nworkers = 4\nlease = \"3s\"\n"
-                .into(),
+            delivery: Delivery::default(),
             helpdesk: true,
             admin: format!("token = \"{ADMIN_TOKEN}\""),
             store: None,
@@ -312,7 +386,7 @@ max_connections = 4
         } else {
             String::new()
         },
-        delivery = options.delivery,
+        delivery = options.delivery.toml(options.workers),
         admin = options.admin,
         helpdesk = if options.helpdesk {
             format!(
@@ -347,11 +421,8 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
         None => store_url(dir.path()).await,
     };
     // `{data}` in the options stands for the app's own folder (an outbox beside the store).
-    let mut text = config_text(&store_url, &zendesk, &options)
+    let text = config_text(&store_url, &zendesk, &options)
         .replace("{data}", &dir.path().display().to_string());
-    if !options.workers {
-        text = text.replace("workers = 4", "workers = 0");
-    }
     let config_path = dir.path().join("config.toml");
     std::fs::write(&config_path, &text).unwrap();
     let config = Config::load(&config_path).expect("test config is valid");
@@ -522,26 +593,10 @@ where
     }
 }
 
-/// The tool named by environment variable `var` (a path), for tests that need a real
-/// counterpart `.ci/run` installs; without it they say so and pass without checking anything.
-pub fn counterpart(var: &str, what: &str) -> Option<PathBuf> {
-    let found = std::env::var_os(var).map(PathBuf::from);
-    if found.is_none() {
-        say_skipped(&format!("set {var} to {what}"));
-    }
-    found
-}
-
-/// Tells whoever runs the tests that some checks were skipped, once per message. Written to
-/// the process's stderr directly, past the harness's capture of `eprintln!`, so a skipped
-/// check never passes silently.
-pub fn say_skipped(why: &str) {
-    static SAID: Mutex<Vec<String>> = Mutex::new(Vec::new());
-    let mut said = SAID.lock().unwrap();
-    if !said.iter().any(|s| s == why) {
-        said.push(why.to_owned());
-        let _ = writeln!(std::io::stderr(), "skipped: {why}");
-    }
+/// The value of environment variable `var`, which an ignored test needs: `.ci/run` sets it
+/// and runs the test; run by hand without it, the test fails saying what to set.
+pub fn required(var: &str, what: &str) -> String {
+    std::env::var(var).unwrap_or_else(|_| panic!("set {var} to {what} (.ci/run does)"))
 }
 
 /// Runs the `chatbridge` binary with `args`, returning (exit code, stdout, stderr).

@@ -9,8 +9,8 @@ use serde_json::{Value, json};
 
 use crate::fake_vendor::Scripted;
 use crate::helpers::{
-    Options, TestApp, fixture, receiver_answering, seed_with_channel, spawn_app, spawn_app_with,
-    wait_until,
+    Delivery, Options, TestApp, fixture, receiver_answering, seed_with_channel, spawn_app,
+    spawn_app_with, wait_until,
 };
 
 async fn delivered(app: &TestApp, connector: &str) -> usize {
@@ -85,9 +85,10 @@ async fn a_connector_limited_to_5_rps_takes_9_s_for_50_while_another_finishes_at
 async fn the_circuit_opens_after_the_configured_failures_and_closes_after_recovery() {
     let app = spawn_app_with(Options {
         extra: "[connectors.helpdesk.circuit]\nfailures = 3\ncool_down = \"1s\"\n".into(),
-        delivery: Options::default()
-            .delivery
-            .replace("max_attempts = 4", "max_attempts = 10"),
+        delivery: Delivery {
+            max_attempts: 10,
+            ..Delivery::default()
+        },
         ..Options::default()
     })
     .await;

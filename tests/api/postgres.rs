@@ -1,7 +1,8 @@
 //! What only a shared PostgreSQL store has to get right: replicas starting together, leasing
 //! side by side, taking over a dead replica's work, and riding out a database outage.
 //! The rest of the suite runs against PostgreSQL too when `CHATBRIDGE_TEST_POSTGRES_URL` is
-//! set (see `helpers.rs`); without it these tests say so and pass without checking anything.
+//! set (see `helpers.rs`); these need it, so a plain `cargo test` reports them ignored and
+//! `.ci/run` runs them.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -13,18 +14,11 @@ use chatbridge::store::postgres::PostgresStore;
 use chatbridge::store::{DeliveryState, LeasedDelivery, Store};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::helpers::{
-    Options, fixture, postgres_url, seed_with_channel, spawn_app_with, store_url,
-};
+use crate::helpers::{Options, fixture, seed_with_channel, spawn_app_with, store_url};
 
-fn database() -> Option<String> {
-    let url = postgres_url();
-    if url.is_none() {
-        crate::helpers::say_skipped(
-            "the PostgreSQL tests; set CHATBRIDGE_TEST_POSTGRES_URL to a database to run them, and the whole suite, on PostgreSQL",
-        );
-    }
-    url
+/// The database the tests run on, which these need.
+fn database() -> String {
+    crate::helpers::required("CHATBRIDGE_TEST_POSTGRES_URL", "a PostgreSQL database URL")
 }
 
 async fn query_count(url: &str, sql: &str) -> i64 {
@@ -36,10 +30,9 @@ async fn query_count(url: &str, sql: &str) -> i64 {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL: CHATBRIDGE_TEST_POSTGRES_URL, which .ci/run sets"]
 async fn replicas_started_together_on_an_empty_database_both_come_up_and_migrate_once() {
-    if database().is_none() {
-        return;
-    }
+    database();
     let dir = tempfile::tempdir().unwrap();
     let url = store_url(dir.path()).await;
     let opened = join_all((0..3).map(|_| {
@@ -85,10 +78,9 @@ async fn join_all<T: Send + 'static>(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL: CHATBRIDGE_TEST_POSTGRES_URL, which .ci/run sets"]
 async fn replicas_leasing_side_by_side_never_get_the_same_delivery() {
-    if database().is_none() {
-        return;
-    }
+    database();
     let app = spawn_app_with(Options {
         workers: false,
         ..Options::default()
@@ -138,10 +130,9 @@ async fn replicas_leasing_side_by_side_never_get_the_same_delivery() {
 }
 
 #[tokio::test]
+#[ignore = "needs PostgreSQL: CHATBRIDGE_TEST_POSTGRES_URL, which .ci/run sets"]
 async fn a_lease_left_by_a_dead_replica_expires_and_another_replica_takes_it_over() {
-    if database().is_none() {
-        return;
-    }
+    database();
     let app = spawn_app_with(Options {
         workers: false,
         ..Options::default()
@@ -229,10 +220,9 @@ impl Relay {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL: CHATBRIDGE_TEST_POSTGRES_URL, which .ci/run sets"]
 async fn while_the_database_is_unreachable_the_source_is_answered_503_and_nothing_is_lost() {
-    let Some(base) = database() else {
-        return;
-    };
+    let base = database();
     // postgres://USER@HOST:PORT/DATABASE: the relay stands in for HOST:PORT.
     let server = base
         .split_once("://")
@@ -297,10 +287,9 @@ async fn encrypted(admin: &str, application_name: &str) -> Vec<bool> {
 }
 
 #[tokio::test]
+#[ignore = "needs PostgreSQL with TLS on: CHATBRIDGE_TEST_POSTGRES_URL, which .ci/run sets"]
 async fn sslmode_and_sslrootcert_in_the_store_url_mean_what_they_mean_to_libpq() {
-    let Some(admin) = database() else {
-        return;
-    };
+    let admin = database();
     let (client, connection) = tokio_postgres::connect(&admin, tokio_postgres::NoTls)
         .await
         .unwrap();
@@ -315,10 +304,11 @@ async fn sslmode_and_sslrootcert_in_the_store_url_mean_what_they_mean_to_libpq()
             row.get::<_, String>(0)
         }
     };
-    if setting("ssl").await != "on" {
-        crate::helpers::say_skipped("TLS to PostgreSQL: the test server has ssl = off");
-        return;
-    }
+    assert_eq!(
+        setting("ssl").await,
+        "on",
+        "this test needs a PostgreSQL server with ssl = on"
+    );
     let dir = tempfile::tempdir().unwrap();
     let url = store_url(dir.path()).await;
     let open = |name: &str, params: &str| {
@@ -341,12 +331,10 @@ async fn sslmode_and_sslrootcert_in_the_store_url_mean_what_they_mean_to_libpq()
 
     // The server's own certificate as the root: it names `localhost` only.
     let cert = setting("ssl_cert_file").await;
-    if std::fs::read(&cert).is_err() {
-        crate::helpers::say_skipped(&format!(
-            "TLS to PostgreSQL with sslrootcert: cannot read the server's certificate {cert}"
-        ));
-        return;
-    }
+    assert!(
+        std::fs::read(&cert).is_ok(),
+        "this test reads the server's certificate, {cert}, as a root: run it where it can"
+    );
     let root = format!("sslrootcert={cert}");
     let store = open("cb_tls_ca", &format!("sslmode=verify-ca&{root}"))
         .await

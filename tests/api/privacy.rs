@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use crate::fake_vendor::Scripted;
 use crate::helpers::{
-    HOOK_TOKEN, Options, TestApp, captured_logs, fixture, spawn_app, spawn_app_with,
+    HOOK_TOKEN, Options, TestApp, captured_logs, fixture, run_cli, spawn_app, spawn_app_with,
 };
 
 /// The seed chat of a visitor with this address, in conversation `channel`.
@@ -294,7 +294,7 @@ async fn the_retention_purge_removes_settled_conversations_and_outbox_files_past
 }
 
 #[tokio::test]
-async fn redaction_rules_rewrite_message_text_before_it_is_stored_or_sent() {
+async fn redaction_rules_rewrite_message_text_before_it_is_stored_sent_or_previewed() {
     let app = spawn_app_with(Options {
         extra: "[[privacy.redact]]\npattern = '\\b(?:\\d[ -]?){13,16}\\b'\nreplacement = '[card number]'\n"
             .into(),
@@ -311,6 +311,35 @@ async fn redaction_rules_rewrite_message_text_before_it_is_stored_or_sent() {
     assert!(
         sent.contains("my card is [card number], can you refund?"),
         "{sent}"
+    );
+    // `chatbridge render` and the preview show what is sent.
+    let scratch = tempfile::tempdir().unwrap();
+    let file = scratch.path().join("card.json");
+    std::fs::write(&file, &body).unwrap();
+    let (code, out, err) = run_cli(&[
+        "--config",
+        app.config_path.to_str().unwrap(),
+        "render",
+        "--connector",
+        "helpdesk",
+        file.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("my card is [card number]") && !out.contains("4111 1111"),
+        "{out}"
+    );
+    let (status, preview) = app
+        .api_post(
+            "/api/preview",
+            json!({ "connector": "helpdesk", "payload": doc }),
+        )
+        .await;
+    assert_eq!(status, 200, "{preview}");
+    let shown = preview["requests"].to_string();
+    assert!(
+        shown.contains("my card is [card number]") && !shown.contains("4111 1111"),
+        "{shown}"
     );
     assert_eq!(
         traces_in_store(&app, "4111 1111").await,

@@ -11,10 +11,17 @@ use chatbridge::render::url_encode;
 use chatbridge::store::DeliveryState;
 use serde_json::Value;
 
-use crate::helpers::{Options, TestApp, seed_of, spawn_app_with};
+use crate::helpers::{Options, TestApp, required, seed_of, spawn_app_with};
 
-fn env(names: [&str; 2]) -> [String; 2] {
-    names.map(|n| std::env::var(n).unwrap_or_else(|_| panic!("set {n} (.ci/run does)")))
+/// Request Tracker's REST2 base URL and an auth token for it.
+fn rt() -> (String, String) {
+    (
+        required("CHATBRIDGE_TEST_RT_URL", "Request Tracker's URL"),
+        required(
+            "CHATBRIDGE_TEST_RT_TOKEN",
+            "an auth token of Request Tracker",
+        ),
+    )
 }
 
 /// A time-derived number no earlier run used, so a persistent server's earlier tickets and
@@ -99,7 +106,7 @@ fn output(row: &chatbridge::store::DeliveryRow, output: &str) -> Option<String> 
 #[tokio::test]
 #[ignore = "needs Request Tracker 5: .ci/rt5 start prints its variables"]
 async fn request_tracker_5_gets_one_ticket_with_requestor_subject_and_transcript() {
-    let [url, token] = env(["CHATBRIDGE_TEST_RT_URL", "CHATBRIDGE_TEST_RT_TOKEN"]);
+    let (url, token) = rt();
     let (channel, seed) = fresh_seed();
     let app = rt_app(&url, &token).await;
 
@@ -147,7 +154,7 @@ async fn request_tracker_5_gets_one_ticket_with_requestor_subject_and_transcript
 #[tokio::test]
 #[ignore = "needs Request Tracker 5: .ci/rt5 start prints its variables"]
 async fn request_tracker_5_finds_only_its_own_ticket_for_a_chat_id_made_of_ticketsql() {
-    let [url, token] = env(["CHATBRIDGE_TEST_RT_URL", "CHATBRIDGE_TEST_RT_TOKEN"]);
+    let (url, token) = rt();
     let stamp = fresh();
     let email = format!("o'neil*{stamp}@example.com");
     let hostile = seed_of(
@@ -188,10 +195,8 @@ async fn request_tracker_5_finds_only_its_own_ticket_for_a_chat_id_made_of_ticke
 #[tokio::test]
 #[ignore = "needs MailDev: .ci/run starts it"]
 async fn maildev_receives_the_message_with_both_parts_and_the_stable_message_id() {
-    let [smtp, web] = env([
-        "CHATBRIDGE_TEST_MAILDEV_SMTP",
-        "CHATBRIDGE_TEST_MAILDEV_WEB",
-    ]);
+    let smtp = required("CHATBRIDGE_TEST_MAILDEV_SMTP", "MailDev's SMTP HOST:PORT");
+    let web = required("CHATBRIDGE_TEST_MAILDEV_WEB", "MailDev's web URL");
     let (host, port) = smtp.rsplit_once(':').expect("HOST:PORT");
     let (channel, seed) = fresh_seed();
     let to = format!("support+{channel}@acme.zendesk.example");

@@ -7,7 +7,7 @@ use chatbridge::store::{
 };
 
 use crate::helpers::{
-    Options, TestApp, captured_logs, fixture, seed_edited, seed_of, seed_with_channel, spawn_app,
+    Options, OwnLogs, TestApp, fixture, seed_edited, seed_of, seed_with_channel, spawn_app,
     spawn_app_with,
 };
 
@@ -128,6 +128,7 @@ async fn replay_queues_settled_pairs_and_skips_pending_ones() {
 
 #[tokio::test]
 async fn deliveries_of_a_connector_no_longer_configured_wait_until_it_is_again() {
+    let own = OwnLogs::capture();
     let before = spawn_app_with(Options {
         workers: false,
         ..Options::default()
@@ -151,7 +152,7 @@ async fn deliveries_of_a_connector_no_longer_configured_wait_until_it_is_again()
         "the delivery waits, neither dead nor gone"
     );
     assert_eq!(pending[0].attempts, 0);
-    assert!(captured_logs().lines().any(|line| {
+    assert!(own.text().lines().any(|line| {
         line.contains("pending deliveries of a connector that is not configured wait")
             && line.contains("\"connector\":\"helpdesk\"")
     }));
