@@ -551,11 +551,17 @@ fn without_password(url: &str) -> String {
 
 fn duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
     let text = String::deserialize(deserializer)?;
-    humantime::parse_duration(&text).map_err(|e| {
-        serde::de::Error::custom(format!(
-            "`{text}` is not a duration like \"2s\" or \"15m\": {e}"
-        ))
-    })
+    // Days count as 24 hours (and weeks as 7 days): a retention of "30d" is 720 hours,
+    // whatever daylight saving does meanwhile.
+    text.parse::<jiff::Span>()
+        .and_then(|span| span.to_duration(jiff::SpanRelativeTo::days_are_24_hours()))
+        .map_err(|e| e.to_string())
+        .and_then(|d| Duration::try_from(d).map_err(|_| "it is negative".to_owned()))
+        .map_err(|e| {
+            serde::de::Error::custom(format!(
+                "`{text}` is not a duration like \"2s\" or \"15m\": {e}"
+            ))
+        })
 }
 
 /// One thing wrong with the configuration or a definition, with where it is.
@@ -944,6 +950,23 @@ mod tests {
                 .unwrap();
         assert_eq!(config.delivery.initial_interval, Duration::from_millis(200));
         assert_eq!(config.delivery.max_interval, Duration::from_secs(900));
+        let config = Config::from_toml(
+            "[delivery]
+initial_interval = \"1h 30m\"\nmax_interval = \"2d\"\nmax_elapsed = \"1 week\"",
+        )
+        .unwrap();
+        assert_eq!(config.delivery.initial_interval, Duration::from_secs(5_400));
+        assert_eq!(config.delivery.max_interval, Duration::from_secs(172_800));
+        assert_eq!(config.delivery.max_elapsed, Duration::from_secs(604_800));
+        for refused in ["soon", "-5s", "2 months"] {
+            let error = Config::from_toml(&format!("[delivery]\nmax_interval = \"{refused}\""))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                error.contains(&format!("`{refused}` is not a duration")),
+                "{error}"
+            );
+        }
     }
 
     #[test]

@@ -48,6 +48,10 @@ impl fmt::Display for ConversationId {
 
 /// An instant, serialized as RFC 3339 in UTC with millisecond precision
 /// (`2015-03-27T15:33:59.703Z`), which every target API and template filter understands.
+///
+/// Kept as a `time` date-time, not a `jiff` timestamp (jiff serves time zones, HTTP dates
+/// and durations): jiff's instants end at 9999-12-30T22:00Z, so that any offset can be
+/// applied, and a chat's times up to the end of 9999 are kept as they came.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Timestamp(OffsetDateTime);
 
@@ -85,9 +89,16 @@ impl Timestamp {
             .ok_or_else(|| InvalidTimestamp("its UTC time is out of range".into()))
     }
 
-    /// The underlying date-time, for arithmetic.
+    /// The underlying date-time, for the time zone arithmetic of templates.
     pub fn as_datetime(self) -> OffsetDateTime {
         self.0
+    }
+
+    /// How long after `earlier` this is; zero if it is not after it.
+    pub fn since(self, earlier: Self) -> std::time::Duration {
+        (self.0 - earlier.0)
+            .try_into()
+            .unwrap_or(std::time::Duration::ZERO)
     }
 
     /// This instant moved by `by` (saturating at the representable range).

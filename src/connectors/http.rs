@@ -692,6 +692,8 @@ pub fn retry_after(headers: &HeaderMap, waits: &[WaitHeader], now: SystemTime) -
     })
 }
 
+static HTTP_DATE: jiff::fmt::rfc2822::DateTimeParser = jiff::fmt::rfc2822::DateTimeParser::new();
+
 fn wait_from(value: &str, unit: WaitUnit, now: SystemTime) -> Option<Duration> {
     let until = |at: SystemTime| at.duration_since(now).unwrap_or(Duration::ZERO);
     let number = || {
@@ -706,13 +708,12 @@ fn wait_from(value: &str, unit: WaitUnit, now: SystemTime) -> Option<Duration> {
         WaitUnit::Epoch => {
             number().map(|s| until(SystemTime::UNIX_EPOCH + Duration::from_secs_f64(s)))
         }
-        WaitUnit::Date => httpdate::parse_http_date(value)
+        // An HTTP date (RFC 9110's IMF-fixdate is RFC 2822's form), else RFC 3339.
+        WaitUnit::Date => HTTP_DATE
+            .parse_timestamp(value.trim())
+            .or_else(|_| value.trim().parse::<jiff::Timestamp>())
             .ok()
-            .or_else(|| {
-                time::OffsetDateTime::parse(value, &time::format_description::well_known::Rfc3339)
-                    .ok()
-                    .map(SystemTime::from)
-            })
+            .and_then(|at| SystemTime::try_from(at).ok())
             .map(until),
     }
 }
@@ -895,6 +896,15 @@ mod tests {
         assert_eq!(
             retry_after(&headers, &[], UNIX_EPOCH + Duration::from_secs(500)),
             Some(Duration::ZERO)
+        );
+        // Some targets answer an RFC 3339 instant instead.
+        headers.insert(
+            "retry-after",
+            HeaderValue::from_static("1970-01-01T00:01:40Z"),
+        );
+        assert_eq!(
+            retry_after(&headers, &[], UNIX_EPOCH),
+            Some(Duration::from_secs(100))
         );
         headers.insert("retry-after", HeaderValue::from_static("soon"));
         assert_eq!(retry_after(&headers, &[], UNIX_EPOCH), None);

@@ -287,9 +287,7 @@ impl Worker {
             }
         };
         let next = [due, changes].into_iter().flatten().min()?;
-        let wait = (next.as_datetime() - now.as_datetime())
-            .try_into()
-            .unwrap_or(Duration::ZERO);
+        let wait = next.since(now);
         // A due delivery that could not be leased (another process holds it) must not spin.
         Some(Duration::max(wait, Duration::from_millis(5)).min(MAX_IDLE))
     }
@@ -355,9 +353,7 @@ impl Worker {
             );
             match &next {
                 NextState::Delivered { .. } => {
-                    let latency = (Timestamp::now().as_datetime() - leased.queued_at.as_datetime())
-                        .try_into()
-                        .unwrap_or(Duration::ZERO);
+                    let latency = Timestamp::now().since(leased.queued_at);
                     self.metrics.delivered(&leased.connector, latency);
                     tracing::info!(elapsed_ms = clock.elapsed().as_millis() as u64, "delivered")
                 }
@@ -526,12 +522,7 @@ fn decide(
     let reason = error.to_string();
     let elapsed = leased
         .first_attempt_at
-        .map(|first| {
-            (started_at.as_datetime() - first.as_datetime())
-                .try_into()
-                .unwrap_or(Duration::ZERO)
-        })
-        .unwrap_or(Duration::ZERO);
+        .map_or(Duration::ZERO, |first| started_at.since(first));
     let retry_at = |delay: Duration, counts: bool| NextState::RetryAt {
         at: now.plus(delay),
         counts,
