@@ -1,24 +1,21 @@
 //! [`Application`]: wires config into a running service (listener, store, connectors,
 //! worker) so that `main` and the tests start it the same way.
 
-use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
-
-use parking_lot::RwLock;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
 
 use crate::config::{Config, ConfigError, Problem, StoreLocation};
-use crate::connectors::{LiveRegistry, Registry, Shared};
+use crate::connectors::{LiveRegistry, Registry, Reloader, Shared};
 use crate::delivery::{RetryPolicy, Worker};
 use crate::http::server::ConnectionLimits;
-use crate::http::{self, AppState, SharedState, SourceAuth, SourceTokens, TokenScope};
+use crate::http::{self, AppState, SharedState};
 use crate::maintenance::Retention;
 use crate::privacy::Redactor;
+use crate::sources::auth::SourceAuth;
 use crate::store::postgres::PostgresStore;
 use crate::store::sqlite::SqliteStore;
 use crate::store::{Store, StoreError};
@@ -91,109 +88,6 @@ pub fn registry(config: &Config) -> Result<Registry, StartupError> {
         .map_err(|problems| StartupError::Config(problems.into()))
 }
 
-/// Re-reads the config file and rebuilds connectors and templates (SIGHUP, `POST
-/// /api/reload`). Everything is validated first: a broken edit is refused with its problems
-/// and the running set stays. Settings outside connectors and templates need a restart.
-#[derive(Debug, Clone)]
-pub struct Reloader {
-    path: Option<PathBuf>,
-    shared: Shared,
-    live: Arc<LiveRegistry>,
-    /// The config the running set was built from.
-    config: Arc<RwLock<Arc<Config>>>,
-}
-
-impl Reloader {
-    /// Loads and swaps in the new set; returns the connector instances now configured.
-    ///
-    /// # Errors
-    /// Every problem with the edited files; nothing changed then.
-    pub async fn reload(&self) -> Result<Vec<String>, ConfigError> {
-        let this = self.clone();
-        let result = tokio::task::spawn_blocking(move || {
-            let path = this.path.as_deref().ok_or_else(|| {
-                ConfigError::from(vec![Problem {
-                    key: "config".into(),
-                    message: "this service was not started from a config file".into(),
-                }])
-            })?;
-            let config = Config::load(path)?;
-            let registry = Registry::build(&config, &this.shared).map_err(ConfigError::from)?;
-            let names = registry.names();
-            this.live.replace(registry);
-            *this.config.write() = Arc::new(config);
-            Ok(names)
-        })
-        .await
-        .unwrap_or_else(|e| {
-            Err(ConfigError::from(vec![Problem {
-                key: "reload".into(),
-                message: e.to_string(),
-            }]))
-        });
-        match &result {
-            Ok(names) => tracing::info!(connectors = ?names, "reloaded connectors and templates"),
-            Err(e) => {
-                tracing::error!(error = %e, "reload refused; the running connectors and templates stay")
-            }
-        }
-        result
-    }
-
-    /// The configuration the running set was built from (the latest accepted reload's).
-    pub fn config(&self) -> Arc<Config> {
-        self.config.read().clone()
-    }
-
-    /// The running set rebuilt for a preview: `templates` (name → text) over the template
-    /// files, for edits that are not saved, and every secret setting a placeholder
-    /// ([`Registry::build_preview`]). Nothing running changes.
-    ///
-    /// # Errors
-    /// When an edited template does not parse.
-    pub async fn with_templates(
-        &self,
-        templates: BTreeMap<String, String>,
-    ) -> Result<Arc<Registry>, ConfigError> {
-        let config = self.config.read().clone();
-        let shared = self.shared.clone();
-        tokio::task::spawn_blocking(move || {
-            Registry::build_preview(&config, &shared, &templates)
-                .map(Arc::new)
-                .map_err(ConfigError::from)
-        })
-        .await
-        .unwrap_or_else(|e| {
-            Err(ConfigError::from(vec![Problem {
-                key: "templates".into(),
-                message: e.to_string(),
-            }]))
-        })
-    }
-}
-
-/// The tokens each configured source accepts, and what each may post.
-pub fn source_auth(config: &Config) -> SourceAuth {
-    SourceAuth {
-        smartsupp: config.sources.smartsupp.as_ref().map(|s| {
-            let shared = [s.token.as_ref(), s.previous_token.as_ref()]
-                .into_iter()
-                .flatten()
-                .map(|t| (t, TokenScope::AnyAccount));
-            let tenants = s.tenants.iter().map(|t| {
-                (
-                    &t.token,
-                    TokenScope::Tenant {
-                        name: t.name.clone(),
-                        accounts: t.accounts.clone(),
-                    },
-                )
-            });
-            SourceTokens::scoped(shared.chain(tenants))
-        }),
-    }
-}
-
 /// Opens the store named by `config`.
 ///
 /// # Errors
@@ -247,7 +141,7 @@ impl Application {
             config.delivery.workers,
             lease_for,
         ));
-        let sources = source_auth(&config);
+        let sources = SourceAuth::from_config(&config);
         let address = config.server.listen.clone();
         let listener = TcpListener::bind(&address)
             .await
@@ -281,12 +175,7 @@ impl Application {
             metrics: shared.metrics.clone(),
             redactor: Arc::new(Redactor::new(&config.privacy.redact)),
             admin,
-            reloader: Reloader {
-                path: config.path.clone(),
-                shared,
-                live: registry,
-                config: Arc::new(RwLock::new(Arc::new(config))),
-            },
+            reloader: Reloader::new(shared, registry, config),
         });
         Ok(Self {
             listener,

@@ -197,206 +197,214 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         return Ok(check(&cli.config));
     }
     let config = Config::load(&cli.config)?;
+    if !matches!(cli.command, Command::Serve) {
+        quiet_logs();
+    }
     match cli.command {
-        Command::Serve => {
-            let traces = telemetry::Traces::from_config(&config.traces)?;
-            telemetry::init(
-                config.log.format,
-                &config.log.filter,
-                std::io::stdout,
-                traces.as_ref(),
-            );
-            if traces.is_some() {
-                tracing::info!(
-                    service_name = %config.traces.service_name,
-                    sample_ratio = config.traces.sample_ratio,
-                    "exporting traces over OTLP/HTTP"
-                );
-            }
-            if config
-                .sources
-                .smartsupp
-                .as_ref()
-                .and_then(|s| s.token.as_ref())
-                .is_some_and(|t| secrecy::ExposeSecret::expose_secret(t) == "dev-token")
-            {
-                tracing::warn!(
-                    "sources.smartsupp.token is the example `dev-token`; set CHATBRIDGE_SOURCES__SMARTSUPP__TOKEN in production"
-                );
-            }
-            let app = Application::build(config).await?;
-            let served = app.run_until_stopped().await.context("server failed");
-            if let Some(traces) = traces {
-                traces.shutdown().await;
-            }
-            served?;
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Serve => serve(config).await,
         Command::Check => unreachable!("handled above"),
-        Command::Render { connector, file } => {
-            quiet_logs();
-            let registry = app::registry(&config)?;
-            let connector = find(&registry, &connector)?;
-            let Some(chat) = prepare(&config, &registry, connector.name(), &file)? else {
-                return Ok(ExitCode::SUCCESS);
-            };
-            let plan = connector.dry_run(&chat.job())?;
-            print_plan(&plan);
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Send { connector, file } => {
-            quiet_logs();
-            let registry = app::registry(&config)?;
-            let connector = find(&registry, &connector)?;
-            let Some(chat) = prepare(&config, &registry, connector.name(), &file)? else {
-                return Ok(ExitCode::SUCCESS);
-            };
-            match connector.attempt(&chat.job(), &PrintCheckpoint).await {
-                Ok(receipt) => {
-                    println!("delivered: {}", receipt.remote_ids());
-                    Ok(ExitCode::SUCCESS)
-                }
-                Err(e) => {
-                    println!("failed ({:?}): {e}", e.class());
-                    Ok(ExitCode::FAILURE)
-                }
-            }
-        }
-        Command::Deliveries { action } => {
-            quiet_logs();
-            let store = app::open_store(&config).await?;
-            match action {
-                DeliveriesCommand::List {
-                    state,
-                    connector,
-                    limit,
-                } => {
-                    let state = state
-                        .as_deref()
-                        .map(DeliveryState::parse)
-                        .transpose()
-                        .map_err(anyhow::Error::msg)?;
-                    let rows = store
-                        .deliveries(DeliveryFilter {
-                            state,
-                            connector,
-                            conversation_id: None,
-                            before: None,
-                            limit,
-                        })
-                        .await?;
-                    println!(
-                        "{:>6}  {:<9}  {:<16}  {:>8}  {:<24}  {:<32}  last error",
-                        "id",
-                        "state",
-                        "connector",
-                        "attempts",
-                        "next attempt / updated",
-                        "conversation"
-                    );
-                    for row in &rows {
-                        let when = if row.state == DeliveryState::Pending {
-                            row.next_attempt_at
-                        } else {
-                            row.updated_at
-                        };
-                        println!(
-                            "{:>6}  {:<9}  {:<16}  {:>8}  {:<24}  {:<32}  {}",
-                            row.id,
-                            row.state,
-                            row.connector,
-                            row.attempts,
-                            when.to_string(),
-                            format!("{} v{}", Escaped(&row.conversation_id), row.version),
-                            Escaped(row.last_error.as_deref().unwrap_or(""))
-                        );
-                    }
-                    println!("{} deliveries", rows.len());
-                }
-                DeliveriesCommand::Retry {
-                    ids,
-                    dead,
-                    connector,
-                } => {
-                    let count = if dead {
-                        let mut progress = Reporter::new("retrying dead deliveries");
-                        let count = maintenance::retry_dead(
-                            store.as_ref(),
-                            connector.as_deref(),
-                            &mut progress,
-                        )
-                        .await?;
-                        progress.finish();
-                        count
-                    } else if ids.is_empty() {
-                        anyhow::bail!(
-                            "name delivery ids, or use --dead (see `chatbridge deliveries list --state dead`)"
-                        );
-                    } else {
-                        store.retry(&ids).await?
-                    };
-                    println!(
-                        "{count} deliveries queued again; a running `chatbridge serve` picks them up"
-                    );
-                }
-            }
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Render { connector, file } => render(&config, &connector, &file),
+        Command::Send { connector, file } => send(&config, &connector, &file).await,
+        Command::Deliveries { action } => deliveries(&config, action).await,
         Command::Replay {
             since,
             until,
             connector,
-        } => {
-            quiet_logs();
-            let time = |text: &str, flag: &str| {
-                Timestamp::parse(text).with_context(|| {
-                    format!("--{flag} `{text}` is not an RFC 3339 time like 2026-11-24T09:00:00Z")
-                })
-            };
-            let registry = app::registry(&config)?;
-            let connectors = match connector {
-                Some(name) => vec![find(&registry, &name)?.name().to_owned()],
-                None => registry.names(),
-            };
-            let range = ReplayRange {
-                since: time(&since, "since")?,
-                until: until.as_deref().map(|u| time(u, "until")).transpose()?,
-                connectors,
-            };
-            let store = app::open_store(&config).await?;
-            let mut progress = Reporter::new("replaying conversations");
-            let totals = maintenance::replay(store.as_ref(), &range, &mut progress).await?;
-            progress.finish();
-            println!(
-                "{} conversations: {} deliveries queued, {} skipped (a delivery of them is still pending); a running `chatbridge serve` picks them up",
-                totals.conversations, totals.queued, totals.already_pending
-            );
-            Ok(ExitCode::SUCCESS)
-        }
+        } => replay(&config, &since, until.as_deref(), connector.as_deref()).await,
         Command::Quarantine { action } => {
-            quiet_logs();
             let store = app::open_store(&config).await?;
             quarantine(&config, store.as_ref(), action).await
         }
-        Command::Forget { email } => {
-            quiet_logs();
-            let store = app::open_store(&config).await?;
-            let outboxes = app::registry(&config)?.outboxes();
-            let report = maintenance::forget(store.as_ref(), &email, &outboxes).await?;
-            println!(
-                "erased {} conversations ({} versions, {} deliveries, {} attempts, {} remembered remote ids), {} quarantined bodies, {} outbox files; blanked {} answer excerpts of other conversations",
-                report.conversations,
-                report.versions,
-                report.deliveries,
-                report.attempts,
-                report.ledger_entries,
-                report.quarantined,
-                report.files,
-                report.excerpts_blanked
-            );
+        Command::Forget { email } => forget(&config, &email).await,
+    }
+}
+
+/// `serve`: logs (and traces) as configured, then the service until it is stopped.
+async fn serve(config: Config) -> anyhow::Result<ExitCode> {
+    let traces = telemetry::Traces::from_config(&config.traces)?;
+    telemetry::init(
+        config.log.format,
+        &config.log.filter,
+        std::io::stdout,
+        traces.as_ref(),
+    );
+    if traces.is_some() {
+        tracing::info!(
+            service_name = %config.traces.service_name,
+            sample_ratio = config.traces.sample_ratio,
+            "exporting traces over OTLP/HTTP"
+        );
+    }
+    if config
+        .sources
+        .smartsupp
+        .as_ref()
+        .and_then(|s| s.token.as_ref())
+        .is_some_and(|t| secrecy::ExposeSecret::expose_secret(t) == "dev-token")
+    {
+        tracing::warn!(
+            "sources.smartsupp.token is the example `dev-token`; set CHATBRIDGE_SOURCES__SMARTSUPP__TOKEN in production"
+        );
+    }
+    let app = Application::build(config).await?;
+    let served = app.run_until_stopped().await.context("server failed");
+    if let Some(traces) = traces {
+        traces.shutdown().await;
+    }
+    served?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `render`: the requests a connector would send for the chat in `file`.
+fn render(config: &Config, connector: &str, file: &Path) -> anyhow::Result<ExitCode> {
+    let registry = app::registry(config)?;
+    let connector = find(&registry, connector)?;
+    if let Some(chat) = prepare(config, &registry, connector.name(), file)? {
+        print_plan(&connector.dry_run(&chat.job())?);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `send`: the chat in `file` delivered once through a connector, its steps printed.
+async fn send(config: &Config, connector: &str, file: &Path) -> anyhow::Result<ExitCode> {
+    let registry = app::registry(config)?;
+    let connector = find(&registry, connector)?;
+    let Some(chat) = prepare(config, &registry, connector.name(), file)? else {
+        return Ok(ExitCode::SUCCESS);
+    };
+    match connector.attempt(&chat.job(), &PrintCheckpoint).await {
+        Ok(receipt) => {
+            println!("delivered: {}", receipt.remote_ids());
             Ok(ExitCode::SUCCESS)
         }
+        Err(e) => {
+            println!("failed ({:?}): {e}", e.class());
+            Ok(ExitCode::FAILURE)
+        }
     }
+}
+
+/// `deliveries list` and `deliveries retry`.
+async fn deliveries(config: &Config, action: DeliveriesCommand) -> anyhow::Result<ExitCode> {
+    let store = app::open_store(config).await?;
+    match action {
+        DeliveriesCommand::List {
+            state,
+            connector,
+            limit,
+        } => {
+            let state = state
+                .as_deref()
+                .map(DeliveryState::parse)
+                .transpose()
+                .map_err(anyhow::Error::msg)?;
+            let rows = store
+                .deliveries(DeliveryFilter {
+                    state,
+                    connector,
+                    conversation_id: None,
+                    before: None,
+                    limit,
+                })
+                .await?;
+            println!(
+                "{:>6}  {:<9}  {:<16}  {:>8}  {:<24}  {:<32}  last error",
+                "id", "state", "connector", "attempts", "next attempt / updated", "conversation"
+            );
+            for row in &rows {
+                let when = if row.state == DeliveryState::Pending {
+                    row.next_attempt_at
+                } else {
+                    row.updated_at
+                };
+                println!(
+                    "{:>6}  {:<9}  {:<16}  {:>8}  {:<24}  {:<32}  {}",
+                    row.id,
+                    row.state,
+                    row.connector,
+                    row.attempts,
+                    when.to_string(),
+                    format!("{} v{}", Escaped(&row.conversation_id), row.version),
+                    Escaped(row.last_error.as_deref().unwrap_or(""))
+                );
+            }
+            println!("{} deliveries", rows.len());
+        }
+        DeliveriesCommand::Retry {
+            ids,
+            dead,
+            connector,
+        } => {
+            let count = if dead {
+                let mut progress = Reporter::new("retrying dead deliveries");
+                let count =
+                    maintenance::retry_dead(store.as_ref(), connector.as_deref(), &mut progress)
+                        .await?;
+                progress.finish();
+                count
+            } else if ids.is_empty() {
+                anyhow::bail!(
+                    "name delivery ids, or use --dead (see `chatbridge deliveries list --state dead`)"
+                );
+            } else {
+                store.retry(&ids).await?
+            };
+            println!("{count} deliveries queued again; a running `chatbridge serve` picks them up");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `replay`: the conversations first received in a time range, queued again.
+async fn replay(
+    config: &Config,
+    since: &str,
+    until: Option<&str>,
+    connector: Option<&str>,
+) -> anyhow::Result<ExitCode> {
+    let time = |text: &str, flag: &str| {
+        Timestamp::parse(text).with_context(|| {
+            format!("--{flag} `{text}` is not an RFC 3339 time like 2026-11-24T09:00:00Z")
+        })
+    };
+    let registry = app::registry(config)?;
+    let connectors = match connector {
+        Some(name) => vec![find(&registry, name)?.name().to_owned()],
+        None => registry.names(),
+    };
+    let range = ReplayRange {
+        since: time(since, "since")?,
+        until: until.map(|u| time(u, "until")).transpose()?,
+        connectors,
+    };
+    let store = app::open_store(config).await?;
+    let mut progress = Reporter::new("replaying conversations");
+    let totals = maintenance::replay(store.as_ref(), &range, &mut progress).await?;
+    progress.finish();
+    println!(
+        "{} conversations: {} deliveries queued, {} skipped (a delivery of them is still pending); a running `chatbridge serve` picks them up",
+        totals.conversations, totals.queued, totals.already_pending
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `forget`: a visitor erased, and what went.
+async fn forget(config: &Config, email: &str) -> anyhow::Result<ExitCode> {
+    let store = app::open_store(config).await?;
+    let outboxes = app::registry(config)?.outboxes();
+    let report = maintenance::forget(store.as_ref(), email, &outboxes).await?;
+    println!(
+        "erased {} conversations ({} versions, {} deliveries, {} attempts, {} remembered remote ids), {} quarantined bodies, {} outbox files; blanked {} answer excerpts of other conversations",
+        report.conversations,
+        report.versions,
+        report.deliveries,
+        report.attempts,
+        report.ledger_entries,
+        report.quarantined,
+        report.files,
+        report.excerpts_blanked
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `quarantine`: what it prints for each action.
@@ -447,7 +455,7 @@ async fn quarantine(
                 redactor: &redactor,
                 wake: None,
             };
-            let tokens = app::source_auth(config);
+            let tokens = crate::sources::auth::SourceAuth::from_config(config);
             let report = if all {
                 let mut progress = Reporter::new("re-ingesting quarantined bodies");
                 let report = maintenance::reingest_all(&intake, &tokens, &mut progress).await?;

@@ -564,6 +564,18 @@ fn duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::E
         })
 }
 
+/// The problems [`Config::validate`] finds, in the order of the file's sections.
+struct Problems(Vec<Problem>);
+
+impl Problems {
+    fn add(&mut self, key: &str, message: String) {
+        self.0.push(Problem {
+            key: key.into(),
+            message,
+        });
+    }
+}
+
 /// One thing wrong with the configuration or a definition, with where it is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
@@ -678,15 +690,20 @@ impl Config {
 
     /// Checks values that types alone cannot: ranges, addresses, names.
     pub fn validate(&self) -> Vec<Problem> {
-        let mut problems = Vec::new();
-        let mut problem = |key: &str, message: String| {
-            problems.push(Problem {
-                key: key.into(),
-                message,
-            })
-        };
+        let mut problems = Problems(Vec::new());
+        self.validate_server(&mut problems);
+        self.validate_store(&mut problems);
+        self.validate_sources(&mut problems);
+        self.validate_admin(&mut problems);
+        self.validate_delivery(&mut problems);
+        self.validate_connectors(&mut problems);
+        problems.0
+    }
+
+    /// The listener, its limits and timeouts, the traces and the transcript's time zone.
+    fn validate_server(&self, problems: &mut Problems) {
         if self.listen_addr().is_none() {
-            problem(
+            problems.add(
                 "server.listen",
                 format!(
                     "`{}` is not an address like 127.0.0.1:8080",
@@ -695,12 +712,12 @@ impl Config {
             );
         }
         if self.server.max_body_bytes == 0 {
-            problem("server.max_body_bytes", "must be more than 0".into());
+            problems.add("server.max_body_bytes", "must be more than 0".into());
         }
         if let Some(endpoint) = &self.traces.otlp_endpoint
             && !(endpoint.starts_with("http://") || endpoint.starts_with("https://"))
         {
-            problem(
+            problems.add(
                 "traces.otlp_endpoint",
                 format!(
                     "`{endpoint}` is not an http:// or https:// URL like http://127.0.0.1:4318"
@@ -708,7 +725,7 @@ impl Config {
             );
         }
         if !(0.0..=1.0).contains(&self.traces.sample_ratio) {
-            problem(
+            problems.add(
                 "traces.sample_ratio",
                 format!("{} is not between 0.0 and 1.0", self.traces.sample_ratio),
             );
@@ -727,14 +744,14 @@ impl Config {
             ("admin.session_lifetime", self.admin.session_lifetime),
         ] {
             if value.is_zero() {
-                problem(key, "must be more than 0".into());
+                problems.add(key, "must be more than 0".into());
             }
         }
         if self.server.max_connections == 0 {
-            problem("server.max_connections", "must be at least 1".into());
+            problems.add("server.max_connections", "must be at least 1".into());
         }
         if let Err(e) = jiff::tz::TimeZone::get(&self.transcript.time_zone) {
-            problem(
+            problems.add(
                 "transcript.time_zone",
                 format!(
                     "`{}` is not an IANA time zone: {e}",
@@ -742,8 +759,12 @@ impl Config {
                 ),
             );
         }
+    }
+
+    /// The store's URL and pool.
+    fn validate_store(&self, problems: &mut Problems) {
         if self.store_location().is_none() {
-            problem(
+            problems.add(
                 "store.url",
                 format!(
                     "`{}` is not supported; use sqlite://PATH or postgres://USER@HOST/DATABASE",
@@ -752,11 +773,15 @@ impl Config {
             );
         }
         if self.store.max_connections == 0 {
-            problem("store.max_connections", "must be more than 0".into());
+            problems.add("store.max_connections", "must be more than 0".into());
         }
+    }
+
+    /// Each source's tokens: some set, none empty, none shared by two tenants.
+    fn validate_sources(&self, problems: &mut Problems) {
         if let Some(smartsupp) = &self.sources.smartsupp {
             if smartsupp.token.is_none() && smartsupp.tenants.is_empty() {
-                problem(
+                problems.add(
                     "sources.smartsupp",
                     "set token, or a token per customer in [[sources.smartsupp.tenants]]".into(),
                 );
@@ -776,9 +801,9 @@ impl Config {
             for (key, token) in tokens {
                 let Some(token) = token else { continue };
                 if token.expose_secret().trim().is_empty() {
-                    problem(&key, "must not be empty".into());
+                    problems.add(&key, "must not be empty".into());
                 } else if !seen.insert(token.expose_secret().to_owned()) {
-                    problem(
+                    problems.add(
                         &key,
                         "is used twice; give every tenant a token of its own".into(),
                     );
@@ -786,17 +811,21 @@ impl Config {
             }
             for tenant in &smartsupp.tenants {
                 if tenant.accounts.is_empty() {
-                    problem(
+                    problems.add(
                         &format!("sources.smartsupp.tenants.{}.accounts", tenant.name),
                         "list the tenant's Smartsupp account ids".into(),
                     );
                 }
             }
         }
+    }
+
+    /// The admin token: long enough to resist guessing.
+    fn validate_admin(&self, problems: &mut Problems) {
         if let Some(token) = &self.admin.token {
             let length = token.expose_secret().trim().chars().count();
             if length < MIN_ADMIN_TOKEN {
-                problem(
+                problems.add(
                     "admin.token",
                     format!(
                         "is {length} characters; use at least {MIN_ADMIN_TOKEN} random ones \
@@ -805,38 +834,46 @@ impl Config {
                 );
             }
         }
+    }
+
+    /// Retries, leases and timeouts of deliveries.
+    fn validate_delivery(&self, problems: &mut Problems) {
         let d = &self.delivery;
         if d.max_attempts == 0 {
-            problem("delivery.max_attempts", "must be at least 1".into());
+            problems.add("delivery.max_attempts", "must be at least 1".into());
         }
         if !(d.multiplier >= 1.0 && d.multiplier.is_finite()) {
-            problem("delivery.multiplier", "must be at least 1.0".into());
+            problems.add("delivery.multiplier", "must be at least 1.0".into());
         }
         if !(0.0..=1.0).contains(&d.randomization) {
-            problem(
+            problems.add(
                 "delivery.randomization",
                 "must be between 0.0 and 1.0".into(),
             );
         }
         if d.initial_interval.is_zero() || d.initial_interval > d.max_interval {
-            problem(
+            problems.add(
                 "delivery.initial_interval",
                 "must be more than 0 and at most delivery.max_interval".into(),
             );
         }
         if d.lease < Duration::from_secs(1) {
-            problem("delivery.lease", "must be at least 1s".into());
+            problems.add("delivery.lease", "must be at least 1s".into());
         }
         if d.request_timeout.is_zero() {
-            problem("delivery.request_timeout", "must be more than 0".into());
+            problems.add("delivery.request_timeout", "must be more than 0".into());
         }
+    }
+
+    /// Each connector instance's name and limits.
+    fn validate_connectors(&self, problems: &mut Problems) {
         for (name, instance) in &self.connectors {
             if name.is_empty()
                 || !name
                     .chars()
                     .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
             {
-                problem(
+                problems.add(
                     &format!("connectors.{name}"),
                     "instance names use lower-case letters, digits and `_` (they become environment variable names)".into(),
                 );
@@ -844,31 +881,30 @@ impl Config {
             if let Some(limit) = instance.rate_limit
                 && !(limit.per_second > 0.0 && limit.per_second.is_finite() && limit.burst >= 1)
             {
-                problem(
+                problems.add(
                     &format!("connectors.{name}.rate_limit"),
                     "per_second must be more than 0 and burst at least 1".into(),
                 );
             }
             if instance.concurrency == Some(0) {
-                problem(
+                problems.add(
                     &format!("connectors.{name}.concurrency"),
                     "must be at least 1 (leave it out for no limit)".into(),
                 );
             }
             if instance.circuit.failures > 0 && instance.circuit.cool_down.is_zero() {
-                problem(
+                problems.add(
                     &format!("connectors.{name}.circuit.cool_down"),
                     "must be more than 0".into(),
                 );
             }
             if instance.kind.trim().is_empty() {
-                problem(
+                problems.add(
                     &format!("connectors.{name}.type"),
                     "must name a connector type".into(),
                 );
             }
         }
-        problems
     }
 
     /// The listen address, when valid.

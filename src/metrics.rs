@@ -17,7 +17,6 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use std::sync::atomic::AtomicU64;
 
-use crate::delivery::limits::{CircuitState, GateView};
 use crate::model::Timestamp;
 use crate::store::ConnectorStats;
 
@@ -242,8 +241,9 @@ impl Metrics {
             .observe(took.as_secs_f64());
     }
 
-    /// The exposition, with queue gauges set from `stats` and circuit gauges from `gates`.
-    pub fn render(&self, stats: &[ConnectorStats], gates: &[GateView]) -> String {
+    /// The exposition, with queue gauges set from `stats` and circuit gauges from
+    /// `circuits`: each connector, and whether its circuit is open.
+    pub fn render(&self, stats: &[ConnectorStats], circuits: &[(String, bool)]) -> String {
         let now = Timestamp::now();
         for s in stats {
             let label = ConnectorLabel {
@@ -260,12 +260,12 @@ impl Metrics {
             });
             self.oldest_pending.get_or_create(&label).set(age);
         }
-        for gate in gates {
+        for (connector, open) in circuits {
             self.circuit_open
                 .get_or_create(&ConnectorLabel {
-                    connector: gate.connector.clone(),
+                    connector: connector.clone(),
                 })
-                .set(i64::from(gate.circuit == CircuitState::Open));
+                .set(i64::from(*open));
         }
         let mut text = String::new();
         // Writing into a String cannot fail.

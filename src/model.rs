@@ -17,6 +17,17 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
+/// The idempotency key of a conversation's deliveries to one connector instance: the same
+/// for every attempt and version, so a target that dedupes by it makes one object. The
+/// store keeps it with each delivery; connectors send it.
+pub fn delivery_key(connector: &str, conversation_id: &str) -> String {
+    format!("cb:{connector}:{conversation_id}")
+}
+
+/// Values a completed step picked out of its answer (`ticket_id`), by output name: what the
+/// store keeps between attempts and connectors read in later steps and versions.
+pub type StepOutputs = BTreeMap<String, serde_json::Value>;
+
 /// Stable identity of a conversation across versions: `{source}:{account}:{conversation}`,
 /// for example `smartsupp:208:55039`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]

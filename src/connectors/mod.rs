@@ -19,6 +19,8 @@ pub mod definition;
 pub mod email;
 pub mod file;
 pub mod http;
+mod reload;
+pub mod throttle;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -29,16 +31,16 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use crate::config::{CircuitConfig, Config, ConnectorConfig, Problem};
-use crate::delivery::limits::{Buckets, TokenBucket};
 use crate::metrics::Metrics;
 use crate::model::Conversation;
 use crate::render::{
     ConnectorInfo, DeliveryInfo, Reads, RenderContext, RenderError, Renderer, conversation_context,
 };
 use definition::{Definitions, Engine, snippet};
+use throttle::{Buckets, TokenBucket};
 
-/// Values a completed step picked out of its answer (`ticket_id`), by output name.
-pub type StepOutputs = BTreeMap<String, serde_json::Value>;
+pub use crate::model::StepOutputs;
+pub use reload::Reloader;
 
 /// What one delivery attempt works on.
 #[derive(Debug)]
@@ -70,7 +72,7 @@ impl<'a> DeliveryJob<'a> {
             raw,
             delivery: DeliveryInfo {
                 id: 0,
-                key: crate::store::delivery_key(connector, conversation.id.as_str()),
+                key: crate::model::delivery_key(connector, conversation.id.as_str()),
                 version: 1,
                 attempt: 1,
             },

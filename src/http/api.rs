@@ -27,6 +27,7 @@ use crate::delivery::limits::GateView;
 use crate::maintenance::{self, ReplayRange, ReplayTotals, Silent};
 use crate::model::Timestamp;
 use crate::preview::Prepared;
+use crate::sources::auth::SourceAuth;
 use crate::store::{
     AttemptRow, ConnectorStats, ConversationCursor, ConversationFilter, ConversationRow,
     DeliveryFilter, DeliveryRow, DeliveryState, ForgetReport, VersionRow,
@@ -932,7 +933,7 @@ pub async fn reingest_quarantined(
         wake: Some(&state.wake),
     };
     // Tenants as configured now: a reload may have added the one a body was waiting for.
-    let tokens = crate::app::source_auth(&state.reloader.config());
+    let tokens = SourceAuth::from_config(&state.reloader.config());
     Ok(if request.all {
         maintenance::reingest_all(&intake, &tokens, &mut Silent).await?
     } else {

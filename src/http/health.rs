@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 
 use super::AppState;
 use super::error::ApiError;
+use crate::delivery::limits::CircuitState;
 use crate::model::Timestamp;
 
 /// `GET /healthz`: 200 while the process serves HTTP.
@@ -59,9 +60,16 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) 
 /// 503 when the store does not answer.
 pub async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
     let stats = state.store.connector_stats(Timestamp::now()).await?;
-    let gates = state.worker.as_ref().map(|w| w.gates()).unwrap_or_default();
+    let circuits: Vec<(String, bool)> = state
+        .worker
+        .as_ref()
+        .map(|w| w.gates())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|g| (g.connector, g.circuit == CircuitState::Open))
+        .collect();
     Ok((
         [(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)],
-        state.metrics.render(&stats, &gates),
+        state.metrics.render(&stats, &circuits),
     ))
 }

@@ -95,49 +95,25 @@ async fn receive(
         )),
         _ => None,
     };
-    let admitted = match intake
+    let admitted = intake
         .admit(source, body.clone(), refused_account, received_at)
-        .await?
-    {
-        Ok(admitted) => admitted,
+        .await?;
+    let answered = match admitted {
+        Ok(admitted) => Ok(answer(state, source, admitted)),
         Err(refusal) => {
             let content_type = headers
                 .get(header::CONTENT_TYPE)
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_owned);
-            let quarantine_id = state
-                .store
-                .quarantine(Quarantined {
-                    source: source.name().to_owned(),
-                    reason: refusal.reason().to_owned(),
-                    body: state.redactor.body(&body).unwrap_or_else(|| body.to_vec()),
-                    content_type,
-                    received_at,
-                })
-                .await?;
-            state.metrics.quarantined(source.name(), refusal.kind());
-            state.metrics.ack(source.name(), clock.elapsed());
-            // The reason is not logged: a parser's message can quote the body, and a log line
-            // cannot be erased by `forget`. It is in the answer and the quarantine.
-            tracing::warn!(
-                source = source.name(),
-                quarantine_id,
-                "payload refused and quarantined; the reason went back to the sender and is kept with the body"
-            );
-            let reason = refusal.reason().to_owned();
-            return Err(match refusal {
-                Refusal::Unparseable(_) => ApiError::Unparseable {
-                    reason,
-                    quarantine_id,
-                },
-                Refusal::OtherAccount(_) => ApiError::OtherTenant {
-                    reason,
-                    quarantine_id,
-                },
-            });
+            Err(refuse(state, source, refusal, &body, content_type, received_at).await?)
         }
     };
     state.metrics.ack(source.name(), clock.elapsed());
+    answered
+}
+
+/// The answer to a chat kept: 202 with its version and deliveries, or 200 for a resend.
+fn answer(state: &AppState, source: Source, admitted: Admitted) -> (StatusCode, Json<Value>) {
     let Admitted {
         conversation_id,
         status,
@@ -161,12 +137,12 @@ async fn receive(
                 merged,
                 "conversation stored"
             );
-            Ok((
+            (
                 StatusCode::ACCEPTED,
                 Json(
                     json!({ "conversation": conversation_id, "version": version, "deliveries": deliveries, "merged": merged }),
                 ),
-            ))
+            )
         }
         IngestOutcome::Duplicate { version } => {
             tracing::debug!(
@@ -175,14 +151,56 @@ async fn receive(
                 version,
                 "duplicate ignored"
             );
-            Ok((
+            (
                 StatusCode::OK,
                 Json(
                     json!({ "conversation": conversation_id, "version": version, "deliveries": 0, "duplicate": true }),
                 ),
-            ))
+            )
         }
     }
+}
+
+/// A refused body kept in quarantine (redacted), and the error that tells the sender why:
+/// 400 unparseable, 403 another tenant's account. A store failure instead answers 503, so
+/// that the sender sends it again.
+async fn refuse(
+    state: &AppState,
+    source: Source,
+    refusal: Refusal,
+    body: &Bytes,
+    content_type: Option<String>,
+    received_at: Timestamp,
+) -> Result<ApiError, ApiError> {
+    let quarantine_id = state
+        .store
+        .quarantine(Quarantined {
+            source: source.name().to_owned(),
+            reason: refusal.reason().to_owned(),
+            body: state.redactor.body(body).unwrap_or_else(|| body.to_vec()),
+            content_type,
+            received_at,
+        })
+        .await?;
+    state.metrics.quarantined(source.name(), refusal.kind());
+    // The reason is not logged: a parser's message can quote the body, and a log line
+    // cannot be erased by `forget`. It is in the answer and the quarantine.
+    tracing::warn!(
+        source = source.name(),
+        quarantine_id,
+        "payload refused and quarantined; the reason went back to the sender and is kept with the body"
+    );
+    let reason = refusal.reason().to_owned();
+    Ok(match refusal {
+        Refusal::Unparseable(_) => ApiError::Unparseable {
+            reason,
+            quarantine_id,
+        },
+        Refusal::OtherAccount(_) => ApiError::OtherTenant {
+            reason,
+            quarantine_id,
+        },
+    })
 }
 
 /// Reads the whole body, up to `limit` bytes (413 past it). A body that stops arriving is

@@ -35,8 +35,8 @@ use tower_http::request_id::{
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
-use crate::app::Reloader;
 use crate::connectors::LiveRegistry;
+use crate::connectors::Reloader;
 use crate::delivery::Worker;
 use crate::metrics::Metrics;
 use crate::privacy::Redactor;

@@ -8,6 +8,7 @@ use sha2::{Digest, Sha256};
 use subtle::{ConditionallySelectable, ConstantTimeEq};
 
 use super::Source;
+use crate::config::Config;
 
 /// Accepted tokens per source; a source without an entry is not configured (404).
 #[derive(Debug, Clone, Default)]
@@ -17,6 +18,28 @@ pub struct SourceAuth {
 }
 
 impl SourceAuth {
+    /// The tokens each source of `config` accepts, and what each may post.
+    pub fn from_config(config: &Config) -> Self {
+        Self {
+            smartsupp: config.sources.smartsupp.as_ref().map(|s| {
+                let shared = [s.token.as_ref(), s.previous_token.as_ref()]
+                    .into_iter()
+                    .flatten()
+                    .map(|t| (t, TokenScope::AnyAccount));
+                let tenants = s.tenants.iter().map(|t| {
+                    (
+                        &t.token,
+                        TokenScope::Tenant {
+                            name: t.name.clone(),
+                            accounts: t.accounts.clone(),
+                        },
+                    )
+                });
+                SourceTokens::scoped(shared.chain(tenants))
+            }),
+        }
+    }
+
     /// The tokens of `source`, if it is configured.
     pub fn get(&self, source: Source) -> Option<&SourceTokens> {
         match source {

@@ -22,8 +22,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use crate::connectors::StepOutputs;
-use crate::model::{Conversation, Timestamp};
+use crate::model::{Conversation, StepOutputs, Timestamp};
 
 /// A storage failure. Ingest answers 503 for these, so the source can send again.
 #[derive(Debug, thiserror::Error)]
@@ -43,12 +42,6 @@ pub enum StoreError {
     /// The store could not be opened or migrated.
     #[error("cannot open store: {0}")]
     Open(String),
-}
-
-/// The idempotency key of a conversation's deliveries to one connector instance: the same
-/// for every attempt and version, so a target that dedupes by it makes one object.
-pub fn delivery_key(connector: &str, conversation_id: &str) -> String {
-    format!("cb:{connector}:{conversation_id}")
 }
 
 /// An instant as both stores keep it: Unix milliseconds.
@@ -362,7 +355,8 @@ pub struct LeasedDelivery {
 }
 
 /// How an attempt ended, for the attempt log.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
 pub enum AttemptOutcome {
     /// The target accepted it.
     Delivered,
@@ -383,6 +377,17 @@ impl AttemptOutcome {
             Self::Waiting => "waiting",
             Self::Dead => "dead",
         }
+    }
+
+    /// Read back from the store.
+    ///
+    /// # Errors
+    /// When the stored name is none of them: a corrupt row.
+    pub fn parse(text: &str) -> Result<Self, StoreError> {
+        [Self::Delivered, Self::Retry, Self::Waiting, Self::Dead]
+            .into_iter()
+            .find(|o| o.as_str() == text)
+            .ok_or_else(|| StoreError::Corrupt(format!("attempt outcome `{text}`")))
     }
 }
 
@@ -422,8 +427,8 @@ impl AttemptRecord {
 /// A delivery's columns after an attempt, as both stores write them.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AfterAttempt<'a> {
-    /// `pending`, `delivered` or `dead`.
-    pub state: &'static str,
+    /// Where the delivery is now.
+    pub state: DeliveryState,
     /// Unix ms of the next attempt (now when settled).
     pub next_attempt_at: i64,
     /// Added to the failures that count against `max_attempts`.
@@ -439,21 +444,21 @@ impl NextState {
     pub fn columns(&self, now: i64) -> AfterAttempt<'_> {
         match self {
             Self::Delivered { remote, .. } => AfterAttempt {
-                state: "delivered",
+                state: DeliveryState::Delivered,
                 next_attempt_at: now,
                 failures: 0,
                 error: None,
                 remote: Some(remote.to_string()),
             },
             Self::RetryAt { at, counts, reason } => AfterAttempt {
-                state: "pending",
+                state: DeliveryState::Pending,
                 next_attempt_at: at.unix_millis(),
                 failures: i32::from(*counts),
                 error: Some(reason),
                 remote: None,
             },
             Self::Dead { reason } => AfterAttempt {
-                state: "dead",
+                state: DeliveryState::Dead,
                 next_attempt_at: now,
                 failures: 1,
                 error: Some(reason),
@@ -529,8 +534,8 @@ pub struct AttemptRow {
     pub started_at: Timestamp,
     /// How long it took.
     pub duration_ms: u64,
-    /// `delivered`, `retry`, `waiting` or `dead`.
-    pub outcome: String,
+    /// How it ended.
+    pub outcome: AttemptOutcome,
     /// The target's HTTP status, when it answered.
     pub status: Option<u16>,
     /// The step that failed, or for a success the last step sent.

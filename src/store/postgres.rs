@@ -29,15 +29,14 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::{
-    AttemptRecord, AttemptRow, Blanked, ConnectorStats, ConversationCursor, ConversationFilter,
-    ConversationRow, DeliveryFilter, DeliveryRow, DeliveryState, Doomed, ERASED, FilterSql,
-    FilterValue, ForgetBatch, ForgetReport, IngestOutcome, LeasedDelivery, NewSession, NewVersion,
-    NextState, Packed, PurgeBatch, PurgeCutoffs, PurgeReport, QuarantineRow, Quarantined,
-    QuarantinedBody, ReplayReport, StateCounts, Store, StoreError, VersionRow, delivery_key,
-    from_ms, ms,
+    AttemptOutcome, AttemptRecord, AttemptRow, Blanked, ConnectorStats, ConversationCursor,
+    ConversationFilter, ConversationRow, DeliveryFilter, DeliveryRow, DeliveryState, Doomed,
+    ERASED, FilterSql, FilterValue, ForgetBatch, ForgetReport, IngestOutcome, LeasedDelivery,
+    NewSession, NewVersion, NextState, Packed, PurgeBatch, PurgeCutoffs, PurgeReport,
+    QuarantineRow, Quarantined, QuarantinedBody, ReplayReport, StateCounts, Store, StoreError,
+    VersionRow, from_ms, ms,
 };
-use crate::connectors::StepOutputs;
-use crate::model::Timestamp;
+use crate::model::{StepOutputs, Timestamp, delivery_key};
 
 /// Migrations in order; `chatbridge_migrations` records which have run.
 const MIGRATIONS: &[&str] = &[
@@ -512,34 +511,36 @@ impl Store for PostgresStore {
         let status = c.status.as_str();
         let codec = i16::try_from(new.packed.codec).unwrap_or(i16::MAX);
         let keys: Vec<String> = new.connectors.iter().map(|c| delivery_key(c, id)).collect();
+        // The conversation row's values, $1 to $8: its insert and a later version's update.
+        let row: [&(dyn ToSql + Sync); 8] = [
+            &id,
+            &c.source,
+            &c.account_id,
+            &status,
+            &email,
+            &started,
+            &ended,
+            &now,
+        ];
+        let first_version: [&(dyn ToSql + Sync); 7] = [
+            &new.body_sha256,
+            &codec,
+            &new.packed.body,
+            &new.packed.normalized,
+            &new.mentions,
+            &new.connectors,
+            &keys,
+        ];
         let mut client = self.client().await?;
         // The common case, a conversation seen for the first time, is one statement: its
         // row, first version, mentions and deliveries, committed in one round trip. A
         // conversation already stored makes it insert nothing, and the transaction below
         // numbers the new version.
         let first = client.prepare_cached(FIRST_VERSION).await.map_err(pg)?;
+        let params: Vec<&(dyn ToSql + Sync)> = row.iter().chain(&first_version).copied().collect();
         let created: i64 = column(
             &client
-                .query_one(
-                    &first,
-                    &[
-                        &id,
-                        &c.source,
-                        &c.account_id,
-                        &status,
-                        &email,
-                        &started,
-                        &ended,
-                        &now,
-                        &new.body_sha256,
-                        &codec,
-                        &new.packed.body,
-                        &new.packed.normalized,
-                        &new.mentions,
-                        &new.connectors,
-                        &keys,
-                    ],
-                )
+                .query_one(&first, &params)
                 .await
                 .map_err(|e| StoreError::Commit(describe(&e)))?,
             0,
@@ -552,17 +553,6 @@ impl Store for PostgresStore {
             });
         }
         let tx = client.transaction().await.map_err(pg)?;
-        // The conversation row's values, $1 to $8, for the update.
-        let row: [&(dyn ToSql + Sync); 8] = [
-            &id,
-            &c.source,
-            &c.account_id,
-            &status,
-            &email,
-            &started,
-            &ended,
-            &now,
-        ];
         let version = {
             // Locked until commit: concurrent versions of one chat are numbered in turn.
             let latest: i64 = match tx
@@ -930,7 +920,7 @@ impl Store for PostgresStore {
             &record.step,
             &record.error,
             &record.excerpt,
-            &after.state,
+            &after.state.as_str(),
             &after.failures,
             &after.next_attempt_at,
             &after.error,
@@ -1008,7 +998,7 @@ impl Store for PostgresStore {
                 attempt: u32::try_from(column::<i32>(r, 0)?).unwrap_or_default(),
                 started_at: from_ms(column(r, 1)?)?,
                 duration_ms: u64::try_from(column::<i64>(r, 2)?).unwrap_or_default(),
-                outcome: column(r, 3)?,
+                outcome: AttemptOutcome::parse(&column::<String>(r, 3)?)?,
                 status: column::<Option<i32>>(r, 4)?.and_then(|s| u16::try_from(s).ok()),
                 step: column(r, 5)?,
                 error: column(r, 6)?,

@@ -44,16 +44,15 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    AttemptRecord, AttemptRow, Blanked, ConnectorStats, ConversationCursor, ConversationFilter,
-    ConversationRow, DeliveryFilter, DeliveryRow, DeliveryState, Doomed, ERASED, FilterSql,
-    FilterValue, ForgetBatch, ForgetReport, IngestOutcome, LeasedDelivery, NewSession, NewVersion,
-    NextState, Packed, PurgeBatch, PurgeCutoffs, PurgeReport, QuarantineRow, Quarantined,
-    QuarantinedBody, ReplayReport, StateCounts, Store, StoreError, VersionRow, delivery_key,
-    from_ms, ms,
+    AttemptOutcome, AttemptRecord, AttemptRow, Blanked, ConnectorStats, ConversationCursor,
+    ConversationFilter, ConversationRow, DeliveryFilter, DeliveryRow, DeliveryState, Doomed,
+    ERASED, FilterSql, FilterValue, ForgetBatch, ForgetReport, IngestOutcome, LeasedDelivery,
+    NewSession, NewVersion, NextState, Packed, PurgeBatch, PurgeCutoffs, PurgeReport,
+    QuarantineRow, Quarantined, QuarantinedBody, ReplayReport, StateCounts, Store, StoreError,
+    VersionRow, from_ms, ms,
 };
 use crate::config::Synchronous;
-use crate::connectors::StepOutputs;
-use crate::model::Timestamp;
+use crate::model::{StepOutputs, Timestamp, delivery_key};
 
 /// Most jobs committed together. Bounds the latency a large batch adds to its first job.
 const MAX_BATCH: usize = 512;
@@ -851,7 +850,7 @@ fn finish(
     .and_then(|mut s| {
         s.execute(params![
             id,
-            after.state,
+            after.state.as_str(),
             after.failures,
             after.next_attempt_at,
             started,
@@ -1518,7 +1517,7 @@ impl Store for SqliteStore {
                             attempt,
                             started_at: from_ms(started)?,
                             duration_ms: u64::try_from(duration).unwrap_or_default(),
-                            outcome,
+                            outcome: AttemptOutcome::parse(&outcome)?,
                             status,
                             step,
                             error,
