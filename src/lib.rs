@@ -18,11 +18,18 @@
 //!    (exponential backoff, `Retry-After`), and the store records every attempt. Deliveries
 //!    that cannot succeed are kept dead, with their reason, until retried.
 //!
-//! Supporting modules: [`config`] (figment layers and validation), [`app`] (wiring,
-//! reload and shutdown), [`cli`] (the commands), [`telemetry`] (logs), [`metrics`]
-//! (Prometheus), [`privacy`] (redaction at ingest), [`maintenance`] (replay, retry, erasure
-//! and retention, shared by the CLI and the admin API), [`preview`] (a chat as a connector
-//! would get it, for `render`, `send` and the previews).
+//! Supporting modules: [`config`] (figment layers and validation), [`app`] (wiring and
+//! shutdown), [`cli`] (the commands, one function each), [`http::api`] (the admin API, a
+//! file per resource), [`telemetry`] (logs), [`metrics`] (Prometheus), [`privacy`]
+//! (redaction at ingest), [`maintenance`] (replay, retry, erasure and retention, shared by
+//! the CLI and the admin API), [`preview`] (a chat as a connector would get it, for
+//! `render`, `send` and the previews). [`connectors::Reloader`] rebuilds connectors and
+//! templates on SIGHUP and `POST /api/reload`; [`connectors::throttle`] keeps each
+//! instance's rate-limit bucket, which requests take from and the worker's gates read.
+//!
+//! Dependencies point one way: [`model`] (the conversation, delivery keys, step outputs) is
+//! below everything, the store and the connectors both build on it, and no module imports
+//! one that imports it back.
 
 #![forbid(unsafe_code)]
 
