@@ -8,12 +8,10 @@
 //! `/api/openapi.json` is generated from these handlers and types.
 
 use axum::extract::{Request, State};
-use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde_json::json;
 use utoipa::OpenApi;
 
 use super::AppState;
@@ -113,10 +111,7 @@ pub fn router(state: AppState) -> Router<AppState> {
 /// 404 when the admin API is off, 401 without the token.
 async fn require_admin(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let Some(access) = &state.admin else {
-        return (
-            StatusCode::NOT_FOUND,
-            Json(json!({ "error": "the admin API is off; set admin.token to turn it on" })),
-        )
+        return ApiError::NotFound("the admin API is off; set admin.token to turn it on".into())
             .into_response();
     };
     match access.admit(state.store.as_ref(), request.headers()).await {
