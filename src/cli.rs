@@ -15,10 +15,9 @@ use crate::app::{self, Application};
 use crate::config::Config;
 use crate::connectors::{
     Checkpoint, Connector, DeliveryError, DeliveryJob, NoCheckpoint, PlannedRequest, Registry,
-    StepOutputs,
 };
 use crate::maintenance::{self, Progress, ReplayRange};
-use crate::model::Timestamp;
+use crate::model::{StepOutputs, Timestamp};
 use crate::preview::Prepared;
 use crate::sources::Source;
 use crate::store::{DeliveryFilter, DeliveryState};

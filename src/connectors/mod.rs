@@ -24,11 +24,10 @@ pub mod throttle;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
-
-use parking_lot::RwLock;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use parking_lot::RwLock;
 
 use crate::config::{CircuitConfig, Config, ConnectorConfig, Problem};
 use crate::metrics::Metrics;
@@ -39,7 +38,7 @@ use crate::render::{
 use definition::{Definitions, Engine, snippet};
 use throttle::{Buckets, TokenBucket};
 
-pub use crate::model::StepOutputs;
+use crate::model::StepOutputs;
 pub use reload::Reloader;
 
 /// What one delivery attempt works on.

@@ -16,22 +16,19 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-
-use parking_lot::Mutex;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use parking_lot::Mutex;
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
 use super::limits::{CircuitState, Gate, GateView, Health};
 use super::retry::RetryPolicy;
-use crate::connectors::{
-    Checkpoint, DeliveryError, DeliveryJob, Failure, LiveRegistry, Receipt, StepOutputs,
-};
+use crate::connectors::{Checkpoint, DeliveryError, DeliveryJob, Failure, LiveRegistry, Receipt};
 use crate::metrics::Metrics;
-use crate::model::{Conversation, Timestamp};
+use crate::model::{Conversation, StepOutputs, Timestamp};
 use crate::render::DeliveryInfo;
 use crate::store::{AttemptOutcome, AttemptRecord, LeasedDelivery, NextState, Store, StoreError};
 use crate::telemetry::Escaped;

@@ -14,10 +14,9 @@ use std::time::Duration;
 
 use chatbridge::app::Application;
 use chatbridge::config::{Config, LogFormat};
-use chatbridge::connectors::{
-    Connector, DeliveryJob, LiveRegistry, PlannedRequest, Registry, StepOutputs,
-};
+use chatbridge::connectors::{Connector, DeliveryJob, LiveRegistry, PlannedRequest, Registry};
 use chatbridge::delivery::Worker;
+use chatbridge::model::StepOutputs;
 use chatbridge::render::DeliveryInfo;
 use chatbridge::sources::Parsed;
 use chatbridge::store::{DeliveryFilter, DeliveryRow, DeliveryState, Store};
