@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use chatbridge::model::Timestamp;
 use chatbridge::store::postgres::PostgresStore;
-use chatbridge::store::{DeliveryState, LeasedDelivery, Store};
+use chatbridge::store::{DeliveryState, LeasedDelivery, Maintenance, Queue};
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::helpers::{Options, fixture, seed_with_channel, spawn_app_with, store_url};
@@ -50,7 +50,7 @@ async fn replicas_started_together_on_an_empty_database_both_come_up_and_migrate
     }
     // The primary key on `version` would refuse a second run of one migration, so every row
     // is a migration that ran once, and none was left out.
-    let shipped = std::fs::read_dir("src/store/migrations/postgres")
+    let shipped = std::fs::read_dir("src/store/postgres/migrations")
         .unwrap()
         .count() as i64;
     assert_eq!(

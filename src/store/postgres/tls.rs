@@ -16,7 +16,7 @@ use rustls::{CertificateError, DigitallySignedStruct, SignatureScheme};
 use tokio_postgres::config::SslMode;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
-use super::StoreError;
+use crate::store::{Cause, StoreError};
 
 /// `sslmode`, as libpq reads it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,7 +60,7 @@ impl Mode {
             other => {
                 return Err(StoreError::Open(format!(
                     "store.url: sslmode={other} is not one of disable, prefer, require, verify-ca, verify-full"
-                )));
+                ).into()));
             }
         })
     }
@@ -80,7 +80,7 @@ pub fn connect_config(
     let mode = Mode::of(mode.as_deref(), root.as_deref())?;
     let mut config: tokio_postgres::Config = rest
         .parse()
-        .map_err(|e| StoreError::Open(format!("store.url: {e}")))?;
+        .map_err(|e| StoreError::Open(Cause::described(format!("store.url: {e}"), e)))?;
     config.ssl_mode(match mode {
         Mode::Disable => SslMode::Disable,
         Mode::Prefer => SslMode::Prefer,
@@ -100,7 +100,7 @@ pub fn connect_config(
     };
     let tls = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| StoreError::Open(format!("TLS to PostgreSQL: {e}")))?
+        .map_err(|e| StoreError::Open(Cause::described(format!("TLS to PostgreSQL: {e}"), e)))?
         .dangerous()
         .with_custom_certificate_verifier(verifier)
         .with_no_client_auth();
@@ -114,12 +114,17 @@ fn roots(
     provider: &Arc<CryptoProvider>,
 ) -> Result<Arc<dyn ServerCertVerifier>, StoreError> {
     let Some(path) = root.filter(|r| *r != "system") else {
-        let verifier = rustls_platform_verifier::Verifier::new(provider.clone())
-            .map_err(|e| StoreError::Open(format!("the system's root certificates: {e}")))?;
+        let verifier = rustls_platform_verifier::Verifier::new(provider.clone()).map_err(|e| {
+            StoreError::Open(Cause::described(
+                format!("the system's root certificates: {e}"),
+                e,
+            ))
+        })?;
         return Ok(Arc::new(verifier));
     };
-    let unreadable =
-        |e: &dyn std::fmt::Display| StoreError::Open(format!("store.url: sslrootcert={path}: {e}"));
+    let unreadable = |e: &dyn std::fmt::Display| {
+        StoreError::Open(format!("store.url: sslrootcert={path}: {e}").into())
+    };
     let mut store = rustls::RootCertStore::empty();
     for cert in CertificateDer::pem_file_iter(path).map_err(|e| unreadable(&e))? {
         store
