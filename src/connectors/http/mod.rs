@@ -10,31 +10,36 @@
 //! are not checkpointed and run again on every attempt, because their answer may have changed:
 //! "no ticket yet" must be asked again after an attempt whose create lost its answer.
 
+mod classify;
+mod oauth;
+mod outputs;
+mod request;
+
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Instant, SystemTime};
 
 use async_trait::async_trait;
-use base64::Engine as _;
-use hmac::{Hmac, Mac};
-use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
-use sha2::Sha256;
+use reqwest::header::HeaderMap;
 use tera::Context;
 use tracing::Instrument as _;
 
-use super::definition::{
-    Auth, Definition, OutputSource, OutputSpec, StatusRule, Step, WaitHeader, WaitUnit, snippet,
-};
-use super::{
-    BuildContext, Checkpoint, Connector, DeliveryError, DeliveryJob, Failure, PlannedRequest,
-    Receipt, Settings, StepOutcome, StepOutputs, StepReport,
-};
+use self::classify::{Answer, Verdict, classify, describe_transport_error, excerpt};
+use self::outputs::outputs;
+use self::request::Prepared;
 use crate::config::Problem;
-use crate::render::{JSON_SUFFIX, Reads, Renderer};
+use crate::connectors::definition::{Definition, Step, snippet};
+use crate::connectors::{
+    BuildContext, Checkpoint, Connector, DeliveryError, DeliveryJob, PlannedRequest, Receipt,
+    Settings, StepOutcome, StepOutputs, StepReport,
+};
+use crate::render::{Reads, Renderer};
 
 /// How much of an answer is kept for the attempt log.
 const EXCERPT_BYTES: usize = 1024;
+
 /// Answers larger than this are not read further (outputs come from the first part).
 const MAX_ANSWER_BYTES: usize = 4 * 1024 * 1024;
+
 /// Headers whose values are credentials, masked whenever requests are printed.
 const SENSITIVE_HEADERS: &[&str] = &[
     "authorization",
@@ -70,15 +75,126 @@ impl std::fmt::Debug for HttpConnector {
     }
 }
 
-/// A request ready to send (or to print).
-struct Prepared {
-    method: reqwest::Method,
-    /// Parsed once: reqwest takes it as it is.
-    url: reqwest::Url,
-    /// The URL as rendered, before parsing normalized it: what the dry run masks secrets in.
-    rendered_url: String,
-    headers: HeaderMap,
-    body: Option<String>,
+#[async_trait]
+impl Connector for HttpConnector {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn kind(&self) -> &str {
+        &self.kind
+    }
+
+    fn reads(&self) -> Reads {
+        self.reads
+    }
+
+    async fn deliver(
+        &self,
+        job: &DeliveryJob<'_>,
+        checkpoint: &dyn Checkpoint,
+    ) -> Result<Receipt, DeliveryError> {
+        let (mut context, mut steps) = self.context(job)?;
+        let mut token = self.access_token(&context, false).await?;
+        let mut receipt = Receipt::default();
+        let phase: Vec<(usize, &Step)> = self.phase(job).collect();
+        let last = phase.last().map(|&(index, _)| index);
+        for (index, step) in phase {
+            let safe = step.is_lookup();
+            if let Some(done) = job.completed.get(&step.name).filter(|_| !safe) {
+                receipt
+                    .steps
+                    .push(report(step, StepOutcome::AlreadyDone, done.clone()));
+                continue;
+            }
+            context.insert("steps", &steps);
+            if !self.should_run(index, step, &context)? {
+                receipt
+                    .steps
+                    .push(report(step, StepOutcome::Skipped, StepOutputs::new()));
+                continue;
+            }
+            let search = step
+                .search
+                .as_ref()
+                .map(|_| {
+                    self.renderer()
+                        .snippet(&snippet::step_search(&self.kind, index), &context)
+                })
+                .transpose()?;
+            let prepared = self.prepare(index, step, &context, token.as_deref())?;
+            let started = Instant::now();
+            let mut result = self.send(step, prepared, search.as_deref()).await;
+            if token.is_some() && result.as_ref().is_err_and(|e| e.status() == Some(401)) {
+                // The token was revoked or expired early: one fresh token, one more try.
+                token = self.access_token(&context, true).await?;
+                let prepared = self.prepare(index, step, &context, token.as_deref())?;
+                result = self.send(step, prepared, search.as_deref()).await;
+            }
+            tracing::debug!(step = %step.name, elapsed_ms = started.elapsed().as_millis() as u64, ok = result.is_ok(), "step answered");
+            let (status, outputs) = result?;
+            // The last step's success is kept by the attempt's own record, one commit less per
+            // delivery. Were that record lost, the step would run again as after a crash right
+            // after the answer, and its dedupe would find what it made.
+            if !safe && Some(index) != last {
+                checkpoint
+                    .step_completed(&step.name, &outputs, &self.remembered(&outputs))
+                    .await?;
+            }
+            steps.insert(step.name.clone(), outputs.clone());
+            receipt
+                .steps
+                .push(report(step, StepOutcome::Sent(status), outputs));
+        }
+        // What was known before, updated by what this attempt's steps found or made.
+        receipt.ledger = job.ledger.clone();
+        for report in &receipt.steps {
+            receipt.ledger.extend(self.remembered(&report.outputs));
+        }
+        Ok(receipt)
+    }
+
+    fn plan(&self, job: &DeliveryJob<'_>) -> Result<Vec<PlannedRequest>, DeliveryError> {
+        let (mut context, steps) = self.context(job)?;
+        context.insert("steps", &steps);
+        let mut planned = Vec::new();
+        for (index, step) in self.phase(job) {
+            if !self.should_run(index, step, &context)? {
+                continue;
+            }
+            let prepared = self.prepare(index, step, &context, None)?;
+            let headers = prepared
+                .headers
+                .iter()
+                .map(|(name, value)| {
+                    let value = value.to_str().unwrap_or("(binary)");
+                    let shown = if SENSITIVE_HEADERS.contains(&name.as_str()) {
+                        "***".to_owned()
+                    } else {
+                        self.settings.mask(value)
+                    };
+                    (name.as_str().to_owned(), shown)
+                })
+                .collect();
+            planned.push(PlannedRequest {
+                step: step.name.clone(),
+                method: prepared.method.to_string(),
+                target: self.settings.mask(&prepared.rendered_url),
+                headers,
+                body: prepared.body.map(|b| self.settings.mask(&b)),
+                depends_on_earlier: self.reads_earlier_steps(step),
+            });
+        }
+        Ok(planned)
+    }
+}
+
+fn report(step: &Step, outcome: StepOutcome, outputs: StepOutputs) -> StepReport {
+    StepReport {
+        step: step.name.clone(),
+        outcome,
+        outputs,
+    }
 }
 
 impl HttpConnector {
@@ -212,168 +328,6 @@ impl HttpConnector {
         }
     }
 
-    /// The access token for a client-credentials definition (none for other schemes): the
-    /// cached one while it is fresh, else a new one from the token endpoint. The lock is held
-    /// while fetching, so concurrent deliveries share one fetch.
-    async fn access_token(
-        &self,
-        context: &Context,
-        renew: bool,
-    ) -> Result<Option<String>, DeliveryError> {
-        let Some(Auth::ClientCredentials { .. }) = &self.definition.auth else {
-            return Ok(None);
-        };
-        let mut cached = self.token.lock().await;
-        if let Some((token, until)) = cached.as_ref()
-            && !renew
-            && Instant::now() < *until
-        {
-            return Ok(Some(token.clone()));
-        }
-        let r = self.renderer();
-        let field = |name| r.snippet(&snippet::auth(&self.kind, name), context);
-        let token_url = field("token_url")?;
-        let url = if token_url.starts_with('/') {
-            format!("{}{token_url}", self.base_url)
-        } else {
-            token_url
-        };
-        let form = format!(
-            "grant_type=client_credentials&client_id={}&client_secret={}",
-            crate::render::url_encode(&field("client_id")?),
-            crate::render::url_encode(&field("client_secret")?),
-        );
-        let step = token_step();
-        let (_, _, answer) = self
-            .exchange(
-                &step,
-                self.cx
-                    .shared
-                    .client
-                    .post(&url)
-                    .header("content-type", "application/x-www-form-urlencoded")
-                    .header("accept", "application/json")
-                    .body(form),
-            )
-            .await?;
-        let document: serde_json::Value = serde_json::from_slice(&answer).unwrap_or_default();
-        let Some(token) = document["access_token"].as_str().filter(|t| !t.is_empty()) else {
-            return Err(DeliveryError::Invalid {
-                step: step.name,
-                message: "the token endpoint's answer has no access_token".into(),
-            });
-        };
-        // Renew a little before the target would refuse it: at 90% of its life.
-        let lifetime = document["expires_in"].as_u64().unwrap_or(3600);
-        let until = Instant::now() + Duration::from_secs(lifetime) * 9 / 10;
-        *cached = Some((token.to_owned(), until));
-        Ok(Some(token.to_owned()))
-    }
-
-    fn prepare(
-        &self,
-        index: usize,
-        step: &Step,
-        context: &Context,
-        token: Option<&str>,
-    ) -> Result<Prepared, DeliveryError> {
-        let invalid = |message: String| DeliveryError::Invalid {
-            step: step.name.clone(),
-            message,
-        };
-        let r = self.renderer();
-        let path = r.snippet(&snippet::step_url(&self.kind, index), context)?;
-        let rendered_url = format!("{}{}", self.base_url, path.trim());
-        let url =
-            reqwest::Url::parse(&rendered_url).map_err(|e| invalid(format!("bad URL: {e}")))?;
-        let method = reqwest::Method::from_bytes(step.method.as_bytes())
-            .map_err(|_| invalid(format!("bad method `{}`", step.method)))?;
-
-        let body = step
-            .body
-            .as_deref()
-            .map(|template| r.body(template, context))
-            .transpose()?;
-        let mut headers = HeaderMap::new();
-        let mut put = |name: &str, value: String| -> Result<(), DeliveryError> {
-            let header = HeaderName::from_bytes(name.as_bytes())
-                .map_err(|_| invalid(format!("bad header name `{name}`")))?;
-            // Chat text in a header (a subject, a name) is made one line, as in e-mail.
-            let value = HeaderValue::from_str(&crate::render::one_line(&value)).map_err(|_| {
-                invalid(format!(
-                    "header `{name}` has characters a header cannot carry"
-                ))
-            })?;
-            headers.insert(header, value);
-            Ok(())
-        };
-        if step
-            .body
-            .as_deref()
-            .is_some_and(|t| t.ends_with(JSON_SUFFIX))
-        {
-            put("content-type", "application/json".into())?;
-        }
-        put("accept", "application/json".into())?;
-        for name in self.definition.headers.keys() {
-            put(
-                name,
-                r.snippet(&snippet::header(&self.kind, name), context)?,
-            )?;
-        }
-        for name in step.headers.keys() {
-            put(
-                name,
-                r.snippet(&snippet::step_header(&self.kind, index, name), context)?,
-            )?;
-        }
-        match &self.definition.auth {
-            Some(Auth::Basic { .. }) => {
-                let user = r.snippet(&snippet::auth(&self.kind, "username"), context)?;
-                let password = r.snippet(&snippet::auth(&self.kind, "password"), context)?;
-                let encoded =
-                    base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
-                put("authorization", format!("Basic {encoded}"))?;
-            }
-            Some(Auth::Bearer { .. }) => {
-                put(
-                    "authorization",
-                    format!(
-                        "Bearer {}",
-                        r.snippet(&snippet::auth(&self.kind, "token"), context)?
-                    ),
-                )?;
-            }
-            Some(Auth::Header { name, .. }) => put(
-                name,
-                r.snippet(&snippet::auth(&self.kind, "value"), context)?,
-            )?,
-            // A dry run has no token: it shows where one would go.
-            Some(Auth::ClientCredentials { .. }) => put(
-                "authorization",
-                format!("Bearer {}", token.unwrap_or("(client-credentials token)")),
-            )?,
-            None => {}
-        }
-        if let Some(signature) = &self.definition.signature {
-            let secret = r.snippet(&snippet::signature_secret(&self.kind), context)?;
-            if !secret.is_empty() {
-                let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes())
-                    .map_err(|_| invalid("signature secret unusable".into()))?;
-                mac.update(body.as_deref().unwrap_or_default().as_bytes());
-                let digest = hex::encode(mac.finalize().into_bytes());
-                put(&signature.header, format!("{}{digest}", signature.prefix))?;
-            }
-        }
-        Ok(Prepared {
-            method,
-            url,
-            rendered_url,
-            headers,
-            body,
-        })
-    }
-
     async fn send(
         &self,
         step: &Step,
@@ -448,153 +402,6 @@ impl HttpConnector {
     }
 }
 
-#[async_trait]
-impl Connector for HttpConnector {
-    fn name(&self) -> &str {
-        &self.name
-    }
-
-    fn kind(&self) -> &str {
-        &self.kind
-    }
-
-    fn reads(&self) -> Reads {
-        self.reads
-    }
-
-    async fn deliver(
-        &self,
-        job: &DeliveryJob<'_>,
-        checkpoint: &dyn Checkpoint,
-    ) -> Result<Receipt, DeliveryError> {
-        let (mut context, mut steps) = self.context(job)?;
-        let mut token = self.access_token(&context, false).await?;
-        let mut receipt = Receipt::default();
-        let phase: Vec<(usize, &Step)> = self.phase(job).collect();
-        let last = phase.last().map(|&(index, _)| index);
-        for (index, step) in phase {
-            let safe = step.is_lookup();
-            if let Some(done) = job.completed.get(&step.name).filter(|_| !safe) {
-                receipt
-                    .steps
-                    .push(report(step, StepOutcome::AlreadyDone, done.clone()));
-                continue;
-            }
-            context.insert("steps", &steps);
-            if !self.should_run(index, step, &context)? {
-                receipt
-                    .steps
-                    .push(report(step, StepOutcome::Skipped, StepOutputs::new()));
-                continue;
-            }
-            let search = step
-                .search
-                .as_ref()
-                .map(|_| {
-                    self.renderer()
-                        .snippet(&snippet::step_search(&self.kind, index), &context)
-                })
-                .transpose()?;
-            let prepared = self.prepare(index, step, &context, token.as_deref())?;
-            let started = Instant::now();
-            let mut result = self.send(step, prepared, search.as_deref()).await;
-            if token.is_some() && result.as_ref().is_err_and(|e| e.status() == Some(401)) {
-                // The token was revoked or expired early: one fresh token, one more try.
-                token = self.access_token(&context, true).await?;
-                let prepared = self.prepare(index, step, &context, token.as_deref())?;
-                result = self.send(step, prepared, search.as_deref()).await;
-            }
-            tracing::debug!(step = %step.name, elapsed_ms = started.elapsed().as_millis() as u64, ok = result.is_ok(), "step answered");
-            let (status, outputs) = result?;
-            // The last step's success is kept by the attempt's own record, one commit less per
-            // delivery. Were that record lost, the step would run again as after a crash right
-            // after the answer, and its dedupe would find what it made.
-            if !safe && Some(index) != last {
-                checkpoint
-                    .step_completed(&step.name, &outputs, &self.remembered(&outputs))
-                    .await?;
-            }
-            steps.insert(step.name.clone(), outputs.clone());
-            receipt
-                .steps
-                .push(report(step, StepOutcome::Sent(status), outputs));
-        }
-        // What was known before, updated by what this attempt's steps found or made.
-        receipt.ledger = job.ledger.clone();
-        for report in &receipt.steps {
-            receipt.ledger.extend(self.remembered(&report.outputs));
-        }
-        Ok(receipt)
-    }
-
-    fn plan(&self, job: &DeliveryJob<'_>) -> Result<Vec<PlannedRequest>, DeliveryError> {
-        let (mut context, steps) = self.context(job)?;
-        context.insert("steps", &steps);
-        let mut planned = Vec::new();
-        for (index, step) in self.phase(job) {
-            if !self.should_run(index, step, &context)? {
-                continue;
-            }
-            let prepared = self.prepare(index, step, &context, None)?;
-            let headers = prepared
-                .headers
-                .iter()
-                .map(|(name, value)| {
-                    let value = value.to_str().unwrap_or("(binary)");
-                    let shown = if SENSITIVE_HEADERS.contains(&name.as_str()) {
-                        "***".to_owned()
-                    } else {
-                        self.settings.mask(value)
-                    };
-                    (name.as_str().to_owned(), shown)
-                })
-                .collect();
-            planned.push(PlannedRequest {
-                step: step.name.clone(),
-                method: prepared.method.to_string(),
-                target: self.settings.mask(&prepared.rendered_url),
-                headers,
-                body: prepared.body.map(|b| self.settings.mask(&b)),
-                depends_on_earlier: self.reads_earlier_steps(step),
-            });
-        }
-        Ok(planned)
-    }
-}
-
-fn report(step: &Step, outcome: StepOutcome, outputs: StepOutputs) -> StepReport {
-    StepReport {
-        step: step.name.clone(),
-        outcome,
-        outputs,
-    }
-}
-
-/// The step that fetches an OAuth 2.0 token, for errors and classification: a refused client
-/// (400 `invalid_client`, 401) means the credentials are wrong, so the connector pauses.
-fn token_step() -> Step {
-    let unhealthy = [
-        ("400", StatusRule::Unhealthy),
-        ("401", StatusRule::Unhealthy),
-    ];
-    Step {
-        name: "access_token".into(),
-        method: "POST".into(),
-        url: String::new(),
-        body: None,
-        headers: BTreeMap::new(),
-        when: None,
-        lookup: true,
-        search: None,
-        success: vec![200],
-        on_status: unhealthy
-            .into_iter()
-            .map(|(s, r)| (s.to_owned(), r))
-            .collect(),
-        outputs: BTreeMap::new(),
-    }
-}
-
 impl HttpConnector {
     /// Whether a step's templates read answers of earlier steps (which a dry run lacks).
     fn reads_earlier_steps(&self, step: &Step) -> bool {
@@ -609,188 +416,16 @@ impl HttpConnector {
     }
 }
 
-/// An answer to classify.
-#[derive(Debug, Clone, Copy)]
-pub struct Answer<'a> {
-    /// The status code.
-    pub status: u16,
-    /// The response headers.
-    pub headers: &'a HeaderMap,
-    /// The body (or its first part).
-    pub body: &'a [u8],
-}
-
-/// The engine's reading of an answer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verdict {
-    /// The step succeeded.
-    Success,
-    /// It failed, with a class and maybe a requested wait.
-    Failure {
-        /// How to treat it.
-        class: Failure,
-        /// The target's `Retry-After`, when given.
-        retry_after: Option<Duration>,
-    },
-}
-
-/// Classifies an answer. A definition's `on_status` rule wins; then the step's success
-/// statuses; then the engine's classes: 408, 425, 429 and 5xx (but 501, which will not
-/// change) are retried; 401 and 403 pause the connector; other 4xx are permanent. A
-/// 3xx that reqwest did not follow is a misconfiguration, hence permanent. A throttling
-/// answer that names no wait gets the definition's `throttle_wait`.
-pub fn classify(
-    step: &Step,
-    answer: Answer<'_>,
-    definition: &Definition,
-    now: SystemTime,
-) -> Verdict {
-    let status = answer.status;
-    let retry_after = retry_after(answer.headers, &definition.wait_headers, now);
-    let failure = |class| Verdict::Failure {
-        class,
-        retry_after: match class {
-            Failure::RateLimited => retry_after.or(definition.throttle_wait),
-            _ => retry_after,
-        },
-    };
-    match step.rule_for(status, answer.body) {
-        Some(StatusRule::Success) => return Verdict::Success,
-        Some(StatusRule::Retry) => return failure(Failure::Transient),
-        Some(StatusRule::Dead) => return failure(Failure::Invalid),
-        Some(StatusRule::Unhealthy) => return failure(Failure::Unhealthy),
-        Some(StatusRule::Throttled) => return failure(Failure::RateLimited),
-        None => {}
-    }
-    if step.is_success(status) {
-        return Verdict::Success;
-    }
-    match status {
-        429 => failure(Failure::RateLimited),
-        408 | 425 => failure(Failure::Transient),
-        501 | 505 => failure(Failure::Invalid),
-        500..=599 => failure(Failure::Transient),
-        401 | 403 => failure(Failure::Unhealthy),
-        _ => failure(Failure::Invalid),
-    }
-}
-
-/// How long the target asks us to wait: `Retry-After` (seconds or an HTTP date), else the
-/// definition's wait headers in order. An instant in the past means no wait.
-pub fn retry_after(headers: &HeaderMap, waits: &[WaitHeader], now: SystemTime) -> Option<Duration> {
-    let standard = WaitHeader {
-        header: reqwest::header::RETRY_AFTER.as_str().to_owned(),
-        unit: WaitUnit::Seconds,
-    };
-    std::iter::once(&standard).chain(waits).find_map(|wait| {
-        let value = headers.get(wait.header.as_str())?.to_str().ok()?.trim();
-        // Retry-After may be either; a vendor's header is what its definition says.
-        match wait_from(value, wait.unit, now) {
-            None if wait.header == standard.header => wait_from(value, WaitUnit::Date, now),
-            found => found,
-        }
-    })
-}
-
-static HTTP_DATE: jiff::fmt::rfc2822::DateTimeParser = jiff::fmt::rfc2822::DateTimeParser::new();
-
-fn wait_from(value: &str, unit: WaitUnit, now: SystemTime) -> Option<Duration> {
-    let until = |at: SystemTime| at.duration_since(now).unwrap_or(Duration::ZERO);
-    let number = || {
-        value
-            .parse::<f64>()
-            .ok()
-            .filter(|n| n.is_finite() && *n >= 0.0)
-    };
-    match unit {
-        WaitUnit::Seconds => number().map(Duration::from_secs_f64),
-        WaitUnit::Milliseconds => number().map(|ms| Duration::from_secs_f64(ms / 1000.0)),
-        WaitUnit::Epoch => {
-            number().map(|s| until(SystemTime::UNIX_EPOCH + Duration::from_secs_f64(s)))
-        }
-        // An HTTP date (RFC 9110's IMF-fixdate is RFC 2822's form), else RFC 3339.
-        WaitUnit::Date => HTTP_DATE
-            .parse_timestamp(value.trim())
-            .or_else(|_| value.trim().parse::<jiff::Timestamp>())
-            .ok()
-            .and_then(|at| SystemTime::try_from(at).ok())
-            .map(until),
-    }
-}
-
-/// Picks each output out of the answer; one that finds nothing (or a non-JSON answer) gives
-/// null, so a later `when` can test it. With a search, pointers read the first listed item
-/// the search finds by its rendered text.
-fn outputs(step: &Step, headers: &HeaderMap, answer: &[u8], search: Option<&str>) -> StepOutputs {
-    use serde_json::Value;
-    if step.outputs.is_empty() {
-        return StepOutputs::new();
-    }
-    let mut document: Value = serde_json::from_slice(answer).unwrap_or(Value::Null);
-    if let (Some(list), Some(text)) = (&step.search, search) {
-        document = document
-            .pointer(&list.items)
-            .and_then(Value::as_array)
-            .and_then(|items| items.iter().find(|item| list.finds(item, text)))
-            .cloned()
-            .unwrap_or(Value::Null);
-    }
-    step.outputs
-        .iter()
-        .map(|(name, spec)| (name.clone(), pick(spec, &document, headers)))
-        .collect()
-}
-
-fn pick(spec: &OutputSpec, document: &serde_json::Value, headers: &HeaderMap) -> serde_json::Value {
-    use serde_json::Value;
-    spec.alternatives()
-        .iter()
-        .find_map(|alternative| match alternative {
-            OutputSource::Header(name) => headers
-                .get(name.as_str())
-                .and_then(|v| v.to_str().ok())
-                .map(|v| Value::String(v.to_owned())),
-            OutputSource::Pointer(pointer, None) => {
-                document.pointer(pointer).filter(|v| !v.is_null()).cloned()
-            }
-            OutputSource::Pointer(pointer, Some(pattern)) => document
-                .pointer(pointer)
-                .and_then(Value::as_str)
-                .and_then(|text| pattern.captures(text))
-                .and_then(|found| found.get(1).or_else(|| found.get(0)))
-                .map(|m| Value::String(m.as_str().to_owned())),
-        })
-        .unwrap_or(Value::Null)
-}
-
-fn excerpt(answer: &[u8]) -> String {
-    let text = String::from_utf8_lossy(&answer[..answer.len().min(EXCERPT_BYTES)]);
-    text.trim().to_owned()
-}
-
-fn describe_transport_error(e: &reqwest::Error) -> String {
-    let what = if e.is_timeout() {
-        "timed out"
-    } else if e.is_connect() {
-        "could not connect"
-    } else {
-        "request failed"
-    };
-    let mut message = what.to_owned();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        message.push_str(": ");
-        message.push_str(&s.to_string());
-        source = s.source();
-    }
-    message
-}
-
 #[cfg(test)]
 mod tests {
-    use std::time::UNIX_EPOCH;
+    use std::time::{Duration, UNIX_EPOCH};
 
+    use reqwest::header::{HeaderName, HeaderValue};
+
+    use super::classify::retry_after;
     use super::*;
+    use crate::connectors::Failure;
+    use crate::connectors::definition::{OutputSpec, StatusRule, WaitHeader, WaitUnit};
 
     fn step(on_status: &[(&str, StatusRule)], success: &[u16]) -> Step {
         Step {

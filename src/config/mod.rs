@@ -10,16 +10,24 @@
 //!
 //! The `///` docs on these fields, together with `config.toml`, are the config reference.
 
+mod validate;
+mod values;
+
+pub use validate::{ConfigError, Problem};
+pub use values::SettingValue;
+pub(crate) use values::optional_duration;
+
 use std::collections::BTreeMap;
-use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use figment::Figment;
 use figment::providers::{Env, Format, Toml};
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 use serde::{Deserialize, Deserializer, Serialize};
+
+use self::values::{accounts, duration};
 
 /// Environment variable prefix for overrides.
 pub const ENV_PREFIX: &str = "CHATBRIDGE_";
@@ -452,172 +460,6 @@ impl Default for CircuitConfig {
     }
 }
 
-/// A connector setting's value. Numbers and booleans (as environment variables produce)
-/// are taken as their text. `Debug` never shows the value, since any setting may be a secret.
-#[derive(Clone, PartialEq, Eq)]
-pub struct SettingValue(String);
-
-impl SettingValue {
-    /// The value; call only where it is used.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for SettingValue {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("\"***\"")
-    }
-}
-
-impl<'de> Deserialize<'de> for SettingValue {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Scalar {
-            Text(String),
-            Integer(i64),
-            Float(f64),
-            Flag(bool),
-        }
-        Ok(Self(match Scalar::deserialize(deserializer)? {
-            Scalar::Text(s) => s,
-            Scalar::Integer(n) => n.to_string(),
-            Scalar::Float(n) => n.to_string(),
-            Scalar::Flag(b) => b.to_string(),
-        }))
-    }
-}
-
-/// An optional duration like `"5m"`.
-pub(crate) fn optional_duration<'de, D: Deserializer<'de>>(
-    deserializer: D,
-) -> Result<Option<Duration>, D::Error> {
-    duration(deserializer).map(Some)
-}
-
-/// Account ids as strings, written either way (`[208, "184203"]`): Smartsupp sends numbers,
-/// the normalized conversation keeps text.
-fn accounts<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Account {
-        Number(u64),
-        Text(String),
-    }
-    Ok(Vec::<Account>::deserialize(deserializer)?
-        .into_iter()
-        .map(|a| match a {
-            Account::Number(n) => n.to_string(),
-            Account::Text(t) => t.trim().to_owned(),
-        })
-        .collect())
-}
-
-/// The fewest characters an admin token may have: it opens every conversation, and the
-/// login form is the one place it can be guessed at.
-const MIN_ADMIN_TOKEN: usize = 20;
-
-/// A connection URL as it may be shown: the password of `user:password@` and of a
-/// `password=` parameter replaced by `***`.
-fn without_password(url: &str) -> String {
-    let mut shown = url.to_owned();
-    if let Some(scheme_end) = shown.find("://") {
-        let authority_start = scheme_end + 3;
-        let authority_end = shown[authority_start..]
-            .find(['/', '?', '#'])
-            .map_or(shown.len(), |i| authority_start + i);
-        if let Some(at) = shown[authority_start..authority_end].rfind('@') {
-            let userinfo = &shown[authority_start..authority_start + at];
-            if let Some(colon) = userinfo.find(':') {
-                shown.replace_range(authority_start + colon + 1..authority_start + at, "***");
-            }
-        }
-    }
-    let mut out = String::with_capacity(shown.len());
-    let mut rest = shown.as_str();
-    while let Some(at) = rest.to_ascii_lowercase().find("password=") {
-        let value_start = at + "password=".len();
-        out.push_str(&rest[..value_start]);
-        out.push_str("***");
-        let value_end = rest[value_start..]
-            .find(['&', ' ', ';'])
-            .map_or(rest.len(), |i| value_start + i);
-        rest = &rest[value_end..];
-    }
-    out.push_str(rest);
-    out
-}
-
-fn duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
-    let text = String::deserialize(deserializer)?;
-    // Days count as 24 hours (and weeks as 7 days): a retention of "30d" is 720 hours,
-    // whatever daylight saving does meanwhile.
-    text.parse::<jiff::Span>()
-        .and_then(|span| span.to_duration(jiff::SpanRelativeTo::days_are_24_hours()))
-        .map_err(|e| e.to_string())
-        .and_then(|d| Duration::try_from(d).map_err(|_| "it is negative".to_owned()))
-        .map_err(|e| {
-            serde::de::Error::custom(format!(
-                "`{text}` is not a duration like \"2s\" or \"15m\": {e}"
-            ))
-        })
-}
-
-/// The problems [`Config::validate`] finds, in the order of the file's sections.
-struct Problems(Vec<Problem>);
-
-impl Problems {
-    fn add(&mut self, key: &str, message: String) {
-        self.0.push(Problem {
-            key: key.into(),
-            message,
-        });
-    }
-}
-
-/// One thing wrong with the configuration or a definition, with where it is.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Problem {
-    /// The key (`delivery.multiplier`, `connectors.helpdesk.type`) or file it concerns.
-    pub key: String,
-    /// What is wrong and, where possible, what would be right.
-    pub message: String,
-}
-
-impl fmt::Display for Problem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.key, self.message)
-    }
-}
-
-/// The configuration cannot be used; lists every problem found.
-#[derive(Debug, thiserror::Error)]
-pub struct ConfigError {
-    /// Every problem, in the order found.
-    pub problems: Vec<Problem>,
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(
-            f,
-            "invalid configuration ({} problems):",
-            self.problems.len()
-        )?;
-        for problem in &self.problems {
-            writeln!(f, "  - {problem}")?;
-        }
-        Ok(())
-    }
-}
-
-impl From<Vec<Problem>> for ConfigError {
-    fn from(problems: Vec<Problem>) -> Self {
-        Self { problems }
-    }
-}
-
 /// The top-level keys; environment variables outside them (such as test settings that share
 /// the prefix) are not configuration.
 const SECTIONS: &[&str] = &[
@@ -635,6 +477,18 @@ const SECTIONS: &[&str] = &[
     "privacy",
     "connectors",
 ];
+
+fn env() -> Env {
+    Env::prefixed(ENV_PREFIX).split("__").filter(|key| {
+        // Figment may show the key before or after the `__` split; accept both spellings.
+        let key = key.as_str().to_ascii_lowercase();
+        SECTIONS.iter().any(|s| {
+            key.strip_prefix(s).is_some_and(|rest| {
+                rest.is_empty() || rest.starts_with('.') || rest.starts_with("__")
+            })
+        })
+    })
+}
 
 impl Config {
     /// Loads `path` with environment overrides and validates the result.
@@ -688,225 +542,6 @@ impl Config {
         }
     }
 
-    /// Checks values that types alone cannot: ranges, addresses, names.
-    pub fn validate(&self) -> Vec<Problem> {
-        let mut problems = Problems(Vec::new());
-        self.validate_server(&mut problems);
-        self.validate_store(&mut problems);
-        self.validate_sources(&mut problems);
-        self.validate_admin(&mut problems);
-        self.validate_delivery(&mut problems);
-        self.validate_connectors(&mut problems);
-        problems.0
-    }
-
-    /// The listener, its limits and timeouts, the traces and the transcript's time zone.
-    fn validate_server(&self, problems: &mut Problems) {
-        if self.listen_addr().is_none() {
-            problems.add(
-                "server.listen",
-                format!(
-                    "`{}` is not an address like 127.0.0.1:8080",
-                    self.server.listen
-                ),
-            );
-        }
-        if self.server.max_body_bytes == 0 {
-            problems.add("server.max_body_bytes", "must be more than 0".into());
-        }
-        if let Some(endpoint) = &self.traces.otlp_endpoint
-            && !(endpoint.starts_with("http://") || endpoint.starts_with("https://"))
-        {
-            problems.add(
-                "traces.otlp_endpoint",
-                format!(
-                    "`{endpoint}` is not an http:// or https:// URL like http://127.0.0.1:4318"
-                ),
-            );
-        }
-        if !(0.0..=1.0).contains(&self.traces.sample_ratio) {
-            problems.add(
-                "traces.sample_ratio",
-                format!("{} is not between 0.0 and 1.0", self.traces.sample_ratio),
-            );
-        }
-        for (key, value) in [
-            (
-                "server.header_read_timeout",
-                self.server.header_read_timeout,
-            ),
-            ("server.body_read_timeout", self.server.body_read_timeout),
-            ("server.idle_timeout", self.server.idle_timeout),
-            (
-                "admin.session_idle_timeout",
-                self.admin.session_idle_timeout,
-            ),
-            ("admin.session_lifetime", self.admin.session_lifetime),
-        ] {
-            if value.is_zero() {
-                problems.add(key, "must be more than 0".into());
-            }
-        }
-        if self.server.max_connections == 0 {
-            problems.add("server.max_connections", "must be at least 1".into());
-        }
-        if let Err(e) = jiff::tz::TimeZone::get(&self.transcript.time_zone) {
-            problems.add(
-                "transcript.time_zone",
-                format!(
-                    "`{}` is not an IANA time zone: {e}",
-                    self.transcript.time_zone
-                ),
-            );
-        }
-    }
-
-    /// The store's URL and pool.
-    fn validate_store(&self, problems: &mut Problems) {
-        if self.store_location().is_none() {
-            problems.add(
-                "store.url",
-                format!(
-                    "`{}` is not supported; use sqlite://PATH or postgres://USER@HOST/DATABASE",
-                    without_password(&self.store.url)
-                ),
-            );
-        }
-        if self.store.max_connections == 0 {
-            problems.add("store.max_connections", "must be more than 0".into());
-        }
-    }
-
-    /// Each source's tokens: some set, none empty, none shared by two tenants.
-    fn validate_sources(&self, problems: &mut Problems) {
-        if let Some(smartsupp) = &self.sources.smartsupp {
-            if smartsupp.token.is_none() && smartsupp.tenants.is_empty() {
-                problems.add(
-                    "sources.smartsupp",
-                    "set token, or a token per customer in [[sources.smartsupp.tenants]]".into(),
-                );
-            }
-            let mut seen = std::collections::BTreeSet::new();
-            let tokens = [(
-                "sources.smartsupp.token".to_owned(),
-                smartsupp.token.as_ref(),
-            )]
-            .into_iter()
-            .chain(smartsupp.tenants.iter().map(|t| {
-                (
-                    format!("sources.smartsupp.tenants.{}.token", t.name),
-                    Some(&t.token),
-                )
-            }));
-            for (key, token) in tokens {
-                let Some(token) = token else { continue };
-                if token.expose_secret().trim().is_empty() {
-                    problems.add(&key, "must not be empty".into());
-                } else if !seen.insert(token.expose_secret().to_owned()) {
-                    problems.add(
-                        &key,
-                        "is used twice; give every tenant a token of its own".into(),
-                    );
-                }
-            }
-            for tenant in &smartsupp.tenants {
-                if tenant.accounts.is_empty() {
-                    problems.add(
-                        &format!("sources.smartsupp.tenants.{}.accounts", tenant.name),
-                        "list the tenant's Smartsupp account ids".into(),
-                    );
-                }
-            }
-        }
-    }
-
-    /// The admin token: long enough to resist guessing.
-    fn validate_admin(&self, problems: &mut Problems) {
-        if let Some(token) = &self.admin.token {
-            let length = token.expose_secret().trim().chars().count();
-            if length < MIN_ADMIN_TOKEN {
-                problems.add(
-                    "admin.token",
-                    format!(
-                        "is {length} characters; use at least {MIN_ADMIN_TOKEN} random ones \
-                         (`openssl rand -hex 24` makes one), or leave it out to turn the admin API off"
-                    ),
-                );
-            }
-        }
-    }
-
-    /// Retries, leases and timeouts of deliveries.
-    fn validate_delivery(&self, problems: &mut Problems) {
-        let d = &self.delivery;
-        if d.max_attempts == 0 {
-            problems.add("delivery.max_attempts", "must be at least 1".into());
-        }
-        if !(d.multiplier >= 1.0 && d.multiplier.is_finite()) {
-            problems.add("delivery.multiplier", "must be at least 1.0".into());
-        }
-        if !(0.0..=1.0).contains(&d.randomization) {
-            problems.add(
-                "delivery.randomization",
-                "must be between 0.0 and 1.0".into(),
-            );
-        }
-        if d.initial_interval.is_zero() || d.initial_interval > d.max_interval {
-            problems.add(
-                "delivery.initial_interval",
-                "must be more than 0 and at most delivery.max_interval".into(),
-            );
-        }
-        if d.lease < Duration::from_secs(1) {
-            problems.add("delivery.lease", "must be at least 1s".into());
-        }
-        if d.request_timeout.is_zero() {
-            problems.add("delivery.request_timeout", "must be more than 0".into());
-        }
-    }
-
-    /// Each connector instance's name and limits.
-    fn validate_connectors(&self, problems: &mut Problems) {
-        for (name, instance) in &self.connectors {
-            if name.is_empty()
-                || !name
-                    .chars()
-                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
-            {
-                problems.add(
-                    &format!("connectors.{name}"),
-                    "instance names use lower-case letters, digits and `_` (they become environment variable names)".into(),
-                );
-            }
-            if let Some(limit) = instance.rate_limit
-                && !(limit.per_second > 0.0 && limit.per_second.is_finite() && limit.burst >= 1)
-            {
-                problems.add(
-                    &format!("connectors.{name}.rate_limit"),
-                    "per_second must be more than 0 and burst at least 1".into(),
-                );
-            }
-            if instance.concurrency == Some(0) {
-                problems.add(
-                    &format!("connectors.{name}.concurrency"),
-                    "must be at least 1 (leave it out for no limit)".into(),
-                );
-            }
-            if instance.circuit.failures > 0 && instance.circuit.cool_down.is_zero() {
-                problems.add(
-                    &format!("connectors.{name}.circuit.cool_down"),
-                    "must be more than 0".into(),
-                );
-            }
-            if instance.kind.trim().is_empty() {
-                problems.add(
-                    &format!("connectors.{name}.type"),
-                    "must name a connector type".into(),
-                );
-            }
-        }
-    }
-
     /// The listen address, when valid.
     pub fn listen_addr(&self) -> Option<SocketAddr> {
         self.server.listen.parse().ok()
@@ -928,25 +563,14 @@ impl Config {
     }
 }
 
-fn env() -> Env {
-    Env::prefixed(ENV_PREFIX).split("__").filter(|key| {
-        // Figment may show the key before or after the `__` split; accept both spellings.
-        let key = key.as_str().to_ascii_lowercase();
-        SECTIONS.iter().any(|s| {
-            key.strip_prefix(s).is_some_and(|rest| {
-                rest.is_empty() || rest.starts_with('.') || rest.starts_with("__")
-            })
-        })
-    })
-}
-
 #[cfg(test)]
 mod tests {
+    use super::validate::without_password;
     use super::*;
 
     #[test]
     fn the_shipped_config_toml_is_valid() {
-        let text = include_str!("../config.toml");
+        let text = include_str!("../../config.toml");
         let config = Config::from_toml(text).unwrap();
         assert_eq!(config.server.max_body_bytes, 2_097_152);
         assert!(!config.connectors.is_empty());
@@ -988,6 +612,7 @@ mod tests {
         assert_eq!(config.delivery.max_interval, Duration::from_secs(900));
         let config = Config::from_toml(
             "[delivery]
+
 initial_interval = \"1h 30m\"\nmax_interval = \"2d\"\nmax_elapsed = \"1 week\"",
         )
         .unwrap();
