@@ -19,12 +19,10 @@ use crate::connectors::{
 use crate::maintenance::{self, Progress, ReplayRange};
 use crate::model::{StepOutputs, Timestamp};
 use crate::preview::Prepared;
+use crate::samples;
 use crate::sources::Source;
 use crate::store::{DeliveryFilter, DeliveryState};
 use crate::telemetry::{self, Escaped};
-
-/// A payload every connector is rendered against by `check`: Smartsupp's documented example.
-const SAMPLE_PAYLOAD: &[u8] = include_bytes!("../tests/fixtures/smartsupp/seed-example.json");
 
 /// chatbridge: forwards live-chat conversations into help desks and CRMs, durably.
 #[derive(Debug, Parser)]
@@ -57,7 +55,7 @@ enum Command {
     Check,
     /// Dry run: print the requests CONNECTOR would send for a payload; sends nothing.
     ///
-    /// Example: chatbridge render --connector helpdesk tests/fixtures/smartsupp/seed-example.json
+    /// Example: chatbridge render --connector helpdesk src/samples/smartsupp/seed-example.json
     Render {
         /// Connector instance name from the config.
         #[arg(long)]
@@ -67,7 +65,7 @@ enum Command {
     },
     /// Deliver one payload now through CONNECTOR, printing each step; stores nothing.
     ///
-    /// Example: chatbridge send --connector helpdesk tests/fixtures/smartsupp/seed-example.json
+    /// Example: chatbridge send --connector helpdesk src/samples/smartsupp/seed-example.json
     Send {
         /// Connector instance name from the config.
         #[arg(long)]
@@ -522,7 +520,7 @@ fn check(path: &Path) -> ExitCode {
         println!("  {kind:<12} {}", definition.description);
     }
     let sample = Source::Smartsupp
-        .parse(SAMPLE_PAYLOAD)
+        .parse(samples::DOCUMENTED.body.as_bytes())
         .expect("the shipped sample payload parses");
     let mut failed = false;
     println!("connector instances:");

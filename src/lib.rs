@@ -46,6 +46,7 @@ pub mod model;
 pub mod preview;
 pub mod privacy;
 pub mod render;
+pub mod samples;
 pub mod sources;
 pub mod store;
 pub mod telemetry;

@@ -929,9 +929,7 @@ mod tests {
     #[test]
     fn transcripts_follow_the_configured_time_zone_and_system_event_setting() {
         let parsed = crate::sources::Source::Smartsupp
-            .parse(include_bytes!(
-                "../tests/fixtures/smartsupp/seed-example.json"
-            ))
+            .parse(crate::samples::DOCUMENTED.body.as_bytes())
             .unwrap();
         let settings = TranscriptConfig {
             time_zone: "Europe/Prague".into(),

@@ -24,7 +24,7 @@ pub struct SeedTemplate {
 
 impl SeedTemplate {
     pub fn new() -> Self {
-        let seed = include_str!("../../tests/fixtures/smartsupp/seed-example.json");
+        let seed = chatbridge::samples::DOCUMENTED.body;
         let (before, after) = seed
             .split_once("\"id\": 55039")
             .expect("seed has a channel id");

@@ -28,7 +28,7 @@ fn registry() -> &'static Registry {
 fn seed() -> &'static Conversation {
     static SEED: OnceLock<Conversation> = OnceLock::new();
     SEED.get_or_init(|| {
-        let body = include_bytes!("../../tests/fixtures/smartsupp/seed-example.json");
+        let body = include_bytes!("../../src/samples/smartsupp/seed-example.json");
         chatbridge::sources::smartsupp::conversation(body).expect("the seed parses")
     })
 }

@@ -33,46 +33,10 @@ use super::error::ApiError;
 use super::session::{AdminAccess, Admitted, Credential};
 use super::{AppState, cross_site};
 use crate::maintenance::{self, Silent};
+use crate::samples;
 
 /// The page templates, compiled in.
 static PAGES: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/src/http/pages");
-
-/// Sample payloads the playground offers: the test fixtures, hostile ones included, so a
-/// template can be tried against the same chats its tests use.
-const SAMPLES: &[(&str, &str)] = &[
-    (
-        "seed-example",
-        include_str!("../../tests/fixtures/smartsupp/seed-example.json"),
-    ),
-    (
-        "completed-rated-with-comment",
-        include_str!("../../tests/fixtures/smartsupp/completed-rated-with-comment.json"),
-    ),
-    (
-        "missed-chat",
-        include_str!("../../tests/fixtures/smartsupp/missed-chat.json"),
-    ),
-    (
-        "offline-message",
-        include_str!("../../tests/fixtures/smartsupp/offline-message.json"),
-    ),
-    (
-        "visitor-without-email",
-        include_str!("../../tests/fixtures/smartsupp/visitor-without-email.json"),
-    ),
-    (
-        "two-agents-transfer",
-        include_str!("../../tests/fixtures/smartsupp/two-agents-transfer.json"),
-    ),
-    (
-        "unicode-emoji-rtl",
-        include_str!("../../tests/fixtures/smartsupp/unicode-emoji-rtl.json"),
-    ),
-    (
-        "injection-attempts",
-        include_str!("../../tests/fixtures/smartsupp/injection-attempts.json"),
-    ),
-];
 
 /// Form fields of the playground that carry template texts: `template:NAME`.
 const TEMPLATE_FIELD: &str = "template:";
@@ -688,11 +652,11 @@ impl Playground {
         let connectors = dashboard.app.registry.current().names();
         Self {
             section: "playground",
-            samples: SAMPLES.iter().map(|(name, _)| *name).collect(),
+            samples: samples::SMARTSUPP.iter().map(|s| s.name).collect(),
             connector: connectors.first().cloned().unwrap_or_default(),
             connectors,
-            sample: SAMPLES[0].0.to_owned(),
-            payload: SAMPLES[0].1.to_owned(),
+            sample: samples::DOCUMENTED.name.to_owned(),
+            payload: samples::DOCUMENTED.body.to_owned(),
             ..Self::default()
         }
     }
@@ -728,8 +692,8 @@ async fn render_playground(
     }
     if load {
         state.templates.clear();
-        if let Some((_, text)) = SAMPLES.iter().find(|(n, _)| *n == state.sample) {
-            state.payload = (*text).to_owned();
+        if let Some(sample) = samples::find(&state.sample) {
+            state.payload = sample.body.to_owned();
         }
     }
     state.render(&dashboard).await;

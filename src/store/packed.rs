@@ -120,7 +120,7 @@ mod tests {
 
     #[test]
     fn a_packed_version_opens_to_the_body_and_normalized_form_it_was_made_of() {
-        let raw = include_bytes!("../../tests/fixtures/smartsupp/seed-example.json");
+        let raw = crate::samples::DOCUMENTED.body.as_bytes();
         let normalized = serde_json::to_string(
             &crate::sources::smartsupp::parse(raw)
                 .expect("parses")

@@ -87,7 +87,7 @@ fn render_shows_method_url_and_body_and_never_the_secret() {
         "render",
         "--connector",
         "helpdesk",
-        "tests/fixtures/smartsupp/seed-example.json",
+        "src/samples/smartsupp/seed-example.json",
     ]);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("GET https://acme.zendesk.com/api/v2/tickets?external_id=cb%3Ahelpdesk%3Asmartsupp%3A208%3A55039"), "{out}");
@@ -127,7 +127,7 @@ settings = { url = "https://bob:p%40ssW0rd@rt.acme.example", token = "rt-t0ken" 
             "render",
             "--connector",
             connector,
-            "tests/fixtures/smartsupp/seed-example.json",
+            "src/samples/smartsupp/seed-example.json",
         ]);
         assert_eq!(code, 0, "{err}");
         for secret in [
@@ -156,7 +156,7 @@ fn render_reports_an_unknown_instance_with_the_configured_ones() {
         "render",
         "--connector",
         "nope",
-        "tests/fixtures/smartsupp/seed-example.json",
+        "src/samples/smartsupp/seed-example.json",
     ]);
     assert_eq!(code, 1);
     assert!(
@@ -220,7 +220,7 @@ async fn render_and_send_leave_out_a_chat_serve_would_filter_out() {
             command.to_owned(),
             "--connector".to_owned(),
             "crm".to_owned(),
-            "tests/fixtures/smartsupp/visitor-without-email.json".to_owned(),
+            "src/samples/smartsupp/visitor-without-email.json".to_owned(),
         ];
         let (code, out, err) = tokio::task::spawn_blocking(move || {
             run_cli(&args.iter().map(String::as_str).collect::<Vec<_>>())

@@ -338,11 +338,7 @@ async fn every_step(app: &TestApp, lose_next_create: impl FnOnce()) {
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
     };
-    let mut fixtures: Vec<_> = std::fs::read_dir(crate::helpers::fixture_path("smartsupp"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    fixtures.sort();
+    let fixtures = crate::helpers::smartsupp_payloads();
     for path in &fixtures {
         app.post_smartsupp(std::fs::read(path).unwrap()).await;
     }

@@ -4,7 +4,7 @@
 use chatbridge::model::{MessageKind, Status};
 use chatbridge::sources::Source;
 
-use crate::helpers::{fixture, fixture_path};
+use crate::helpers::{fixture, smartsupp_payloads};
 
 /// file, status, visitor e-mail, visitor name, messages, agents, rating (score, comment),
 /// pages, variables, start of the subject.
@@ -328,16 +328,13 @@ fn every_smartsupp_fixture_parses_to_the_conversation_it_describes() {
 }
 
 #[test]
-fn every_fixture_in_the_folder_has_an_expectation() {
-    let dir = fixture_path("smartsupp");
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let name = entry.unwrap().file_name().into_string().unwrap();
-        if name.ends_with(".json") {
-            assert!(
-                EXPECTED.iter().any(|row| row.0 == name),
-                "{name} has no expectation in tests/api/fixtures.rs"
-            );
-        }
+fn every_payload_in_the_folders_has_an_expectation() {
+    for path in smartsupp_payloads() {
+        let name = path.file_name().unwrap().to_str().unwrap().to_owned();
+        assert!(
+            EXPECTED.iter().any(|row| row.0 == name),
+            "{name} has no expectation in tests/api/fixtures.rs"
+        );
     }
 }
 

@@ -160,10 +160,31 @@ pub fn fixture(name: &str) -> Vec<u8> {
     std::fs::read(fixture_path(name)).unwrap_or_else(|e| panic!("fixture {name}: {e}"))
 }
 
+/// Where a payload the tests use lives: under `tests/fixtures`, or, for the chats the product
+/// ships as samples (`chatbridge::samples`), under `src/samples`, which the tests read as
+/// they are. A name is in one place only.
 pub fn fixture_path(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name)
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let fixture = root.join("tests/fixtures").join(name);
+    let sample = root.join("src/samples").join(name);
+    assert!(
+        !(fixture.exists() && sample.exists()),
+        "{name} is both a test fixture and a shipped sample"
+    );
+    if sample.exists() { sample } else { fixture }
+}
+
+/// Every Smartsupp payload the tests know, fixtures and shipped samples, sorted by name.
+pub fn smartsupp_payloads() -> Vec<PathBuf> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut paths: Vec<PathBuf> = ["tests/fixtures/smartsupp", "src/samples/smartsupp"]
+        .iter()
+        .flat_map(|dir| std::fs::read_dir(root.join(dir)).expect("payload folder"))
+        .map(|entry| entry.expect("payload").path())
+        .filter(|path| path.extension().is_some_and(|e| e == "json"))
+        .collect();
+    paths.sort_by(|a, b| a.file_name().cmp(&b.file_name()));
+    paths
 }
 
 /// The seed chat with `change` made to its document.

@@ -10,7 +10,7 @@ use chatbridge::config::Config;
 use chatbridge::connectors::PlannedRequest;
 use chatbridge::sources::Source;
 
-use crate::helpers::{every_version, fixture_path};
+use crate::helpers::{every_version, fixture_path, smartsupp_payloads};
 
 fn print(out: &mut String, plan: &[PlannedRequest]) {
     for request in plan {
@@ -43,11 +43,7 @@ fn print(out: &mut String, plan: &[PlannedRequest]) {
 fn every_template_over_every_fixture() {
     let config = Config::load(&fixture_path("catalog.toml")).expect("catalog config loads");
     let registry = chatbridge::app::registry(&config).expect("catalog registry builds");
-    let mut fixtures: Vec<_> = std::fs::read_dir(fixture_path("smartsupp"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    fixtures.sort();
+    let fixtures = smartsupp_payloads();
     let mut kinds = 0;
     for connector in registry.connectors() {
         let mut out = String::new();
