@@ -130,3 +130,23 @@ pub(crate) fn from_ms(ms: i64) -> Result<Timestamp, StoreError> {
     Timestamp::from_unix_millis(ms)
         .ok_or_else(|| StoreError::Corrupt(format!("time {ms} out of range").into()))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error as _;
+
+    use super::*;
+
+    #[test]
+    fn a_store_error_keeps_the_drivers_error_and_says_it_once() {
+        let driver = std::io::Error::new(std::io::ErrorKind::PermissionDenied, "disk says no");
+        let error = StoreError::Database(Cause::of(driver));
+        let kept = error
+            .source()
+            .and_then(|cause| cause.source())
+            .and_then(|source| source.downcast_ref::<std::io::Error>())
+            .expect("the driver's error is kept");
+        assert_eq!(kept.kind(), std::io::ErrorKind::PermissionDenied);
+        assert_eq!(crate::render::error_chain(&error), "database: disk says no");
+    }
+}
