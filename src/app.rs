@@ -18,7 +18,7 @@ use crate::privacy::Redactor;
 use crate::sources::auth::SourceAuth;
 use crate::store::postgres::PostgresStore;
 use crate::store::sqlite::SqliteStore;
-use crate::store::{Store, StoreError};
+use crate::store::{Ledger, Store, StoreError};
 
 /// Why the service could not start.
 #[derive(Debug, thiserror::Error)]
@@ -147,7 +147,7 @@ impl Application {
             .await
             .map_err(|source| StartupError::Bind { address, source })?;
         let admin = config.admin.token.as_ref().map(|t| {
-            crate::http::session::AdminAccess::new(
+            crate::http::auth::AdminAccess::new(
                 t,
                 config.admin.session_idle_timeout,
                 config.admin.session_lifetime,
@@ -288,7 +288,7 @@ impl Application {
 
 /// Pending deliveries of a connector that is not configured wait until it is configured
 /// again (a removed or renamed instance): says so, rather than leaving them unexplained.
-async fn warn_of_unconfigured(store: &dyn Store, configured: &[String]) {
+async fn warn_of_unconfigured(store: &dyn Ledger, configured: &[String]) {
     match store.connector_stats(crate::model::Timestamp::now()).await {
         Ok(stats) => {
             for s in stats

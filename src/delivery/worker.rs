@@ -30,7 +30,9 @@ use crate::connectors::{Checkpoint, DeliveryError, DeliveryJob, Failure, LiveReg
 use crate::metrics::Metrics;
 use crate::model::{Conversation, StepOutputs, Timestamp};
 use crate::render::DeliveryInfo;
-use crate::store::{AttemptOutcome, AttemptRecord, LeasedDelivery, NextState, Store, StoreError};
+use crate::store::{
+    AttemptOutcome, AttemptRecord, LeasedDelivery, NextState, Queue, Store, StoreError,
+};
 use crate::telemetry::Escaped;
 
 /// The longest the loop sleeps without checking the store (a safety net if a wake-up is
@@ -598,7 +600,7 @@ fn reaped(finished: Result<(), tokio::task::JoinError>) {
 
 /// Records each completed step in the store before the next step runs.
 struct StoreCheckpoint<'a> {
-    store: &'a dyn Store,
+    store: &'a dyn Queue,
     delivery_id: i64,
 }
 

@@ -12,12 +12,12 @@
 //! and timed by [`server`]; a request's body is cut off after `server.body_read_timeout`.
 
 pub mod api;
+pub mod auth;
 pub mod dashboard;
 pub mod error;
 pub mod health;
 pub mod ingest;
 pub mod server;
-pub mod session;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -88,7 +88,7 @@ pub struct SharedState {
     /// `[privacy] redact` rules, applied at ingest.
     pub redactor: Arc<Redactor>,
     /// The admin token and its sessions; `None` turns `/api` and the dashboard off.
-    pub admin: Option<session::AdminAccess>,
+    pub admin: Option<auth::AdminAccess>,
     /// Reloads connectors and templates.
     pub reloader: Reloader,
 }
@@ -123,17 +123,6 @@ pub fn router(state: AppState) -> Router {
                 .on_response(DefaultOnResponse::new().level(Level::DEBUG)),
         )
         .layer(SetRequestIdLayer::new(REQUEST_ID, Sequential::default()))
-}
-
-/// Whether the browser says the request was made by another site's page (`Sec-Fetch-Site`
-/// other than `same-origin` or `none`; `same-site` is another site too: a sibling subdomain
-/// may be anyone's). A request with the session cookie is refused then, on the dashboard and
-/// the API alike; a bearer token is never sent by a browser on its own.
-pub(crate) fn cross_site(headers: &axum::http::HeaderMap) -> bool {
-    headers
-        .get("sec-fetch-site")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|site| site != "same-origin" && site != "none")
 }
 
 /// What every answer says about how a browser may use it: no script but the dashboard's own

@@ -33,7 +33,7 @@ pub trait Sessions: Send + Sync {
     async fn end_session(&self, id_hash: &str) -> Result<(), StoreError>;
 }
 
-/// A dashboard session as the store keeps it; see `http::session`.
+/// A dashboard session as the store keeps it; see `http::auth`.
 #[derive(Debug, Clone)]
 pub struct NewSession {
     /// SHA-256 of the session id, hex.

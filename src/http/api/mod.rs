@@ -15,8 +15,8 @@ use axum::{Json, Router};
 use utoipa::OpenApi;
 
 use super::AppState;
+use super::auth::Admitted;
 use super::error::ApiError;
-use super::session::Admitted;
 use crate::model::Timestamp;
 
 mod connectors;
@@ -116,7 +116,7 @@ async fn require_admin(State(state): State<AppState>, request: Request, next: Ne
     };
     match access.admit(state.store.as_ref(), request.headers()).await {
         Ok(Admitted::Bearer) => next.run(request).await,
-        Ok(Admitted::Session) if super::cross_site(request.headers()) => ApiError::Forbidden(
+        Ok(Admitted::Session) if super::auth::cross_site(request.headers()) => ApiError::Forbidden(
             "the session cookie is not accepted from another site's page; use a bearer token"
                 .into(),
         )

@@ -12,8 +12,8 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::{Dashboard, local_path, off, page, with_cookie};
+use crate::http::auth::{AdminAccess, Credential};
 use crate::http::error::ApiError;
-use crate::http::session::{AdminAccess, Credential};
 
 /// Wrong tokens a client address may send in [`LOGIN_WINDOW`]; past them the form refuses
 /// every try, right or wrong, until the window ends, so the token cannot be guessed at the

@@ -35,9 +35,10 @@ use self::views::{
     conversation, conversations, dead, drop_quarantined, overview, quarantine, quarantined,
     reingest, retry_all_dead, retry_delivery,
 };
+use crate::http::AppState;
+use crate::http::auth::Admitted;
+use crate::http::auth::cross_site;
 use crate::http::error::ApiError;
-use crate::http::session::Admitted;
-use crate::http::{AppState, cross_site};
 
 /// The page templates, compiled in.
 static PAGES: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/src/http/pages");

@@ -19,7 +19,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::model::Timestamp;
-use crate::store::{NewSession, Store, StoreError};
+use crate::store::{NewSession, Sessions, StoreError};
 
 /// The session cookie's name.
 pub const COOKIE: &str = "chatbridge_session";
@@ -127,7 +127,7 @@ impl AdminAccess {
     /// When the store fails while looking a session up.
     pub async fn admit(
         &self,
-        store: &dyn Store,
+        store: &dyn Sessions,
         headers: &HeaderMap,
     ) -> Result<Admitted, StoreError> {
         Ok(match Credential::of(headers) {
@@ -141,7 +141,7 @@ impl AdminAccess {
     ///
     /// # Errors
     /// When the operating system has no randomness to give or the store fails.
-    pub async fn open(&self, store: &dyn Store) -> Result<String, SessionError> {
+    pub async fn open(&self, store: &dyn Sessions) -> Result<String, SessionError> {
         let mut id = [0u8; 32];
         getrandom::fill(&mut id).map_err(SessionError::Randomness)?;
         let id = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(id);
@@ -159,7 +159,7 @@ impl AdminAccess {
     }
 
     /// Whether `id` is a live session opened with the current admin token; extends it.
-    async fn resume(&self, store: &dyn Store, id: &str) -> Result<bool, StoreError> {
+    async fn resume(&self, store: &dyn Sessions, id: &str) -> Result<bool, StoreError> {
         let now = Timestamp::now();
         let Some(mac) = store
             .touch_session(&id_hash(id), now, now.plus(self.idle))
@@ -174,7 +174,7 @@ impl AdminAccess {
     ///
     /// # Errors
     /// When the store fails.
-    pub async fn end(&self, store: &dyn Store, id: &str) -> Result<(), StoreError> {
+    pub async fn end(&self, store: &dyn Sessions, id: &str) -> Result<(), StoreError> {
         store.end_session(&id_hash(id)).await
     }
 
@@ -204,6 +204,17 @@ impl AdminAccess {
 
 fn id_hash(id: &str) -> String {
     hex::encode(Sha256::digest(id.as_bytes()))
+}
+
+/// Whether the browser says the request was made by another site's page (`Sec-Fetch-Site`
+/// other than `same-origin` or `none`; `same-site` is another site too: a sibling subdomain
+/// may be anyone's). A request with the session cookie is refused then, on the dashboard and
+/// the API alike; a bearer token is never sent by a browser on its own.
+pub(crate) fn cross_site(headers: &axum::http::HeaderMap) -> bool {
+    headers
+        .get("sec-fetch-site")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|site| site != "same-origin" && site != "none")
 }
 
 #[cfg(test)]
