@@ -1,5 +1,5 @@
 //! The same six proofs for every HTTP connector type of the catalog, each against its
-//! vendor's stand-in (`fake_desks`): the seed chat arrives; a write whose answer is lost
+//! vendor's stand-in (`desks`): the seed chat arrives; a write whose answer is lost
 //! leaves one object upstream; a later version updates what was made instead of making it
 //! again; the vendor's throttle answer is waited out as the vendor asks; rejected
 //! credentials pause the connector and create nothing; a chat whose ids and e-mail are made
@@ -11,7 +11,7 @@ use std::time::Duration;
 use chatbridge::store::DeliveryState;
 use serde_json::json;
 
-use crate::fake_desks::{self, Brand, Desk, HELPSCOUT_APP, SLACK_PATH};
+use crate::desks::{self, AnyDesk, Brand, HELPSCOUT_APP, SLACK_PATH};
 use crate::fake_vendor::{FakeVendor, Scripted};
 use crate::helpers::{Options, TestApp, fixture, seed_of, seed_unrated, spawn_app_with};
 
@@ -256,18 +256,18 @@ const SLACK: Case = Case {
     shows: "Completed chat* from Dusan Kmet (dusan@domain.com), rated 5/5",
 };
 
-async fn app_for(case: &Case, desk: &FakeVendor<Desk>, secret: &str) -> TestApp {
+async fn app_for(case: &Case, desk: &FakeVendor<AnyDesk>, secret: &str) -> TestApp {
     let settings = (case.settings)(&desk.uri(), secret);
     spawn_app_with(Options::only("target", case.kind, &settings)).await
 }
 
-async fn start(case: &Case) -> (FakeVendor<Desk>, TestApp) {
-    let desk = fake_desks::start(case.brand, case.secret).await;
+async fn start(case: &Case) -> (FakeVendor<AnyDesk>, TestApp) {
+    let desk = desks::start(case.brand, case.secret).await;
     let app = app_for(case, &desk, case.secret).await;
     (desk, app)
 }
 
-fn the_one(desk: &FakeVendor<Desk>, kind: &str) -> fake_desks::Object {
+fn the_one(desk: &FakeVendor<AnyDesk>, kind: &str) -> desks::Object {
     desk.with(|d| {
         let all = d.all(kind);
         assert_eq!(all.len(), 1, "{kind}: {all:#?}");
@@ -289,7 +289,7 @@ async fn creates(case: &Case) {
         "`{}` missing: {text}",
         case.shows
     );
-    let everything = desk.with(|d| format!("{:?}", d.objects));
+    let everything = desk.with(|d| format!("{:?}", d.records().objects));
     assert!(
         everything.contains("dusan@domain.com"),
         "visitor e-mail missing upstream: {everything}"
@@ -306,7 +306,7 @@ async fn lost_answer(case: &Case) {
 
     assert_eq!(delivered[0].attempts, 2);
     let expected = if case.dedupes { 1 } else { 2 };
-    desk.with(|d| assert_eq!(d.count(case.main), expected, "{:#?}", d.objects));
+    desk.with(|d| assert_eq!(d.count(case.main), expected, "{:#?}", d.records().objects));
 }
 
 async fn later_version(case: &Case) {
@@ -323,8 +323,8 @@ async fn later_version(case: &Case) {
             let main = the_one(&desk, case.main);
             let child = the_one(&desk, kind);
             assert_eq!(
-                child.parent.as_ref().map(fake_desks::id_text),
-                Some(fake_desks::id_text(&main.id))
+                child.parent.as_ref().map(desks::id_text),
+                Some(desks::id_text(&main.id))
             );
             assert!(child.body.to_string().contains("5/5"), "{:?}", child.body);
         }
@@ -360,7 +360,7 @@ async fn throttled(case: &Case) {
 }
 
 async fn refused(case: &Case) {
-    let desk = fake_desks::start(case.brand, case.secret).await;
+    let desk = desks::start(case.brand, case.secret).await;
     let app = app_for(case, &desk, "revoked-credential").await;
 
     let row = app.first_attempt_of_the_seed().await;
@@ -417,9 +417,9 @@ async fn lookups(case: &Case) {
         .as_ref()
         .and_then(|r| r.as_object())
         .into_iter()
-        .flat_map(|r| r.values().map(fake_desks::id_text))
+        .flat_map(|r| r.values().map(desks::id_text))
         .collect();
-    let [first, second] = [&made[0].id, &made[1].id].map(fake_desks::id_text);
+    let [first, second] = [&made[0].id, &made[1].id].map(desks::id_text);
     assert!(
         found.contains(&second) && !found.contains(&first),
         "found {found:?}; the chats made {first} and {second}"
@@ -482,7 +482,7 @@ async fn helpscout_renews_a_revoked_token_once_and_goes_on() {
     app.post_smartsupp(seed_unrated()).await;
     app.wait_for_deliveries(DeliveryState::Delivered, 1).await;
 
-    desk.with_mut(Desk::revoke_tokens);
+    desk.with_mut(|d| d.revoke_tokens());
     app.post_smartsupp(fixture("smartsupp/seed-example.json"))
         .await;
     let delivered = app.wait_for_deliveries(DeliveryState::Delivered, 2).await;

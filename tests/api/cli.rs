@@ -206,8 +206,7 @@ async fn chat_text_reaches_the_terminal_escaped() {
 /// with an empty address).
 #[tokio::test]
 async fn render_and_send_leave_out_a_chat_serve_would_filter_out() {
-    let desk =
-        crate::fake_desks::start(crate::fake_desks::Brand::Pipedrive, "pd-api-token-cli").await;
+    let desk = crate::desks::start(crate::desks::Brand::Pipedrive, "pd-api-token-cli").await;
     let (_dir, config) = write_config(&format!(
         "[store]\nurl = \"sqlite://unused.db\"\n[connectors.crm]\ntype = \"pipedrive\"\n\
          settings = {{ company_domain = \"acme\", api_token = \"pd-api-token-cli\", base_url = \"{}\" }}\n",

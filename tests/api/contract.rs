@@ -26,7 +26,7 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use chatbridge::store::DeliveryState;
 
-use crate::fake_desks::{self, Brand, Desk};
+use crate::desks::{self, AnyDesk, Brand};
 use crate::fake_hubspot::{self, HubSpot};
 use crate::fake_vendor::FakeVendor;
 use crate::helpers::{Options, TestApp, fixture, spawn_app_with, wait_until};
@@ -266,9 +266,9 @@ fn patched_intercom_spec() -> tempfile::TempDir {
 }
 
 /// The Intercom stand-in behind Prism with the patched spec; Prism's URL is the base URL.
-async fn intercom_behind_prism() -> (FakeVendor<Desk>, Prism, tempfile::TempDir) {
+async fn intercom_behind_prism() -> (FakeVendor<AnyDesk>, Prism, tempfile::TempDir) {
     let executable = prism_executable();
-    let intercom = fake_desks::start(Brand::Intercom, INTERCOM_TOKEN).await;
+    let intercom = desks::start(Brand::Intercom, INTERCOM_TOKEN).await;
     let dir = patched_intercom_spec();
     let prism = start_prism(
         &executable,
@@ -459,9 +459,9 @@ fn pipedrive_settings() -> String {
 /// Pipedrive's stand-in behind one Prism for v1 and one for v2: their files describe paths
 /// relative to `/api/v1` and `/api/v2`, which the front strips and each Prism's upstream
 /// adds back.
-async fn pipedrive_behind_prism() -> (FakeVendor<Desk>, String, Arc<Front>) {
+async fn pipedrive_behind_prism() -> (FakeVendor<AnyDesk>, String, Arc<Front>) {
     let executable = prism_executable();
-    let pipedrive = fake_desks::start(Brand::Pipedrive, PIPEDRIVE_TOKEN).await;
+    let pipedrive = desks::start(Brand::Pipedrive, PIPEDRIVE_TOKEN).await;
     let (v1_upstream, v2_upstream) = (
         format!("{}/api/v1", pipedrive.uri()),
         format!("{}/api/v2", pipedrive.uri()),
@@ -555,9 +555,9 @@ fn patched_jsm_spec() -> tempfile::TempDir {
 
 /// Jira's stand-in behind one Prism for the platform API (JQL search, user search) and one
 /// for the service desk API, behind one front.
-async fn jira_behind_prism() -> (FakeVendor<Desk>, String, Arc<Front>, tempfile::TempDir) {
+async fn jira_behind_prism() -> (FakeVendor<AnyDesk>, String, Arc<Front>, tempfile::TempDir) {
     let executable = prism_executable();
-    let jira = fake_desks::start(Brand::Jira, JIRA_TOKEN).await;
+    let jira = desks::start(Brand::Jira, JIRA_TOKEN).await;
     let jsm = patched_jsm_spec();
     let upstream = jira.uri();
     let (platform, service_desk) = tokio::join!(
