@@ -13,14 +13,9 @@ pub struct Freshdesk {
     records: Records,
 }
 
-impl Freshdesk {
-    pub fn new(secret: &str) -> Self {
-        Self {
-            secret: secret.to_owned(),
-            records: Records::default(),
-        }
-    }
+stand_in!(Freshdesk);
 
+impl Freshdesk {
     fn answer(&mut self, request: &Request, route: Route<'_>) -> ResponseTemplate {
         let invalid = |field: &str, code: &str| {
             json_answer(
@@ -138,15 +133,5 @@ impl Vendor for Freshdesk {
 
     fn handle(&mut self, request: &Request) -> ResponseTemplate {
         route(request, |route| self.answer(request, route))
-    }
-}
-
-impl Desk for Freshdesk {
-    fn records(&self) -> &Records {
-        &self.records
-    }
-
-    fn records_mut(&mut self) -> &mut Records {
-        &mut self.records
     }
 }

@@ -6,6 +6,30 @@
 //! state ([`Records`]), so a test can count what exists upstream. Each is a
 //! [`crate::fake_vendor::Vendor`]; [`start`] picks one by the connector type it serves.
 
+/// What every stand-in has alike: it is made from its secret, and tests read its records.
+macro_rules! stand_in {
+    ($name:ident) => {
+        impl $name {
+            pub fn new(secret: &str) -> Self {
+                Self {
+                    secret: secret.to_owned(),
+                    records: Records::default(),
+                }
+            }
+        }
+
+        impl Desk for $name {
+            fn records(&self) -> &Records {
+                &self.records
+            }
+
+            fn records_mut(&mut self) -> &mut Records {
+                &mut self.records
+            }
+        }
+    };
+}
+
 mod freshdesk;
 mod helpscout;
 mod intercom;

@@ -13,14 +13,9 @@ pub struct Pipedrive {
     records: Records,
 }
 
-impl Pipedrive {
-    pub fn new(secret: &str) -> Self {
-        Self {
-            secret: secret.to_owned(),
-            records: Records::default(),
-        }
-    }
+stand_in!(Pipedrive);
 
+impl Pipedrive {
     fn answer(&mut self, request: &Request, route: Route<'_>) -> ResponseTemplate {
         match route {
             ("GET", ["api", "v2", "persons", "search"]) => {
@@ -131,15 +126,5 @@ impl Vendor for Pipedrive {
 
     fn handle(&mut self, request: &Request) -> ResponseTemplate {
         route(request, |route| self.answer(request, route))
-    }
-}
-
-impl Desk for Pipedrive {
-    fn records(&self) -> &Records {
-        &self.records
-    }
-
-    fn records_mut(&mut self) -> &mut Records {
-        &mut self.records
     }
 }

@@ -12,14 +12,9 @@ pub struct Salesforce {
     records: Records,
 }
 
-impl Salesforce {
-    pub fn new(secret: &str) -> Self {
-        Self {
-            secret: secret.to_owned(),
-            records: Records::default(),
-        }
-    }
+stand_in!(Salesforce);
 
+impl Salesforce {
     fn answer(&mut self, request: &Request, route: Route<'_>) -> ResponseTemplate {
         match route {
             ("PATCH", ["services", "data", _, "sobjects", object, field, key]) => {
@@ -80,15 +75,5 @@ impl Vendor for Salesforce {
 
     fn handle(&mut self, request: &Request) -> ResponseTemplate {
         route(request, |route| self.answer(request, route))
-    }
-}
-
-impl Desk for Salesforce {
-    fn records(&self) -> &Records {
-        &self.records
-    }
-
-    fn records_mut(&mut self) -> &mut Records {
-        &mut self.records
     }
 }

@@ -12,14 +12,9 @@ pub struct Slack {
     records: Records,
 }
 
-impl Slack {
-    pub fn new(secret: &str) -> Self {
-        Self {
-            secret: secret.to_owned(),
-            records: Records::default(),
-        }
-    }
+stand_in!(Slack);
 
+impl Slack {
     fn answer(&mut self, request: &Request, _: Route<'_>) -> ResponseTemplate {
         if request.url.path() != format!("{SLACK_PATH}/{}", self.secret) {
             return ResponseTemplate::new(404).set_body_string("no_service");
@@ -46,15 +41,5 @@ impl Vendor for Slack {
 
     fn handle(&mut self, request: &Request) -> ResponseTemplate {
         route(request, |route| self.answer(request, route))
-    }
-}
-
-impl Desk for Slack {
-    fn records(&self) -> &Records {
-        &self.records
-    }
-
-    fn records_mut(&mut self) -> &mut Records {
-        &mut self.records
     }
 }
