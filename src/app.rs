@@ -188,6 +188,13 @@ impl Application {
         })
     }
 
+    /// The application's routes over its state, as [`Application::run_until`] serves them:
+    /// for a caller that drives requests in process (`tower::ServiceExt::oneshot`) or serves
+    /// them itself.
+    pub fn router(&self) -> axum::Router {
+        crate::http::router(self.state.clone())
+    }
+
     /// The bound address.
     ///
     /// # Panics

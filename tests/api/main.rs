@@ -33,6 +33,7 @@ mod process;
 mod quarantine;
 mod query_language;
 mod real_counterparts;
+mod router;
 mod server;
 mod snapshots;
 mod store;
