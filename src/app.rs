@@ -20,6 +20,9 @@ use crate::store::postgres::PostgresStore;
 use crate::store::sqlite::SqliteStore;
 use crate::store::{Ledger, Store, StoreError};
 
+/// The TLS provider is chosen where every TLS client can reach it; here for embedders.
+pub use crate::tls::install_provider as install_tls_provider;
+
 /// Why the service could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -53,12 +56,6 @@ pub struct Application {
     workers: usize,
     grace: Duration,
     retention: Retention,
-}
-
-/// Makes ring the process's TLS crypto provider, unless one is already chosen. reqwest is
-/// built without a default provider so that no C/CMake toolchain beyond `cc` is needed.
-pub fn install_tls_provider() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
 /// Builds the shared HTTP client for connectors.

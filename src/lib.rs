@@ -50,3 +50,4 @@ pub mod samples;
 pub mod sources;
 pub mod store;
 pub mod telemetry;
+pub mod tls;

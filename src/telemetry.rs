@@ -56,7 +56,7 @@ impl Traces {
         let Some(endpoint) = &config.otlp_endpoint else {
             return Ok(None);
         };
-        crate::app::install_tls_provider();
+        crate::tls::install_provider();
         let client = reqwest::Client::builder()
             .user_agent(concat!("chatbridge/", env!("CARGO_PKG_VERSION")))
             .timeout(EXPORT_TIMEOUT)
