@@ -293,7 +293,7 @@ impl Definition {
             .chain(message)
     }
 
-    /// `steps`, then `update`: the order that numbers their snippets.
+    /// `steps`, then `update`.
     pub fn all_steps(&self) -> impl Iterator<Item = &Step> {
         self.steps.iter().chain(&self.update)
     }

@@ -1,6 +1,8 @@
 //! Names of a definition's snippet templates, shared by the loader and the engine.
 
-use super::{Auth, Definition};
+use std::collections::BTreeMap;
+
+use super::{Auth, Definition, Step};
 use crate::render::{URL_SUFFIX, condition_source};
 
 /// The base URL template.
@@ -18,22 +20,6 @@ pub fn header(kind: &str, name: &str) -> String {
 /// The signature secret.
 pub fn signature_secret(kind: &str) -> String {
     format!("{kind}/signature/secret")
-}
-/// A step's URL (percent-encoded).
-pub fn step_url(kind: &str, step: usize) -> String {
-    format!("{kind}/steps/{step}/url{}", URL_SUFFIX)
-}
-/// A step's header.
-pub fn step_header(kind: &str, step: usize, name: &str) -> String {
-    format!("{kind}/steps/{step}/headers/{name}")
-}
-/// A step's condition.
-pub fn step_when(kind: &str, step: usize) -> String {
-    format!("{kind}/steps/{step}/when")
-}
-/// The text a step's search looks for.
-pub fn step_search(kind: &str, step: usize) -> String {
-    format!("{kind}/steps/{step}/search")
 }
 /// An e-mail's subject.
 pub fn subject(kind: &str) -> String {
@@ -78,18 +64,75 @@ impl Definition {
         if let Some(message) = &self.message {
             out.push((subject(kind), message.subject.clone()));
         }
-        for (i, step) in self.all_steps().enumerate() {
-            out.push((step_url(kind, i), step.url.clone()));
-            for (name, value) in &step.headers {
-                out.push((step_header(kind, i, name), value.clone()));
+        let names = StepSnippets::of_definition(kind, self);
+        let steps = self.steps.iter().zip(&names.steps);
+        for (step, names) in steps.chain(self.update.iter().zip(&names.update)) {
+            out.push((names.url.clone(), step.url.clone()));
+            // Both are keyed by the step's header names, in the same order.
+            for (value, template) in step.headers.values().zip(names.headers.values()) {
+                out.push((template.clone(), value.clone()));
             }
-            if let Some(when) = &step.when {
-                out.push((step_when(kind, i), condition_source(when)));
+            if let (Some(when), Some(name)) = (&step.when, &names.when) {
+                out.push((name.clone(), condition_source(when)));
             }
-            if let Some(search) = &step.search {
-                out.push((step_search(kind, i), search.text.clone()));
+            if let (Some(search), Some(name)) = (&step.search, &names.search) {
+                out.push((name.clone(), search.text.clone()));
             }
         }
         out
+    }
+}
+
+/// The names a step's templates are registered under, worked out once per step from where it
+/// stands in the definition: the loader registers them and the engine renders them, so the
+/// two cannot disagree about a name.
+#[derive(Debug, Clone)]
+pub struct StepSnippets {
+    /// The URL (percent-encoded).
+    pub url: String,
+    /// The condition, when the step has one.
+    pub when: Option<String>,
+    /// The text its search looks for, when it searches.
+    pub search: Option<String>,
+    /// Its own headers', by header name.
+    pub headers: BTreeMap<String, String>,
+}
+
+/// The step snippets of a definition: its create steps and its update steps, in order.
+#[derive(Debug, Clone)]
+pub struct DefinitionSteps {
+    /// For `steps`.
+    pub steps: Vec<StepSnippets>,
+    /// For `update`.
+    pub update: Vec<StepSnippets>,
+}
+
+impl StepSnippets {
+    /// The names of every step of `definition`, shipped as type `kind`.
+    pub fn of_definition(kind: &str, definition: &Definition) -> DefinitionSteps {
+        let phase = |phase: &str, steps: &[Step]| {
+            steps
+                .iter()
+                .enumerate()
+                .map(|(i, step)| Self::of(&format!("{kind}/{phase}/{i}"), step))
+                .collect()
+        };
+        DefinitionSteps {
+            steps: phase("steps", &definition.steps),
+            update: phase("update", &definition.update),
+        }
+    }
+
+    fn of(prefix: &str, step: &Step) -> Self {
+        Self {
+            url: format!("{prefix}/url{URL_SUFFIX}"),
+            when: step.when.as_ref().map(|_| format!("{prefix}/when")),
+            search: step.search.as_ref().map(|_| format!("{prefix}/search")),
+            headers: step
+                .headers
+                .keys()
+                .map(|name| (name.clone(), format!("{prefix}/headers/{name}")))
+                .collect(),
+        }
     }
 }

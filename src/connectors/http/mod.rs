@@ -27,7 +27,8 @@ use self::classify::{Answer, Verdict, classify, describe_transport_error, excerp
 use self::outputs::outputs;
 use self::request::Prepared;
 use crate::config::Problem;
-use crate::connectors::definition::{Definition, Step, snippet};
+use crate::connectors::definition::snippet::{self, DefinitionSteps, StepSnippets};
+use crate::connectors::definition::{Definition, Step};
 use crate::connectors::{
     BuildContext, Checkpoint, Connector, DeliveryError, DeliveryJob, PlannedRequest, Receipt,
     Settings, StepOutcome, StepOutputs, StepReport,
@@ -55,6 +56,8 @@ pub struct HttpConnector {
     name: String,
     kind: String,
     definition: Definition,
+    /// Where its steps' templates are registered, step by step.
+    snippets: DefinitionSteps,
     settings: Settings,
     base_url: String,
     /// What its templates read of what is costly to make for each attempt.
@@ -97,9 +100,9 @@ impl Connector for HttpConnector {
         let (mut context, mut steps) = self.context(job)?;
         let mut token = self.access_token(&context, false).await?;
         let mut receipt = Receipt::default();
-        let phase: Vec<(usize, &Step)> = self.phase(job).collect();
-        let last = phase.last().map(|&(index, _)| index);
-        for (index, step) in phase {
+        let phase: Vec<(&Step, &StepSnippets)> = self.phase(job).collect();
+        let count = phase.len();
+        for (position, (step, names)) in phase.into_iter().enumerate() {
             let safe = step.is_lookup();
             if let Some(done) = job.completed.get(&step.name).filter(|_| !safe) {
                 receipt
@@ -108,27 +111,24 @@ impl Connector for HttpConnector {
                 continue;
             }
             context.insert("steps", &steps);
-            if !self.should_run(index, step, &context)? {
+            if !self.should_run(names, &context)? {
                 receipt
                     .steps
                     .push(report(step, StepOutcome::Skipped, StepOutputs::new()));
                 continue;
             }
-            let search = step
+            let search = names
                 .search
                 .as_ref()
-                .map(|_| {
-                    self.renderer()
-                        .snippet(&snippet::step_search(&self.kind, index), &context)
-                })
+                .map(|name| self.renderer().snippet(name, &context))
                 .transpose()?;
-            let prepared = self.prepare(index, step, &context, token.as_deref())?;
+            let prepared = self.prepare(step, names, &context, token.as_deref())?;
             let started = Instant::now();
             let mut result = self.send(step, prepared, search.as_deref()).await;
             if token.is_some() && result.as_ref().is_err_and(|e| e.status() == Some(401)) {
                 // The token was revoked or expired early: one fresh token, one more try.
                 token = self.access_token(&context, true).await?;
-                let prepared = self.prepare(index, step, &context, token.as_deref())?;
+                let prepared = self.prepare(step, names, &context, token.as_deref())?;
                 result = self.send(step, prepared, search.as_deref()).await;
             }
             tracing::debug!(step = %step.name, elapsed_ms = started.elapsed().as_millis() as u64, ok = result.is_ok(), "step answered");
@@ -136,7 +136,7 @@ impl Connector for HttpConnector {
             // The last step's success is kept by the attempt's own record, one commit less per
             // delivery. Were that record lost, the step would run again as after a crash right
             // after the answer, and its dedupe would find what it made.
-            if !safe && Some(index) != last {
+            if !safe && position + 1 != count {
                 checkpoint
                     .step_completed(&step.name, &outputs, &self.remembered(&outputs))
                     .await?;
@@ -158,11 +158,11 @@ impl Connector for HttpConnector {
         let (mut context, steps) = self.context(job)?;
         context.insert("steps", &steps);
         let mut planned = Vec::new();
-        for (index, step) in self.phase(job) {
-            if !self.should_run(index, step, &context)? {
+        for (step, names) in self.phase(job) {
+            if !self.should_run(names, &context)? {
                 continue;
             }
-            let prepared = self.prepare(index, step, &context, None)?;
+            let prepared = self.prepare(step, names, &context, None)?;
             let headers = prepared
                 .headers
                 .iter()
@@ -236,6 +236,7 @@ impl HttpConnector {
             name: name.to_owned(),
             kind: kind.to_owned(),
             definition: definition.clone(),
+            snippets: StepSnippets::of_definition(kind, definition),
             settings,
             base_url: base_url.trim_end_matches('/').to_owned(),
             reads: cx.renderer.reads(
@@ -290,19 +291,22 @@ impl HttpConnector {
     /// The steps of this attempt, with their snippet numbers: `update` once the ledger knows
     /// every name, unless a create step already completed (a delivery that began creating
     /// finishes creating).
-    fn phase<'s>(&'s self, job: &DeliveryJob<'_>) -> impl Iterator<Item = (usize, &'s Step)> {
+    fn phase<'s>(
+        &'s self,
+        job: &DeliveryJob<'_>,
+    ) -> impl Iterator<Item = (&'s Step, &'s StepSnippets)> {
         let d = &self.definition;
         let updating = !d.update.is_empty()
             && d.ledger
                 .iter()
                 .all(|name| job.ledger.get(name).is_some_and(|v| !v.is_null()))
             && !d.steps.iter().any(|s| job.completed.contains_key(&s.name));
-        let (offset, steps) = if updating {
-            (d.steps.len(), &d.update[..])
+        let (steps, names) = if updating {
+            (&d.update[..], &self.snippets.update[..])
         } else {
-            (0, &d.steps[..])
+            (&d.steps[..], &self.snippets.steps[..])
         };
-        steps.iter().enumerate().map(move |(i, s)| (offset + i, s))
+        steps.iter().zip(names)
     }
 
     /// The ledger names among `outputs` that have a value.
@@ -314,16 +318,9 @@ impl HttpConnector {
             .collect()
     }
 
-    fn should_run(
-        &self,
-        index: usize,
-        step: &Step,
-        context: &Context,
-    ) -> Result<bool, DeliveryError> {
-        match step.when {
-            Some(_) => Ok(self
-                .renderer()
-                .condition(&snippet::step_when(&self.kind, index), context)?),
+    fn should_run(&self, names: &StepSnippets, context: &Context) -> Result<bool, DeliveryError> {
+        match &names.when {
+            Some(when) => Ok(self.renderer().condition(when, context)?),
             None => Ok(true),
         }
     }

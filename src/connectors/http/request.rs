@@ -9,7 +9,8 @@ use tera::Context;
 
 use super::HttpConnector;
 use crate::connectors::DeliveryError;
-use crate::connectors::definition::{Auth, Step, snippet};
+use crate::connectors::definition::snippet::{self, StepSnippets};
+use crate::connectors::definition::{Auth, Step};
 use crate::render::JSON_SUFFIX;
 
 /// A request ready to send (or to print).
@@ -26,8 +27,8 @@ pub(super) struct Prepared {
 impl HttpConnector {
     pub(super) fn prepare(
         &self,
-        index: usize,
         step: &Step,
+        names: &StepSnippets,
         context: &Context,
         token: Option<&str>,
     ) -> Result<Prepared, DeliveryError> {
@@ -36,7 +37,7 @@ impl HttpConnector {
             message,
         };
         let r = self.renderer();
-        let path = r.snippet(&snippet::step_url(&self.kind, index), context)?;
+        let path = r.snippet(&names.url, context)?;
         let rendered_url = format!("{}{}", self.base_url, path.trim());
         let url =
             reqwest::Url::parse(&rendered_url).map_err(|e| invalid(format!("bad URL: {e}")))?;
@@ -75,11 +76,8 @@ impl HttpConnector {
                 r.snippet(&snippet::header(&self.kind, name), context)?,
             )?;
         }
-        for name in step.headers.keys() {
-            put(
-                name,
-                r.snippet(&snippet::step_header(&self.kind, index, name), context)?,
-            )?;
+        for (name, template) in &names.headers {
+            put(name, r.snippet(template, context)?)?;
         }
         match &self.definition.auth {
             Some(Auth::Basic { .. }) => {
