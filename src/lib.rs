@@ -8,23 +8,36 @@
 //!    into a [`model::Conversation`]. Bodies that do not parse are quarantined and answered
 //!    400; [`maintenance::reingest`] brings them back through the same intake.
 //! 2. [`connectors::Registry::matching`] picks the connector instances whose `when` filter
-//!    holds; [`store::Store::ingest`] commits the raw body, the conversation and one
+//!    holds; [`store::Intake::ingest`] commits the raw body, the conversation and one
 //!    delivery per instance in one transaction (group-committed with concurrent requests),
 //!    and only then is the sender answered 202.
-//! 3. [`delivery::Worker`] leases due deliveries and runs each through its
-//!    [`connectors::Connector`]; most connectors are TOML definitions run by
-//!    [`connectors::http`], rendering Tera templates with [`render`].
+//! 3. [`delivery::Worker`] leases due deliveries ([`store::Queue`]) and runs each through its
+//!    [`connectors::Connector`]; most connectors are TOML definitions
+//!    ([`connectors::definition`]) run by [`connectors::http`], rendering Tera templates
+//!    with [`render`].
 //! 4. Each answer is classified once by the engine; [`delivery::retry`] schedules retries
 //!    (exponential backoff, `Retry-After`), and the store records every attempt. Deliveries
 //!    that cannot succeed are kept dead, with their reason, until retried.
 //!
-//! Supporting modules: [`config`] (figment layers and validation), [`app`] (wiring and
-//! shutdown), [`cli`] (the commands, one function each), [`http::api`] (the admin API, a
-//! file per resource), [`telemetry`] (logs), [`metrics`] (Prometheus), [`privacy`]
-//! (redaction at ingest), [`maintenance`] (replay, retry, erasure and retention, shared by
-//! the CLI and the admin API), [`preview`] (a chat as a connector would get it, for
-//! `render`, `send` and the previews). [`connectors::Reloader`] rebuilds connectors and
-//! templates on SIGHUP and `POST /api/reload`; [`connectors::throttle`] keeps each
+//! The store is one object with a trait per role, each implemented by both backends
+//! ([`store::sqlite`], [`store::postgres`], folders split by concern: the writer's threads,
+//! the schema, a file per role): [`store::Intake`], [`store::Queue`], [`store::Ledger`]
+//! (deliveries as operators see them), [`store::Archive`] (stored conversations),
+//! [`store::Maintenance`] (retention, erasure, health) and [`store::Sessions`]. A caller
+//! takes the role it uses; [`store::Store`] is all of them.
+//!
+//! Supporting modules: [`config`] (figment layers; values and validation apart), [`app`]
+//! (wiring and shutdown), [`cli`] (the commands: arguments, previews, the operator's
+//! commands, `check`), [`http::api`] (the admin API, a file per resource), [`http::auth`]
+//! (the admin token and sessions, for the API and the dashboard alike),
+//! [`http::dashboard`] (pages, login, playground), [`telemetry`] (logs), [`metrics`]
+//! (Prometheus), [`privacy`] (redaction at ingest), [`maintenance`] (replay, retry, erasure
+//! and retention, shared by the CLI and the admin API), [`preview`] (a chat as a connector
+//! would get it, for `render`, `send` and the previews), [`samples`] (the chats the
+//! playground and `check` use). In [`connectors`]: the registry, the errors and the settings
+//! apart from the `Connector` trait; the HTTP engine apart from request building and
+//! signing, OAuth, classification and outputs; [`connectors::Reloader`] rebuilds connectors
+//! and templates on SIGHUP and `POST /api/reload`; [`connectors::throttle`] keeps each
 //! instance's rate-limit bucket, which requests take from and the worker's gates read.
 //!
 //! Dependencies point one way: [`model`] (the conversation, delivery keys, step outputs) is

@@ -163,7 +163,7 @@ pub async fn retry_dead(
 /// Erases every trace of the visitor with this e-mail address that chatbridge wrote: their
 /// conversations in the store, quarantined bodies that mention the address however they
 /// spell it ([`privacy::mentions`]), files in the connectors' `outboxes` that mention it;
-/// then [`Store::scrub`], so the store's files keep no older copy.
+/// then [`Maintenance::scrub`](crate::store::Maintenance::scrub), so the store's files keep no older copy.
 ///
 /// # Errors
 /// When the address is blank, or the store fails.
@@ -477,7 +477,7 @@ impl Retention {
 
     /// Removes outbox files written longer ago than `delivered_days`: a file is written when
     /// its delivery succeeds, so it goes when its conversation does. Then, if anything was
-    /// removed from the store or the folders, [`Store::scrub`].
+    /// removed from the store or the folders, [`Maintenance::scrub`](crate::store::Maintenance::scrub).
     ///
     /// # Errors
     /// When a folder cannot be read or cleaned, or the store fails.

@@ -148,7 +148,7 @@ pub struct ConnectorStats {
     pub dead_total: u64,
 }
 
-/// What [`Store::replay`] queued.
+/// What [`Ledger::replay`] queued.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ReplayReport {
     /// New deliveries, by id.

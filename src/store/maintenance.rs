@@ -50,7 +50,7 @@ pub trait Maintenance: Send + Sync {
     async fn ping(&self) -> Result<(), StoreError>;
 }
 
-/// What [`Store::purge`] removed.
+/// What [`Maintenance::purge`] removed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct PurgeReport {
     /// Conversations, with their versions, deliveries and attempts.
@@ -130,7 +130,7 @@ impl Doomed {
     }
 }
 
-/// One call of [`Store::forget`].
+/// One call of [`Maintenance::forget`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ForgetBatch {
     /// Erased by this call.
@@ -139,7 +139,7 @@ pub struct ForgetBatch {
     pub done: bool,
 }
 
-/// How long [`Store::purge`] keeps settled conversations: those whose last activity is
+/// How long [`Maintenance::purge`] keeps settled conversations: those whose last activity is
 /// older than `delivered_before`, or `dead_before` when one of their deliveries is dead, go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PurgeCutoffs {
@@ -167,7 +167,7 @@ impl PurgeCutoffs {
     }
 }
 
-/// One call of [`Store::purge`]: what it removed, and where the next call continues.
+/// One call of [`Maintenance::purge`]: what it removed, and where the next call continues.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PurgeBatch {
     /// Removed by this call.
@@ -176,7 +176,7 @@ pub struct PurgeBatch {
     pub next: Option<ConversationCursor>,
 }
 
-/// What [`Store::forget`] erased (also the admin API's answer).
+/// What [`Maintenance::forget`] erased (also the admin API's answer).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct ForgetReport {
     /// Conversations of that visitor.
