@@ -18,7 +18,7 @@ use crate::privacy::Redactor;
 use crate::sources::auth::SourceAuth;
 use crate::store::postgres::PostgresStore;
 use crate::store::sqlite::SqliteStore;
-use crate::store::{Ledger, Store, StoreError};
+use crate::store::{Deliveries, Store, StoreError};
 
 /// The TLS provider is chosen where every TLS client can reach it; here for embedders.
 pub use crate::tls::install_provider as install_tls_provider;
@@ -292,7 +292,7 @@ impl Application {
 
 /// Pending deliveries of a connector that is not configured wait until it is configured
 /// again (a removed or renamed instance): says so, rather than leaving them unexplained.
-async fn warn_of_unconfigured(store: &dyn Ledger, configured: &[String]) {
+async fn warn_of_unconfigured(store: &dyn Deliveries, configured: &[String]) {
     match store.connector_stats(crate::model::Timestamp::now()).await {
         Ok(stats) => {
             for s in stats

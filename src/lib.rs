@@ -8,7 +8,7 @@
 //!    into a [`model::Conversation`]. Bodies that do not parse are quarantined and answered
 //!    400; [`maintenance::reingest`] brings them back through the same intake.
 //! 2. [`connectors::Registry::matching`] picks the connector instances whose `when` filter
-//!    holds; [`store::Intake::ingest`] commits the raw body, the conversation and one
+//!    holds; [`store::Inbox::ingest`] commits the raw body, the conversation and one
 //!    delivery per instance in one transaction (group-committed with concurrent requests),
 //!    and only then is the sender answered 202.
 //! 3. [`delivery::Worker`] leases due deliveries ([`store::Queue`]) and runs each through its
@@ -21,7 +21,7 @@
 //!
 //! The store is one object with a trait per role, each implemented by both backends
 //! ([`store::sqlite`], [`store::postgres`], folders split by concern: the writer's threads,
-//! the schema, a file per role): [`store::Intake`], [`store::Queue`], [`store::Ledger`]
+//! the schema, a file per role): [`store::Inbox`], [`store::Queue`], [`store::Deliveries`]
 //! (deliveries as operators see them), [`store::Archive`] (stored conversations),
 //! [`store::Maintenance`] (retention, erasure, health) and [`store::Sessions`]. A caller
 //! takes the role it uses; [`store::Store`] is all of them.

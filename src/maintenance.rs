@@ -19,7 +19,7 @@ use crate::privacy;
 use crate::sources::Source;
 use crate::sources::auth::SourceAuth;
 use crate::store::{
-    ConversationFilter, DeliveryFilter, DeliveryState, ForgetReport, IngestOutcome, Ledger,
+    ConversationFilter, Deliveries, DeliveryFilter, DeliveryState, ForgetReport, IngestOutcome,
     PurgeCutoffs, PurgeReport, QuarantinedBody, Store, StoreError,
 };
 use crate::telemetry::Escaped;
@@ -124,7 +124,7 @@ pub async fn replay(
 /// # Errors
 /// When the store fails; pages already retried stay retried.
 pub async fn retry_dead(
-    store: &dyn Ledger,
+    store: &dyn Deliveries,
     connector: Option<&str>,
     progress: &mut dyn Progress,
 ) -> Result<u64, StoreError> {

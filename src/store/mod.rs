@@ -1,7 +1,7 @@
 //! Where conversations and deliveries live: the store's roles and their two implementations.
 //!
 //! The store is the only memory that matters. Ingest answers the chat product only after
-//! [`Intake::ingest`] has committed the raw body, the normalized conversation and one delivery
+//! [`Inbox::ingest`] has committed the raw body, the normalized conversation and one delivery
 //! per matching connector; the workers work only from leased rows. A crash at any moment
 //! therefore loses nothing: a restart finds every pending delivery where it was.
 //!
@@ -13,14 +13,14 @@
 //! several replicas sharing one queue. Both pass the same test suite.
 //!
 //! The store is one object with several roles, each a trait of its own so that a caller names
-//! the part it uses: [`Intake`] (ingest and quarantine), [`Queue`] (the workers' leases and
-//! attempts), [`Ledger`] (deliveries as operators see them), [`Archive`] (stored
+//! the part it uses: [`Inbox`] (ingest and quarantine), [`Queue`] (the workers' leases and
+//! attempts), [`Deliveries`] (deliveries as operators see them), [`Archive`] (stored
 //! conversations), [`Maintenance`] (retention, erasure, health) and [`Sessions`] (the
 //! dashboard's). [`Store`] is all of them, what the application opens and hands out.
 
 mod archive;
-mod intake;
-mod ledger;
+mod deliveries;
+mod inbox;
 mod maintenance;
 mod packed;
 pub mod postgres;
@@ -31,8 +31,8 @@ pub mod sqlite;
 use std::fmt;
 
 pub use archive::*;
-pub use intake::*;
-pub use ledger::*;
+pub use deliveries::*;
+pub use inbox::*;
 pub use maintenance::*;
 pub use packed::*;
 pub use queue::*;
@@ -41,9 +41,15 @@ pub use sessions::*;
 use crate::model::Timestamp;
 
 /// Durable storage for conversations, deliveries and their attempts: every role at once.
-pub trait Store: Intake + Queue + Ledger + Archive + Maintenance + Sessions + fmt::Debug {}
+pub trait Store:
+    Inbox + Queue + Deliveries + Archive + Maintenance + Sessions + fmt::Debug
+{
+}
 
-impl<T> Store for T where T: Intake + Queue + Ledger + Archive + Maintenance + Sessions + fmt::Debug {}
+impl<T> Store for T where
+    T: Inbox + Queue + Deliveries + Archive + Maintenance + Sessions + fmt::Debug
+{
+}
 
 /// A storage failure. Ingest answers 503 for these, so the source can send again.
 #[derive(Debug, thiserror::Error)]

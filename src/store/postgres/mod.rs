@@ -21,8 +21,8 @@
 //! [`StoreError::Database`](crate::store::StoreError::Database), which ingest answers 503 so the source sends again.
 
 mod archive;
-mod intake;
-mod ledger;
+mod deliveries;
+mod inbox;
 mod maintenance;
 mod queue;
 mod schema;

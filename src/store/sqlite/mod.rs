@@ -35,8 +35,8 @@
 //! WAL lets them read while we write, and `busy_timeout` makes their writes wait their turn.
 
 mod archive;
-mod intake;
-mod ledger;
+mod deliveries;
+mod inbox;
 mod maintenance;
 mod queue;
 mod schema;
@@ -287,14 +287,14 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::archive::{CONVERSATION_COLUMNS, bound, conversation_filter, placeholder};
-    use super::ledger::{DEAD_OF, DELIVERED_SINCE, PENDING_OF, RECEIVED_SINCE, next_connector};
+    use super::deliveries::{DEAD_OF, DELIVERED_SINCE, PENDING_OF, RECEIVED_SINCE, next_connector};
     use super::maintenance::{MENTIONED_IN_ATTEMPTS, MENTIONED_IN_BODIES, OF_VISITOR, PURGE_PAGE};
     use super::queue::DUE_OF_CONNECTOR;
     use super::schema::{MENTIONS_MIGRATION, MIGRATIONS};
     use super::*;
     use crate::model::Timestamp;
     use crate::store::{
-        Archive, DeliveryFilter, DeliveryState, FilterSql, IngestOutcome, Intake, Maintenance,
+        Archive, DeliveryFilter, DeliveryState, FilterSql, Inbox, IngestOutcome, Maintenance,
         NewSession, NewVersion, Queue, Sessions,
     };
     use crate::store::{ConversationCursor, ConversationFilter};

@@ -7,7 +7,7 @@ use crate::model::Timestamp;
 
 /// The operators' view of deliveries, and the actions they take on them.
 #[async_trait]
-pub trait Ledger: Send + Sync {
+pub trait Deliveries: Send + Sync {
     /// Lists deliveries, newest first.
     ///
     /// # Errors
@@ -148,7 +148,7 @@ pub struct ConnectorStats {
     pub dead_total: u64,
 }
 
-/// What [`Ledger::replay`] queued.
+/// What [`Deliveries::replay`] queued.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ReplayReport {
     /// New deliveries, by id.

@@ -7,8 +7,8 @@ use super::archive::{bound, placeholder};
 use super::{PostgresStore, column, count, pg};
 use crate::model::{Timestamp, delivery_key};
 use crate::store::{
-    AttemptOutcome, AttemptRow, ConnectorStats, DeliveryFilter, DeliveryRow, DeliveryState,
-    FilterSql, Ledger, ReplayReport, StoreError, from_ms, ms,
+    AttemptOutcome, AttemptRow, ConnectorStats, Deliveries, DeliveryFilter, DeliveryRow,
+    DeliveryState, FilterSql, ReplayReport, StoreError, from_ms, ms,
 };
 
 /// A replay's page in one statement: of the (conversation, connector, key) triples $1 to $3,
@@ -53,7 +53,7 @@ pub(super) fn delivery_row(r: &tokio_postgres::Row) -> Result<DeliveryRow, Store
 }
 
 #[async_trait]
-impl Ledger for PostgresStore {
+impl Deliveries for PostgresStore {
     async fn deliveries(&self, filter: DeliveryFilter) -> Result<Vec<DeliveryRow>, StoreError> {
         let (conditions, mut values) = bound(FilterSql::deliveries(&filter, placeholder));
         let limit = (filter.limit > 0).then(|| i64::try_from(filter.limit).unwrap_or(i64::MAX));

@@ -8,7 +8,7 @@ use crate::model::{Conversation, Timestamp};
 
 /// Where received chats are committed, and unparseable bodies kept.
 #[async_trait]
-pub trait Intake: Send + Sync {
+pub trait Inbox: Send + Sync {
     /// Stores a received conversation and its deliveries in one transaction; returns after
     /// the commit.
     ///

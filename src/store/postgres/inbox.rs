@@ -7,7 +7,7 @@ use tokio_postgres::types::ToSql;
 use super::{PostgresStore, column, describe, pg};
 use crate::model::delivery_key;
 use crate::store::{
-    Cause, IngestOutcome, Intake, NewVersion, QuarantineRow, Quarantined, QuarantinedBody,
+    Cause, Inbox, IngestOutcome, NewVersion, QuarantineRow, Quarantined, QuarantinedBody,
     StoreError, from_ms, ms,
 };
 
@@ -36,7 +36,7 @@ pub(super) const FIRST_VERSION: &str = "WITH conversation AS (
     SELECT count(*) FROM conversation";
 
 #[async_trait]
-impl Intake for PostgresStore {
+impl Inbox for PostgresStore {
     async fn ingest(&self, new: NewVersion) -> Result<IngestOutcome, StoreError> {
         let c = &new.conversation;
         let id = c.id.as_str();

@@ -7,8 +7,8 @@ use super::archive::{bound, placeholder};
 use super::{SqliteStore, corrupt, db};
 use crate::model::{Timestamp, delivery_key};
 use crate::store::{
-    AttemptOutcome, AttemptRow, ConnectorStats, DeliveryFilter, DeliveryRow, DeliveryState,
-    FilterSql, Ledger, ReplayReport, StoreError, from_ms, ms,
+    AttemptOutcome, AttemptRow, ConnectorStats, Deliveries, DeliveryFilter, DeliveryRow,
+    DeliveryState, FilterSql, ReplayReport, StoreError, from_ms, ms,
 };
 
 pub(super) fn delivery_row(
@@ -163,7 +163,7 @@ pub(super) fn connector_stats(
 }
 
 #[async_trait]
-impl Ledger for SqliteStore {
+impl Deliveries for SqliteStore {
     async fn deliveries(&self, filter: DeliveryFilter) -> Result<Vec<DeliveryRow>, StoreError> {
         let (conditions, mut values) = bound(FilterSql::deliveries(&filter, placeholder));
         let limit = if filter.limit == 0 {

@@ -7,7 +7,7 @@ use super::schema::mention;
 use super::{SqliteStore, db};
 use crate::model::delivery_key;
 use crate::store::{
-    IngestOutcome, Intake, NewVersion, QuarantineRow, Quarantined, QuarantinedBody, StoreError,
+    Inbox, IngestOutcome, NewVersion, QuarantineRow, Quarantined, QuarantinedBody, StoreError,
     from_ms, ms,
 };
 
@@ -148,7 +148,7 @@ pub(super) fn quarantined_where(
 }
 
 #[async_trait]
-impl Intake for SqliteStore {
+impl Inbox for SqliteStore {
     async fn ingest(&self, version: NewVersion) -> Result<IngestOutcome, StoreError> {
         self.call(move |conn| ingest(conn, &version)).await
     }
