@@ -4,6 +4,7 @@
 //! Connectors classify failures; this module schedules them. Keeping the policy here, and
 //! only here, means every connector retries the same way and the rules are tested once.
 
+mod decision;
 pub mod limits;
 pub mod retry;
 pub mod worker;
