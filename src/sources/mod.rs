@@ -2,8 +2,9 @@
 //! product's request body into a [`Conversation`].
 //!
 //! A source module owns the vendor's vocabulary and its quirks; nothing outside it knows a
-//! Smartsupp field name. Authentication of the request (tokens, signatures) is the HTTP
-//! layer's job (`http::ingest`); a source only parses.
+//! Smartsupp field name. How each product proves a request is its own is in [`auth`] (URL
+//! tokens) and [`signature`] (HMACs over the raw bytes); the HTTP layer (`http::ingest`)
+//! checks them before the body is read as anything.
 //!
 //! Adding a source: a module with `conversation(body: &[u8]) -> Result<Conversation,
 //! SourceError>` and `parse` (the same with the document as JSON), a variant in [`Source`],
@@ -11,6 +12,7 @@
 
 pub mod auth;
 pub mod lenient;
+pub mod signature;
 pub mod smartsupp;
 
 use crate::model::Conversation;
