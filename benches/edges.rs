@@ -28,7 +28,7 @@ const BODY_LIMIT: usize = 2 * 1024 * 1024;
 
 fn main() {
     let seconds = common::arg("--seconds", 10);
-    chatbridge::app::install_tls_provider();
+    chatbridge::tls::install_provider();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

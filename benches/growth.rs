@@ -73,7 +73,7 @@ fn body(seed: &common::SeedTemplate, id: u64, filled: u64) -> String {
 }
 
 fn main() {
-    chatbridge::app::install_tls_provider();
+    chatbridge::tls::install_provider();
     let settings = settings();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

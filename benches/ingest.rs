@@ -46,7 +46,7 @@ fn main() {
         return ceiling_server();
     }
     let settings = settings();
-    chatbridge::app::install_tls_provider();
+    chatbridge::tls::install_provider();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -69,7 +69,7 @@ struct Measured {
 }
 
 fn main() {
-    chatbridge::app::install_tls_provider();
+    chatbridge::tls::install_provider();
     let settings = settings();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -20,9 +20,6 @@ use crate::store::postgres::PostgresStore;
 use crate::store::sqlite::SqliteStore;
 use crate::store::{Deliveries, Store, StoreError};
 
-/// The TLS provider is chosen where every TLS client can reach it; here for embedders.
-pub use crate::tls::install_provider as install_tls_provider;
-
 /// Why the service could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -63,7 +60,7 @@ pub struct Application {
 /// # Errors
 /// When TLS cannot be initialised.
 pub fn http_client(config: &Config) -> Result<reqwest::Client, StartupError> {
-    install_tls_provider();
+    crate::tls::install_provider();
     reqwest::Client::builder()
         .user_agent(concat!("chatbridge/", env!("CARGO_PKG_VERSION")))
         .timeout(config.delivery.request_timeout)

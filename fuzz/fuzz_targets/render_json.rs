@@ -16,7 +16,7 @@ use serde_json::Value;
 fn registry() -> &'static Registry {
     static REGISTRY: OnceLock<Registry> = OnceLock::new();
     REGISTRY.get_or_init(|| {
-        chatbridge::app::install_tls_provider();
+        chatbridge::tls::install_provider();
         let config = chatbridge::config::Config::from_toml(include_str!(
             "../../tests/fixtures/catalog.toml"
         ))

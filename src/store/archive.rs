@@ -5,6 +5,14 @@ use async_trait::async_trait;
 use super::*;
 use crate::model::Timestamp;
 
+/// The columns a [`ConversationRow`] is read from, out of `conversations c`: the same SQL
+/// for both backends.
+pub(crate) const CONVERSATION_COLUMNS: &str = "c.id, c.source, c.account_id, c.status, c.visitor_email, c.started_at, c.ended_at,
+        c.latest_version, c.created_at, c.updated_at,
+        (SELECT count(*) FROM deliveries d WHERE d.conversation_id = c.id AND d.state = 'pending'),
+        (SELECT count(*) FROM deliveries d WHERE d.conversation_id = c.id AND d.state = 'delivered'),
+        (SELECT count(*) FROM deliveries d WHERE d.conversation_id = c.id AND d.state = 'dead')";
+
 /// Stored conversations, listed, counted and opened.
 #[async_trait]
 pub trait Archive: Send + Sync {

@@ -71,6 +71,19 @@ pub enum StoreError {
     Open(#[source] Cause),
 }
 
+impl StoreError {
+    /// The database was migrated by a later chatbridge than this one: it is not opened, since
+    /// this one would misread what it does not know.
+    pub(crate) fn newer_schema(applied: usize, known: usize) -> Self {
+        Self::Open(
+            format!(
+                "the database is at schema version {applied}, newer than this chatbridge knows ({known}); upgrade chatbridge"
+            )
+            .into(),
+        )
+    }
+}
+
 /// Why a store operation failed: a description fit for the log, and the driver's error it
 /// came from, when there is one, kept for whoever needs to look closer (a SQLSTATE, an I/O
 /// error kind). The description already says what the source says, so

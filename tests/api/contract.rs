@@ -117,7 +117,7 @@ impl Route {
 
 /// Starts a front over `routes`; its URL.
 async fn serve_front(routes: Vec<Route>) -> (String, Arc<Front>) {
-    chatbridge::app::install_tls_provider();
+    chatbridge::tls::install_provider();
     let front = Arc::new(Front {
         routes,
         client: reqwest::Client::new(),

@@ -47,7 +47,7 @@ pub fn captured_logs() -> String {
 fn log_buffer() -> &'static Arc<Mutex<Vec<u8>>> {
     static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
     LOGS.get_or_init(|| {
-        chatbridge::app::install_tls_provider();
+        chatbridge::tls::install_provider();
         let buffer = Arc::new(Mutex::new(Vec::new()));
         let writer = CaptureWriter(buffer.clone());
         chatbridge::telemetry::init(LogFormat::Json, LOG_FILTER, move || writer.clone(), None);

@@ -26,7 +26,7 @@ pub async fn write_config(dir: &Path, zendesk: &FakeZendesk, options: Options) -
 /// Starts `chatbridge serve` and returns it with its address, read from its JSON log.
 pub fn serve(config: &str) -> (Child, String, mpsc::Receiver<String>) {
     // For the test's own clients that talk to it.
-    chatbridge::app::install_tls_provider();
+    chatbridge::tls::install_provider();
     let mut child = Command::new(env!("CARGO_BIN_EXE_chatbridge"))
         .args(["--config", config, "serve"])
         .env_remove("RUST_LOG")

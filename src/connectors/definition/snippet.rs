@@ -64,7 +64,7 @@ impl Definition {
         if let Some(message) = &self.message {
             out.push((subject(kind), message.subject.clone()));
         }
-        let names = StepSnippets::of_definition(kind, self);
+        let names = DefinitionSteps::of(kind, self);
         let steps = self.steps.iter().zip(&names.steps);
         for (step, names) in steps.chain(self.update.iter().zip(&names.update)) {
             out.push((names.url.clone(), step.url.clone()));
@@ -107,22 +107,24 @@ pub struct DefinitionSteps {
     pub update: Vec<StepSnippets>,
 }
 
-impl StepSnippets {
+impl DefinitionSteps {
     /// The names of every step of `definition`, shipped as type `kind`.
-    pub fn of_definition(kind: &str, definition: &Definition) -> DefinitionSteps {
+    pub fn of(kind: &str, definition: &Definition) -> Self {
         let phase = |phase: &str, steps: &[Step]| {
             steps
                 .iter()
                 .enumerate()
-                .map(|(i, step)| Self::of(&format!("{kind}/{phase}/{i}"), step))
+                .map(|(i, step)| StepSnippets::of(&format!("{kind}/{phase}/{i}"), step))
                 .collect()
         };
-        DefinitionSteps {
+        Self {
             steps: phase("steps", &definition.steps),
             update: phase("update", &definition.update),
         }
     }
+}
 
+impl StepSnippets {
     fn of(prefix: &str, step: &Step) -> Self {
         Self {
             url: format!("{prefix}/url{URL_SUFFIX}"),

@@ -236,7 +236,7 @@ impl HttpConnector {
             name: name.to_owned(),
             kind: kind.to_owned(),
             definition: definition.clone(),
-            snippets: StepSnippets::of_definition(kind, definition),
+            snippets: DefinitionSteps::of(kind, definition),
             settings,
             base_url: base_url.trim_end_matches('/').to_owned(),
             reads: cx.renderer.reads(

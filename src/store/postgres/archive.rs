@@ -6,16 +6,9 @@ use tokio_postgres::types::ToSql;
 use super::{PostgresStore, column, count};
 use crate::model::Timestamp;
 use crate::store::{
-    Archive, ConversationFilter, ConversationRow, FilterSql, FilterValue, Packed, StateCounts,
-    StoreError, VersionRow, from_ms,
+    Archive, CONVERSATION_COLUMNS, ConversationFilter, ConversationRow, FilterSql, FilterValue,
+    Packed, StateCounts, StoreError, VersionRow, from_ms,
 };
-
-/// The columns [`conversation_row`] reads, from `conversations c`.
-pub(super) const CONVERSATION_COLUMNS: &str = "c.id, c.source, c.account_id, c.status, c.visitor_email, c.started_at, c.ended_at,
-        c.latest_version, c.created_at, c.updated_at,
-        (SELECT count(*) FROM deliveries d WHERE d.conversation_id = c.id AND d.state = 'pending'),
-        (SELECT count(*) FROM deliveries d WHERE d.conversation_id = c.id AND d.state = 'delivered'),
-        (SELECT count(*) FROM deliveries d WHERE d.conversation_id = c.id AND d.state = 'dead')";
 
 pub(super) fn conversation_row(r: &tokio_postgres::Row) -> Result<ConversationRow, StoreError> {
     let time = |i: usize| -> Result<Option<Timestamp>, StoreError> {

@@ -57,10 +57,7 @@ pub(super) async fn migrate(
         .get(0);
     let applied = usize::try_from(applied).unwrap_or(usize::MAX);
     if applied > MIGRATIONS.len() {
-        return Err(StoreError::Open(format!(
-            "the database is at schema version {applied}, newer than this chatbridge knows ({}); upgrade chatbridge",
-            MIGRATIONS.len()
-        ).into()));
+        return Err(StoreError::newer_schema(applied, MIGRATIONS.len()));
     }
     for (index, sql) in MIGRATIONS.iter().enumerate().skip(applied) {
         let version = i32::try_from(index + 1).unwrap_or(i32::MAX);

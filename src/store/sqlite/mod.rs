@@ -286,7 +286,7 @@ fn duration_ms(d: Duration) -> i64 {
 mod tests {
     use std::collections::BTreeMap;
 
-    use super::archive::{CONVERSATION_COLUMNS, bound, conversation_filter, placeholder};
+    use super::archive::{bound, conversation_filter, placeholder};
     use super::deliveries::{DEAD_OF, DELIVERED_SINCE, PENDING_OF, RECEIVED_SINCE, next_connector};
     use super::maintenance::{MENTIONED_IN_ATTEMPTS, MENTIONED_IN_BODIES, OF_VISITOR, PURGE_PAGE};
     use super::queue::DUE_OF_CONNECTOR;
@@ -294,8 +294,8 @@ mod tests {
     use super::*;
     use crate::model::Timestamp;
     use crate::store::{
-        Archive, DeliveryFilter, DeliveryState, FilterSql, Inbox, IngestOutcome, Maintenance,
-        NewSession, NewVersion, Queue, Sessions,
+        Archive, CONVERSATION_COLUMNS, DeliveryFilter, DeliveryState, FilterSql, Inbox,
+        IngestOutcome, Maintenance, NewSession, NewVersion, Queue, Sessions,
     };
     use crate::store::{ConversationCursor, ConversationFilter};
 

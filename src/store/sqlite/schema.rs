@@ -29,10 +29,7 @@ pub(super) fn migrate(conn: &Connection) -> Result<(), StoreError> {
         .map_err(|e| StoreError::Open(Cause::of(e)))?;
     let applied = usize::try_from(applied).unwrap_or(usize::MAX);
     if applied > MIGRATIONS.len() {
-        return Err(StoreError::Open(format!(
-            "the database is at schema version {applied}, newer than this chatbridge knows ({}); upgrade chatbridge",
-            MIGRATIONS.len()
-        ).into()));
+        return Err(StoreError::newer_schema(applied, MIGRATIONS.len()));
     }
     for (index, sql) in MIGRATIONS.iter().enumerate().skip(applied) {
         let version = index + 1;
