@@ -15,7 +15,6 @@ use crate::http::server::ConnectionLimits;
 use crate::http::{self, AppState, SharedState};
 use crate::maintenance::Retention;
 use crate::privacy::Redactor;
-use crate::sources::auth::SourceAuth;
 use crate::store::postgres::PostgresStore;
 use crate::store::sqlite::SqliteStore;
 use crate::store::{Deliveries, Store, StoreError};
@@ -135,7 +134,7 @@ impl Application {
             config.delivery.workers,
             lease_for,
         ));
-        let sources = SourceAuth::from_config(&config);
+        let sources = config.sources.instances();
         let address = config.server.listen.clone();
         let listener = TcpListener::bind(&address)
             .await

@@ -11,7 +11,8 @@ use tokio::sync::Notify;
 use crate::connectors::Registry;
 use crate::model::{Conversation, Timestamp};
 use crate::privacy::Redactor;
-use crate::sources::{Source, SourceError};
+use crate::sources::instance::Instance;
+use crate::sources::{Event, FetchEvent, SourceError};
 use crate::store::{IngestOutcome, NewVersion, Store, StoreError};
 use crate::telemetry::Escaped;
 
@@ -46,6 +47,15 @@ impl Refusal {
     }
 }
 
+/// What became of an admitted body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Intaken {
+    /// A conversation it carried, stored.
+    Stored(Admitted),
+    /// An event that ends no conversation (its name): acknowledged, nothing stored.
+    Ignored(String),
+}
+
 /// What was stored of an admitted body.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Admitted {
@@ -71,24 +81,38 @@ pub struct Intake<'a> {
 }
 
 impl Intake<'_> {
-    /// Parses `body` from `source` and, unless `account_refused` names a reason to refuse
-    /// its account, stores it with one delivery per matching connector. Returns after the
-    /// commit.
+    /// Reads `sent` (a request body of `instance`, its credential already checked) and,
+    /// unless `account_refused` names a reason to refuse its account, stores the
+    /// conversation it carries with one delivery per matching connector. Returns after the
+    /// commit; an event that ends nothing is answered without storing anything.
     ///
     /// # Errors
     /// When the store fails; nothing is stored then.
     pub async fn admit(
         &self,
-        source: Source,
-        body: Bytes,
+        instance: &Instance,
+        sent: Bytes,
         account_refused: impl FnOnce(&str) -> Option<String>,
         received_at: Timestamp,
-    ) -> Result<Result<Admitted, Refusal>, StoreError> {
+    ) -> Result<Result<Intaken, Refusal>, StoreError> {
         // The document as JSON only for a redaction rule or a filter that reads `raw`.
         let needs_raw = !self.redactor.is_empty() || self.registry.filters_read_raw();
-        let (mut conversation, mut raw) = match parse(source, body.clone(), needs_raw).await {
-            Ok(parsed) => parsed,
+        let read = match read(instance, sent.clone(), needs_raw).await {
+            Ok(read) => read,
             Err(reason) => return Ok(Err(Refusal::Unparseable(reason))),
+        };
+        let (mut conversation, mut raw, document) = match read {
+            Read::Conversation(conversation, raw, document) => (*conversation, raw, document),
+            Read::Fetch(fetch) => {
+                if let Some(reason) = account_refused(&fetch.account_id) {
+                    return Ok(Err(Refusal::OtherAccount(reason)));
+                }
+                return Ok(Err(Refusal::Unparseable(format!(
+                    "{} conversations are fetched from the product's API, which this build does not do yet",
+                    instance.source
+                ))));
+            }
+            Read::Ignored(event) => return Ok(Ok(Intaken::Ignored(event))),
         };
         if let Some(reason) = account_refused(&conversation.account_id) {
             return Ok(Err(Refusal::OtherAccount(reason)));
@@ -102,34 +126,50 @@ impl Intake<'_> {
             Vec::new()
         });
         // The digest stays that of the body as sent, so a resend is still a duplicate.
-        let kept = redacted.unwrap_or_else(|| body.to_vec());
-        let version = NewVersion::new(conversation, &body, kept, connectors, received_at)?;
+        let kept = redacted.unwrap_or_else(|| document.to_vec());
+        let version = NewVersion::new(conversation, &sent, kept, connectors, received_at)?;
         let outcome = self.store.ingest(version).await?;
         if let (IngestOutcome::Stored { .. }, Some(wake)) = (outcome, self.wake) {
             wake.notify_one();
         }
-        Ok(Ok(Admitted {
+        Ok(Ok(Intaken::Stored(Admitted {
             conversation_id,
             status,
             outcome,
-        }))
+        })))
     }
 }
 
-/// The conversation of `body`, and the document as JSON when `needs_raw`; or why not.
-/// A panic in a parser refuses the body like a parse error: it is kept, not lost.
-async fn parse(
-    source: Source,
-    body: Bytes,
-    needs_raw: bool,
-) -> Result<(Conversation, Value), String> {
-    let large = body.len() > PARSE_IN_PLACE_MAX;
-    let work = move || -> Result<(Conversation, Value), SourceError> {
-        if needs_raw {
-            source.parse(&body).map(|p| (p.conversation, p.raw))
-        } else {
-            source.conversation(&body).map(|c| (c, Value::Null))
-        }
+/// What a request body was read as.
+enum Read {
+    /// A conversation, the document as JSON when asked for, and the document to keep.
+    Conversation(Box<Conversation>, Value, Bytes),
+    /// An event whose conversation is fetched.
+    Fetch(FetchEvent),
+    /// An event that ends nothing.
+    Ignored(String),
+}
+
+/// What `sent` means to `instance`, with the document as JSON when `needs_raw`; or why it
+/// cannot be read. A panic in a parser refuses the body like a parse error: it is kept, not
+/// lost.
+async fn read(instance: &Instance, sent: Bytes, needs_raw: bool) -> Result<Read, String> {
+    let large = sent.len() > PARSE_IN_PLACE_MAX;
+    let (source, name) = (instance.source, instance.name.clone());
+    let work = move || -> Result<Read, SourceError> {
+        let document = source.document(sent)?;
+        Ok(match source.read(&document, &name)? {
+            Event::Conversation(conversation) => {
+                let raw = if needs_raw {
+                    serde_json::from_slice(&document)?
+                } else {
+                    Value::Null
+                };
+                Read::Conversation(conversation, raw, document)
+            }
+            Event::Fetch(fetch) => Read::Fetch(fetch),
+            Event::Ignored(event) => Read::Ignored(event),
+        })
     };
     let result = if large {
         tokio::task::spawn_blocking(work)

@@ -13,11 +13,10 @@ use serde::Serialize;
 
 use crate::config::RetentionConfig;
 use crate::connectors::LiveRegistry;
-use crate::intake::Intake;
+use crate::intake::{Intake, Intaken};
 use crate::model::Timestamp;
 use crate::privacy;
-use crate::sources::Source;
-use crate::sources::auth::SourceAuth;
+use crate::sources::instance::{Credential, Instance, Instances};
 use crate::store::{
     ConversationFilter, Deliveries, DeliveryFilter, DeliveryState, ForgetReport, IngestOutcome,
     PurgeCutoffs, PurgeReport, QuarantinedBody, Store, StoreError,
@@ -282,6 +281,8 @@ pub enum ReingestOutcome {
     Refused,
     /// No quarantined body has that id.
     Missing,
+    /// Read as an event that ends no conversation; it left the quarantine.
+    Ignored,
 }
 
 /// One quarantined body brought back.
@@ -319,6 +320,8 @@ pub struct ReingestTotals {
     pub duplicates: u64,
     /// Bodies still refused, kept with their new reason (or not found).
     pub refused: u64,
+    /// Bodies read today as events that end no conversation; they left the quarantine.
+    pub ignored: u64,
 }
 
 impl ReingestTotals {
@@ -328,26 +331,27 @@ impl ReingestTotals {
             ReingestOutcome::Stored => self.stored += 1,
             ReingestOutcome::Duplicate => self.duplicates += 1,
             ReingestOutcome::Refused | ReingestOutcome::Missing => self.refused += 1,
+            ReingestOutcome::Ignored => self.ignored += 1,
         }
     }
 }
 
 /// Runs quarantined bodies through today's parser and configuration, as a fresh post would
-/// be: `tokens` are the source's accepted tokens, and a body's account must be one some
-/// token may post for. A body now accepted leaves the quarantine (an identical one stored
+/// be: `sources` are the sources configured now, and a body's account must be one some
+/// token of its source may post for. A body now accepted leaves the quarantine (an identical one stored
 /// since is a duplicate, as at ingest); one still refused stays, with the new reason.
 ///
 /// # Errors
 /// When the store fails; the bodies handled before stay handled.
 pub async fn reingest(
     intake: &Intake<'_>,
-    tokens: &SourceAuth,
+    sources: &Instances,
     ids: &[i64],
 ) -> Result<ReingestReport, StoreError> {
     let mut report = ReingestReport::default();
     for &id in ids {
         let result = match intake.store.quarantined_body(id).await? {
-            Some(kept) => reingest_one(intake, tokens, kept).await?,
+            Some(kept) => reingest_one(intake, sources, kept).await?,
             None => Reingested {
                 id,
                 outcome: ReingestOutcome::Missing,
@@ -369,7 +373,7 @@ pub async fn reingest(
 /// As [`reingest`].
 pub async fn reingest_all(
     intake: &Intake<'_>,
-    tokens: &SourceAuth,
+    sources: &Instances,
     progress: &mut dyn Progress,
 ) -> Result<ReingestReport, StoreError> {
     let mut totals = ReingestTotals::default();
@@ -380,7 +384,7 @@ pub async fn reingest_all(
         after = last.id;
         let count = page.len() as u64;
         for kept in page {
-            totals.add(reingest_one(intake, tokens, kept).await?.outcome);
+            totals.add(reingest_one(intake, sources, kept).await?.outcome);
         }
         progress.advance(count);
     }
@@ -390,9 +394,18 @@ pub async fn reingest_all(
     })
 }
 
+/// Whether a body of `account` may come from `instance`: any account for a signed source
+/// (its secret is one customer's), those of some token's scope for a URL-token source.
+fn admits(instance: &Instance, account: &str) -> bool {
+    match &instance.credential {
+        Credential::Tokens(tokens) => tokens.any_admits(account),
+        _ => true,
+    }
+}
+
 async fn reingest_one(
     intake: &Intake<'_>,
-    tokens: &SourceAuth,
+    sources: &Instances,
     kept: QuarantinedBody,
 ) -> Result<Reingested, StoreError> {
     let id = kept.id;
@@ -404,23 +417,33 @@ async fn reingest_one(
         deliveries: None,
         reason: Some(reason),
     };
-    let Some((source, accepted)) =
-        Source::from_name(&kept.item.source).and_then(|s| Some((s, tokens.get(s)?)))
-    else {
+    let Some(instance) = sources.get(&kept.item.source) else {
         let reason = format!("source `{}` is not configured", kept.item.source);
         intake.store.requarantine(id, &reason).await?;
         return Ok(refused(reason));
     };
     let account_refused = |account: &str| {
-        (!accepted.any_admits(account))
+        (!admits(instance, account))
             .then(|| format!("account {account} is not one of any configured tenant's accounts"))
     };
     let body = axum::body::Bytes::from(kept.item.body);
     match intake
-        .admit(source, body, account_refused, kept.item.received_at)
+        .admit(instance, body, account_refused, kept.item.received_at)
         .await?
     {
-        Ok(admitted) => {
+        Ok(Intaken::Ignored(event)) => {
+            // Read today, the body is an event that ends nothing: nothing to keep.
+            intake.store.drop_quarantined(&[id]).await?;
+            Ok(Reingested {
+                id,
+                outcome: ReingestOutcome::Ignored,
+                conversation: None,
+                version: None,
+                deliveries: None,
+                reason: Some(format!("`{event}` ends no conversation")),
+            })
+        }
+        Ok(Intaken::Stored(admitted)) => {
             intake.store.drop_quarantined(&[id]).await?;
             let (outcome, version, deliveries) = match admitted.outcome {
                 IngestOutcome::Stored {

@@ -70,6 +70,7 @@ pub struct Metrics {
     registry: Registry,
     received: Family<Received, Counter>,
     quarantined: Family<Refused, Counter>,
+    ignored: Family<SourceLabel, Counter>,
     deliveries: Family<Outcome, Counter>,
     retries: Family<ConnectorLabel, Counter>,
     queue_depth: Family<ConnectorLabel, Gauge>,
@@ -102,6 +103,12 @@ impl Metrics {
             "payloads_quarantined",
             "Bodies refused and kept in quarantine, by source and reason (unparseable, other_account)",
             quarantined.clone(),
+        );
+        let ignored = Family::default();
+        registry.register(
+            "events_ignored",
+            "Webhook events acknowledged without storing anything (they end no conversation), by source",
+            ignored.clone(),
         );
         let deliveries = Family::default();
         registry.register(
@@ -157,6 +164,7 @@ impl Metrics {
             registry,
             received,
             quarantined,
+            ignored,
             deliveries,
             retries,
             queue_depth,
@@ -175,6 +183,15 @@ impl Metrics {
             .get_or_create(&Received {
                 source: source.to_owned(),
                 status: status.to_owned(),
+            })
+            .inc();
+    }
+
+    /// A webhook event that ends no conversation was acknowledged.
+    pub fn ignored(&self, source: &str) {
+        self.ignored
+            .get_or_create(&SourceLabel {
+                source: source.to_owned(),
             })
             .inc();
     }

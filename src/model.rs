@@ -408,6 +408,19 @@ pub struct Message {
     /// For system messages, the source's event code (`agent.join`), kept verbatim even when
     /// unknown to us.
     pub event: Option<String>,
+    /// Files sent with the message, as links to where the product keeps them.
+    #[serde(default)]
+    pub attachments: Vec<Attachment>,
+}
+
+/// A file sent in the chat, kept by the product: the ticket gets the link, not the file, so
+/// nothing a visitor uploads passes through chatbridge.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attachment {
+    /// Where the product serves it.
+    pub url: String,
+    /// The file's name, when the product gives one.
+    pub name: Option<String>,
 }
 
 /// One conversation, normalized. Built by a source module; read by connectors and templates.
@@ -415,7 +428,7 @@ pub struct Message {
 pub struct Conversation {
     /// Stable id across versions.
     pub id: ConversationId,
-    /// The chat product (`smartsupp`).
+    /// The chat product: a [`crate::sources::Source`] name (`smartsupp`, `tawk`, ...).
     pub source: String,
     /// The product's account (one company).
     pub account_id: String,
@@ -443,6 +456,14 @@ pub struct Conversation {
     pub agents: Vec<String>,
     /// A one-line summary for ticket subjects.
     pub subject: String,
+    /// Labels the product or its agents put on the conversation (Olark, LiveChat and
+    /// Smartsupp v2 tags), in the product's order.
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// The team the conversation was routed to, by name, when the product names one
+    /// (Olark's group).
+    #[serde(default)]
+    pub department: Option<String>,
 }
 
 /// Longest subject taken from a visitor's first line, in characters.
@@ -542,6 +563,7 @@ mod tests {
             sent_at: None,
             triggered_by: None,
             event: None,
+            attachments: Vec::new(),
         };
         let long = "ž".repeat(100);
         let subject = Conversation::default_subject(

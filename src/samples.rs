@@ -48,7 +48,8 @@ mod tests {
     #[test]
     fn every_sample_is_a_chat_smartsupp_could_send() {
         for sample in SMARTSUPP {
-            crate::sources::smartsupp::parse(sample.body.as_bytes())
+            crate::sources::Source::Smartsupp
+                .parse(sample.body.as_bytes())
                 .unwrap_or_else(|e| panic!("{}: {e}", sample.name));
         }
         assert_eq!(DOCUMENTED.name, "seed-example");

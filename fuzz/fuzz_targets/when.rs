@@ -15,7 +15,7 @@ fn seed() -> &'static (Conversation, serde_json::Value) {
     static SEED: OnceLock<(Conversation, serde_json::Value)> = OnceLock::new();
     SEED.get_or_init(|| {
         let body = include_bytes!("../../src/samples/smartsupp/seed-example.json");
-        let parsed = chatbridge::sources::smartsupp::parse(body).expect("the seed parses");
+        let parsed = chatbridge::sources::Source::Smartsupp.parse(body).expect("the seed parses");
         (parsed.conversation, parsed.raw)
     })
 }

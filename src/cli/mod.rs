@@ -232,8 +232,7 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
     }
     if config
         .sources
-        .smartsupp
-        .as_ref()
+        .get("smartsupp")
         .and_then(|s| s.token.as_ref())
         .is_some_and(|t| secrecy::ExposeSecret::expose_secret(t) == "dev-token")
     {

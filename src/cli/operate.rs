@@ -189,10 +189,10 @@ pub(super) async fn quarantine(
                 redactor: &redactor,
                 wake: None,
             };
-            let tokens = crate::sources::auth::SourceAuth::from_config(config);
+            let sources = config.sources.instances();
             let report = if all {
                 let mut progress = Reporter::new("re-ingesting quarantined bodies");
-                let report = maintenance::reingest_all(&intake, &tokens, &mut progress).await?;
+                let report = maintenance::reingest_all(&intake, &sources, &mut progress).await?;
                 progress.finish();
                 report
             } else if ids.is_empty() {
@@ -200,7 +200,7 @@ pub(super) async fn quarantine(
                     "name quarantine ids, or use --all (see `chatbridge quarantine list`)"
                 );
             } else {
-                maintenance::reingest(&intake, &tokens, &ids).await?
+                maintenance::reingest(&intake, &sources, &ids).await?
             };
             for result in &report.results {
                 match (&result.conversation, &result.reason) {

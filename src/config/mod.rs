@@ -28,6 +28,10 @@ use secrecy::SecretString;
 use serde::{Deserialize, Deserializer, Serialize};
 
 use self::values::{accounts, duration};
+use crate::sources::auth::{SourceTokens, TokenScope};
+use crate::sources::instance::{Api, Credential, Instance, Instances};
+use crate::sources::signature::Secrets;
+use crate::sources::{Proof, Source};
 
 /// Environment variable prefix for overrides.
 pub const ENV_PREFIX: &str = "CHATBRIDGE_";
@@ -159,31 +163,136 @@ pub enum Synchronous {
     Normal,
 }
 
-/// `[sources]`
+/// `[sources]`: each instance by name. The name is the route (`/hooks/NAME`), the
+/// quarantine's `source`, and the account of products whose payload names none (Olark).
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SourcesConfig {
-    /// Smartsupp's POST hook; absent means its route answers 404.
-    pub smartsupp: Option<SmartsuppConfig>,
+#[serde(transparent)]
+pub struct SourcesConfig(pub BTreeMap<String, SourceConfig>);
+
+impl SourcesConfig {
+    /// The instance of that name.
+    pub fn get(&self, name: &str) -> Option<&SourceConfig> {
+        self.0.get(name)
+    }
+
+    /// Every instance, by name.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &SourceConfig)> {
+        self.0.iter().map(|(name, source)| (name.as_str(), source))
+    }
+
+    /// The instances requests are checked against.
+    pub fn instances(&self) -> Instances {
+        Instances::new(self.iter().filter_map(|(name, s)| s.instance(name)))
+    }
 }
 
-/// `[sources.smartsupp]`
+/// `[sources.NAME]`: one chat product posting to `/hooks/NAME` (signed products) or
+/// `/hooks/NAME/{token}` (products that can only be given a URL: Smartsupp's POST hook and
+/// Olark). Which keys a product needs is checked at start, each problem naming its key.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct SmartsuppConfig {
-    /// The secret in the hook URL (`/hooks/smartsupp/{token}`), accepted for chats of any
-    /// account. Smartsupp cannot send headers, so the URL is the only credential. Leave it
-    /// out when every customer has a tenant token.
+pub struct SourceConfig {
+    /// The product ([`Source`] names: `smartsupp`, `smartsupp-v2`, `tawk`, `crisp`,
+    /// `livechat`, `tidio`, `olark`); defaults to the instance's name when that is one.
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    /// The product's webhook secret: the HMAC key of signing products, LiveChat's
+    /// `secret_key`.
+    pub secret: Option<SecretString>,
+    /// A secret still accepted while the product switches to a new one; removing it is what
+    /// makes the old one stop working.
+    pub previous_secret: Option<SecretString>,
+    /// The secret in the hook URL (`/hooks/NAME/{token}`), accepted for chats of any
+    /// account, for products that cannot send headers. Leave it out when every customer has
+    /// a tenant token.
     pub token: Option<SecretString>,
-    /// A previous token still accepted while Smartsupp support switches the URL over.
+    /// A previous token still accepted while the product switches the URL over.
     pub previous_token: Option<SecretString>,
     /// One entry per customer of a shared deployment: its own hook token, accepted only for
-    /// chats of its Smartsupp accounts, so no customer can post into another's help desk.
+    /// chats of its accounts, so no customer can post into another's help desk.
     #[serde(default)]
     pub tenants: Vec<TenantConfig>,
+    /// The product's REST API, for what its webhook does not carry.
+    pub api: Option<SourceApiConfig>,
 }
 
-/// `[[sources.smartsupp.tenants]]`
+impl SourceConfig {
+    /// The product, from `type` or the instance's name; `None` when neither names one.
+    pub fn source(&self, name: &str) -> Option<Source> {
+        Source::from_name(self.kind.as_deref().unwrap_or(name))
+    }
+
+    /// The instance as requests are checked against it; `None` when `type` names no
+    /// product (which validation reports).
+    pub fn instance(&self, name: &str) -> Option<Instance> {
+        let source = self.source(name)?;
+        let secrets = || {
+            self.secret.clone().map(|current| Secrets {
+                current,
+                previous: self.previous_secret.clone(),
+            })
+        };
+        let credential = match source.proof() {
+            Proof::UrlToken => {
+                let shared = [self.token.as_ref(), self.previous_token.as_ref()]
+                    .into_iter()
+                    .flatten()
+                    .map(|t| (t, TokenScope::AnyAccount));
+                let tenants = self.tenants.iter().map(|t| {
+                    (
+                        &t.token,
+                        TokenScope::Tenant {
+                            name: t.name.clone(),
+                            accounts: t.accounts.clone(),
+                        },
+                    )
+                });
+                Credential::Tokens(SourceTokens::scoped(shared.chain(tenants)))
+            }
+            Proof::Signature(scheme) => {
+                secrets().map_or(Credential::Unset, |s| Credential::Signature(scheme, s))
+            }
+            Proof::BodySecret => secrets().map_or(Credential::Unset, Credential::BodySecret),
+        };
+        let api = source.api_root().map(|root| {
+            let api = self.api.as_ref();
+            Api {
+                base_url: api
+                    .and_then(|a| a.base_url.as_deref())
+                    .unwrap_or(root)
+                    .trim_end_matches('/')
+                    .to_owned(),
+                token: api.and_then(|a| a.token.clone()),
+                identifier: api.and_then(|a| a.identifier.clone()),
+                key: api.and_then(|a| a.key.clone()),
+            }
+        });
+        Some(Instance {
+            name: name.to_owned(),
+            source,
+            credential,
+            api,
+        })
+    }
+}
+
+/// `[sources.NAME.api]`: the credentials a fetching product's REST API takes. Which keys a
+/// product needs is in its section of the README and checked at start.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceApiConfig {
+    /// Where the API is (the product's public one by default); tests and proxies set it.
+    pub base_url: Option<String>,
+    /// An API token: Smartsupp's access token, LiveChat's personal access token.
+    pub token: Option<SecretString>,
+    /// An account or client id: LiveChat's account id, Crisp's token identifier, Tidio's
+    /// client id.
+    pub identifier: Option<String>,
+    /// The secret paired with `identifier`: Crisp's token key, Tidio's client secret.
+    pub key: Option<SecretString>,
+}
+
+/// `[[sources.NAME.tenants]]`
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TenantConfig {
@@ -191,7 +300,7 @@ pub struct TenantConfig {
     pub name: String,
     /// Its hook token.
     pub token: SecretString,
-    /// Its Smartsupp `accountId`s.
+    /// Its accounts at the product (Smartsupp `accountId`s).
     #[serde(deserialize_with = "accounts")]
     pub accounts: Vec<String>,
 }
@@ -593,6 +702,79 @@ mod tests {
         assert_eq!(
             without_password("postgres://u:p%40ss@h:5432/d"),
             "postgres://u:***@h:5432/d"
+        );
+    }
+
+    #[test]
+    fn each_source_is_checked_for_what_its_product_needs_and_told_the_fix() {
+        let problems = |text: &str| match Config::from_toml(text) {
+            Ok(_) => String::new(),
+            Err(e) => e.to_string(),
+        };
+        for (text, key, fix) in [
+            (
+                "[sources.support]\nsecret = \"s\"\n",
+                "sources.support.type",
+                "set it to one of smartsupp, smartsupp-v2, tawk",
+            ),
+            (
+                "[sources.x]\ntype = \"tawkto\"\n",
+                "sources.x.type",
+                "`tawkto` is not a product",
+            ),
+            (
+                "[sources.tawk]\n",
+                "sources.tawk.secret",
+                "CHATBRIDGE_SOURCES__TAWK__SECRET",
+            ),
+            (
+                "[sources.tawk]\nsecret = \"s\"\ntoken = \"t\"\n",
+                "sources.tawk.token",
+                "proves its requests with secret",
+            ),
+            (
+                "[sources.olark]\nsecret = \"s\"\n",
+                "sources.olark.secret",
+                "set token",
+            ),
+            (
+                "[sources.crisp]\nsecret = \"s\"\n",
+                "sources.crisp.api",
+                "add [sources.crisp.api] with identifier and key",
+            ),
+            (
+                "[sources.crisp]\nsecret = \"s\"\n[sources.crisp.api]\nidentifier = \"i\"\n",
+                "sources.crisp.api.key",
+                "the key of the plugin's production token",
+            ),
+            (
+                "[sources.tawk]\nsecret = \"s\"\n[sources.tawk.api]\ntoken = \"t\"\n",
+                "sources.tawk.api",
+                "carry the whole conversation",
+            ),
+            (
+                "[sources.\"Tawk Main\"]\ntype = \"tawk\"\nsecret = \"s\"\n",
+                "sources.Tawk Main",
+                "not a name for a URL",
+            ),
+        ] {
+            let found = problems(text);
+            assert!(
+                found.contains(key) && found.contains(fix),
+                "{text}: {found}"
+            );
+        }
+        let fine = "[sources.tawk]\nsecret = \"s\"\n[sources.shop2]\ntype = \"livechat\"\nsecret = \"s\"\n\
+                    [sources.shop2.api]\nidentifier = \"a\"\ntoken = \"t\"\nbase_url = \"http://127.0.0.1:9\"\n";
+        assert_eq!(problems(fine), "");
+        let config = Config::from_toml(fine).unwrap();
+        let instances = config.sources.instances();
+        let shop = instances.get("shop2").unwrap();
+        assert_eq!(shop.source, Source::LiveChat);
+        assert_eq!(shop.api.as_ref().unwrap().base_url, "http://127.0.0.1:9");
+        assert!(
+            !format!("{:?}", config.sources).contains("\"s\""),
+            "secrets stay hidden"
         );
     }
 

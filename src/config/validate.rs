@@ -7,6 +7,7 @@ use std::time::Duration;
 use secrecy::ExposeSecret;
 
 use super::Config;
+use crate::sources::{Proof, Source};
 
 /// The fewest characters an admin token may have: it opens every conversation, and the
 /// login form is the one place it can be guessed at.
@@ -187,45 +188,210 @@ impl Config {
         }
     }
 
-    /// Each source's tokens: some set, none empty, none shared by two tenants.
+    /// Each source: a product it names, the credential that product proves itself with
+    /// (URL tokens: some set, none empty, none shared by two tenants; a secret otherwise),
+    /// and the API keys of products whose conversations are fetched.
     pub(super) fn validate_sources(&self, problems: &mut Problems) {
-        if let Some(smartsupp) = &self.sources.smartsupp {
-            if smartsupp.token.is_none() && smartsupp.tenants.is_empty() {
+        for (name, config) in self.sources.iter() {
+            let at = |key: &str| format!("sources.{name}{key}");
+            if name.is_empty()
+                || !name
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+            {
                 problems.add(
-                    "sources.smartsupp",
-                    "set token, or a token per customer in [[sources.smartsupp.tenants]]".into(),
+                    &at(""),
+                    "is not a name for a URL; use lower-case letters, digits, `-` and `_`".into(),
                 );
             }
-            let mut seen = std::collections::BTreeSet::new();
-            let tokens = [(
-                "sources.smartsupp.token".to_owned(),
-                smartsupp.token.as_ref(),
-            )]
-            .into_iter()
-            .chain(smartsupp.tenants.iter().map(|t| {
-                (
-                    format!("sources.smartsupp.tenants.{}.token", t.name),
-                    Some(&t.token),
-                )
-            }));
-            for (key, token) in tokens {
-                let Some(token) = token else { continue };
-                if token.expose_secret().trim().is_empty() {
-                    problems.add(&key, "must not be empty".into());
-                } else if !seen.insert(token.expose_secret().to_owned()) {
+            let products = Source::ALL.map(Source::name).join(", ");
+            let Some(source) = config.source(name) else {
+                let message = match &config.kind {
+                    Some(kind) => {
+                        format!("`{kind}` is not a product chatbridge reads; use one of {products}")
+                    }
+                    None => format!(
+                        "is missing, and `{name}` is not a product's name; set it to one of {products}"
+                    ),
+                };
+                problems.add(&at(".type"), message);
+                continue;
+            };
+            let product = source.name();
+            let unused = |problems: &mut Problems, key: &str, present: bool, instead: &str| {
+                if present {
                     problems.add(
-                        &key,
-                        "is used twice; give every tenant a token of its own".into(),
+                        &at(key),
+                        format!("is not used by {product} sources; {instead}"),
+                    );
+                }
+            };
+            if source.proof() == Proof::UrlToken {
+                Self::validate_tokens(name, config, problems);
+                let instead = format!(
+                    "{product} signs nothing, so its secret is the token in the URL: set token"
+                );
+                unused(problems, ".secret", config.secret.is_some(), &instead);
+                unused(
+                    problems,
+                    ".previous_secret",
+                    config.previous_secret.is_some(),
+                    &instead,
+                );
+            } else {
+                let instead = format!("{product} proves its requests with secret, not a URL token");
+                unused(problems, ".token", config.token.is_some(), &instead);
+                unused(
+                    problems,
+                    ".previous_token",
+                    config.previous_token.is_some(),
+                    &instead,
+                );
+                unused(
+                    problems,
+                    ".tenants",
+                    !config.tenants.is_empty(),
+                    "give each customer a source instance (and route) of its own, with its own secret",
+                );
+                match &config.secret {
+                    None => problems.add(
+                        &at(".secret"),
+                        format!(
+                            "is missing; {product} requests are refused until it is set to the webhook's secret \
+                             (CHATBRIDGE_SOURCES__{}__SECRET)",
+                            name.to_ascii_uppercase().replace('-', "_")
+                        ),
+                    ),
+                    Some(secret) if secret.expose_secret().trim().is_empty() => {
+                        problems.add(&at(".secret"), "must not be empty".into());
+                    }
+                    Some(_) => {}
+                }
+                if config
+                    .previous_secret
+                    .as_ref()
+                    .is_some_and(|s| s.expose_secret().trim().is_empty())
+                {
+                    problems.add(
+                        &at(".previous_secret"),
+                        "must not be empty; leave it out when no rotation is under way".into(),
                     );
                 }
             }
-            for tenant in &smartsupp.tenants {
-                if tenant.accounts.is_empty() {
-                    problems.add(
-                        &format!("sources.smartsupp.tenants.{}.accounts", tenant.name),
-                        "list the tenant's Smartsupp account ids".into(),
-                    );
-                }
+            self.validate_source_api(name, source, config, problems);
+        }
+    }
+
+    /// `[sources.NAME.api]`: present with every key its product's fetches need, and only
+    /// for products that fetch.
+    fn validate_source_api(
+        &self,
+        name: &str,
+        source: Source,
+        config: &super::SourceConfig,
+        problems: &mut Problems,
+    ) {
+        let at = format!("sources.{name}.api");
+        let product = source.name();
+        if !source.fetches() {
+            if config.api.is_some() {
+                problems.add(
+                    &at,
+                    format!(
+                        "is not used: {product} webhooks carry the whole conversation; remove it"
+                    ),
+                );
+            }
+            return;
+        }
+        let Some(api) = &config.api else {
+            let keys: Vec<&str> = source.api_keys().iter().map(|(k, _)| *k).collect();
+            problems.add(
+                &at,
+                format!(
+                    "is missing; {product} webhooks do not carry the transcript, so chatbridge reads it \
+                     from the {product} API: add [sources.{name}.api] with {}",
+                    keys.join(" and ")
+                ),
+            );
+            return;
+        };
+        if let Some(url) = &api.base_url
+            && !(url.starts_with("https://") || url.starts_with("http://"))
+        {
+            problems.add(
+                &format!("{at}.base_url"),
+                format!("`{url}` is not an http(s) URL"),
+            );
+        }
+        for (key, what) in source.api_keys() {
+            let set = match *key {
+                "token" => api.token.as_ref().map(|s| s.expose_secret().to_owned()),
+                "key" => api.key.as_ref().map(|s| s.expose_secret().to_owned()),
+                _ => api.identifier.clone(),
+            };
+            if set.is_none_or(|v| v.trim().is_empty()) {
+                problems.add(
+                    &format!("{at}.{key}"),
+                    format!("is missing; set it to {what}"),
+                );
+            }
+        }
+        for (key, present) in [
+            ("token", api.token.is_some()),
+            ("identifier", api.identifier.is_some()),
+            ("key", api.key.is_some()),
+        ] {
+            if present && !source.api_keys().iter().any(|(k, _)| *k == key) {
+                problems.add(
+                    &format!("{at}.{key}"),
+                    format!("is not used by the {product} API; remove it"),
+                );
+            }
+        }
+    }
+
+    /// A URL-token source's tokens: some set, none empty, none shared by two tenants, and
+    /// every tenant with its accounts.
+    fn validate_tokens(name: &str, config: &super::SourceConfig, problems: &mut Problems) {
+        if config.token.is_none() && config.tenants.is_empty() {
+            problems.add(
+                &format!("sources.{name}"),
+                format!("set token, or a token per customer in [[sources.{name}.tenants]]"),
+            );
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        let tokens = [
+            (format!("sources.{name}.token"), config.token.as_ref()),
+            (
+                format!("sources.{name}.previous_token"),
+                config.previous_token.as_ref(),
+            ),
+        ]
+        .into_iter()
+        .chain(config.tenants.iter().map(|t| {
+            (
+                format!("sources.{name}.tenants.{}.token", t.name),
+                Some(&t.token),
+            )
+        }));
+        for (key, token) in tokens {
+            let Some(token) = token else { continue };
+            if token.expose_secret().trim().is_empty() {
+                problems.add(&key, "must not be empty".into());
+            } else if !seen.insert(token.expose_secret().to_owned()) {
+                problems.add(
+                    &key,
+                    "is used twice; give every tenant a token of its own".into(),
+                );
+            }
+        }
+        for tenant in &config.tenants {
+            if tenant.accounts.is_empty() {
+                problems.add(
+                    &format!("sources.{name}.tenants.{}.accounts", tenant.name),
+                    "list the tenant's account ids at the product".into(),
+                );
             }
         }
     }

@@ -15,9 +15,13 @@ pub enum ApiError {
     /// 401: missing or wrong token.
     #[error("invalid or missing token")]
     Unauthorized,
+    /// 401: a signed request whose signature (or body secret) does not prove it is the
+    /// product's; the reason names the header or the mismatch, never a secret.
+    #[error("request not signed by the configured secret: {0}")]
+    BadSignature(String),
     /// 404: the source is not configured.
     #[error("source `{0}` is not configured")]
-    UnknownSource(&'static str),
+    UnknownSource(String),
     /// 400: the body is not a payload of this source; it was quarantined.
     #[error("{reason}")]
     Unparseable {
@@ -74,7 +78,7 @@ impl ApiError {
     /// The HTTP status this error answers with.
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::Unauthorized | Self::BadSignature(_) => StatusCode::UNAUTHORIZED,
             Self::Forbidden(_) | Self::OtherTenant { .. } => StatusCode::FORBIDDEN,
             Self::UnknownSource(_) | Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Unparseable { .. } | Self::BadBody(_) | Self::Invalid(_) => {

@@ -1,7 +1,8 @@
 //! The HTTP surface: [`router`], its shared [`AppState`], and the request span.
 //!
 //! Routes:
-//! - `POST /hooks/smartsupp/{token}` and `POST /hooks/smartsupp?token=` ([`ingest`])
+//! - `POST /hooks/{name}` (signed sources) and `POST /hooks/{name}/{token}` or
+//!   `?token=` (sources given a URL), [`ingest`]
 //! - `GET /healthz`, `GET /readyz` ([`health`]), `GET /metrics`
 //! - `/api/*` ([`api`]), with the admin token
 //! - the dashboard's pages at `/`, `/conversations`, `/dead`, `/quarantine`, `/playground`
@@ -40,7 +41,8 @@ use crate::connectors::Reloader;
 use crate::delivery::Worker;
 use crate::metrics::Metrics;
 use crate::privacy::Redactor;
-pub use crate::sources::auth::{SourceAuth, SourceTokens, TokenScope};
+pub use crate::sources::auth::{SourceTokens, TokenScope};
+use crate::sources::instance::Instances;
 use crate::store::Store;
 
 /// The header carrying the request id.
@@ -73,8 +75,8 @@ pub struct SharedState {
     pub store: Arc<dyn Store>,
     /// Connector instances (for `when` filters at ingest, previews).
     pub registry: Arc<LiveRegistry>,
-    /// Source credentials.
-    pub sources: SourceAuth,
+    /// The configured sources and their credentials.
+    pub sources: Instances,
     /// Wakes the delivery worker after a commit.
     pub wake: Arc<Notify>,
     /// The worker, when this process runs one (for readiness detail).
@@ -98,8 +100,8 @@ pub fn router(state: AppState) -> Router {
     let max_body = state.max_body_bytes;
     let body_deadline = state.body_read_timeout;
     Router::new()
-        .route("/hooks/smartsupp/{token}", post(ingest::smartsupp_path))
-        .route("/hooks/smartsupp", post(ingest::smartsupp_query))
+        .route("/hooks/{name}/{token}", post(ingest::with_token))
+        .route("/hooks/{name}", post(ingest::without_token))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))

@@ -1,52 +1,11 @@
-//! Who may post to a source: each accepted token, kept as a digest, with the accounts it
-//! may post chats of.
+//! Who may post to a source that is given a URL: each accepted token, kept as a digest,
+//! with the accounts it may post chats of.
 
 use std::sync::Arc;
 
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 use subtle::{ConditionallySelectable, ConstantTimeEq};
-
-use super::Source;
-use crate::config::Config;
-
-/// Accepted tokens per source; a source without an entry is not configured (404).
-#[derive(Debug, Clone, Default)]
-pub struct SourceAuth {
-    /// Smartsupp's POST hook.
-    pub smartsupp: Option<SourceTokens>,
-}
-
-impl SourceAuth {
-    /// The tokens each source of `config` accepts, and what each may post.
-    pub fn from_config(config: &Config) -> Self {
-        Self {
-            smartsupp: config.sources.smartsupp.as_ref().map(|s| {
-                let shared = [s.token.as_ref(), s.previous_token.as_ref()]
-                    .into_iter()
-                    .flatten()
-                    .map(|t| (t, TokenScope::AnyAccount));
-                let tenants = s.tenants.iter().map(|t| {
-                    (
-                        &t.token,
-                        TokenScope::Tenant {
-                            name: t.name.clone(),
-                            accounts: t.accounts.clone(),
-                        },
-                    )
-                });
-                SourceTokens::scoped(shared.chain(tenants))
-            }),
-        }
-    }
-
-    /// The tokens of `source`, if it is configured.
-    pub fn get(&self, source: Source) -> Option<&SourceTokens> {
-        match source {
-            Source::Smartsupp => self.smartsupp.as_ref(),
-        }
-    }
-}
 
 /// What a token may post.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,7 +16,7 @@ pub enum TokenScope {
     Tenant {
         /// The customer.
         name: String,
-        /// Its Smartsupp `accountId`s.
+        /// Its accounts at the product (Smartsupp `accountId`s).
         accounts: Vec<String>,
     },
 }

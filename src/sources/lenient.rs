@@ -18,6 +18,8 @@ use std::fmt;
 use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Number, Value};
 
+use crate::model::Timestamp;
+
 /// A JSON value whose strings borrow from the document they were read from.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Node<'a> {
@@ -224,6 +226,45 @@ pub fn array<'v, 'a>(value: Option<&'v Node<'a>>) -> &'v [Node<'a>] {
 /// A field as an object; anything else reads as absent.
 pub fn object<'v, 'a>(value: Option<&'v Node<'a>>) -> Option<&'v Node<'a>> {
     value.filter(|v| matches!(v, Node::Object(_)))
+}
+
+/// Below this, an epoch number is taken as seconds rather than milliseconds (10^11 ms is
+/// 1973; 10^11 s is the year 5138): products send either, some with a fraction.
+const MILLIS_THRESHOLD: f64 = 1e11;
+
+/// A field as an instant: RFC 3339 text (any fraction of a second), or an epoch number or
+/// numeric string, in seconds (with or without a fraction) or milliseconds by
+/// [`MILLIS_THRESHOLD`]. Zero and negative epochs read as absent: products send `0` for
+/// "not yet".
+pub fn instant(value: Option<&Node<'_>>) -> Option<Timestamp> {
+    let epoch = match value? {
+        Node::Number(n) => n.as_f64()?,
+        Node::Text(s) => {
+            let s = s.trim();
+            if let Ok(t) = Timestamp::parse(s) {
+                return Some(t);
+            }
+            s.parse::<f64>().ok()?
+        }
+        _ => return None,
+    };
+    if !epoch.is_finite() || epoch <= 0.0 {
+        return None;
+    }
+    let ms = if epoch < MILLIS_THRESHOLD {
+        (epoch * 1000.0).round()
+    } else {
+        epoch.trunc()
+    };
+    // Beyond i64 milliseconds is beyond any year a Timestamp holds.
+    (ms < 9.2e18).then(|| Timestamp::from_unix_millis(ms as i64))?
+}
+
+impl<'a> Node<'a> {
+    /// The value at `path` of nested objects (`["chat", "visitor", "email"]`).
+    pub fn at(&self, path: &[&str]) -> Option<&Self> {
+        path.iter().try_fold(self, |node, key| node.get(key))
+    }
 }
 
 #[cfg(test)]

@@ -63,7 +63,8 @@ pub struct Secrets {
 }
 
 impl Secrets {
-    fn each(&self) -> impl Iterator<Item = &[u8]> {
+    /// Each accepted secret's bytes, the current one first.
+    pub(crate) fn each(&self) -> impl Iterator<Item = &[u8]> {
         std::iter::once(&self.current)
             .chain(&self.previous)
             .map(|s| s.expose_secret().as_bytes())
@@ -77,6 +78,9 @@ pub enum Refused {
     /// A header the scheme needs is absent (or not text).
     #[error("the request has no `{0}` header")]
     Missing(&'static str),
+    /// A body field the product puts its secret in is absent (or the body is not JSON).
+    #[error("the body has no `{0}` field")]
+    MissingField(&'static str),
     /// A header is there but not in the scheme's form.
     #[error("the `{header}` header is not {expected}")]
     Malformed {
@@ -91,7 +95,8 @@ pub enum Refused {
         /// How far, in whole seconds.
         seconds: u64,
     },
-    /// No secret signs these bytes to this signature.
+    /// No secret signs these bytes to this signature (or, for a secret sent in the body, it
+    /// is not the configured one).
     #[error("the signature does not match the body under the configured secret")]
     Mismatch,
 }

@@ -17,33 +17,19 @@
 //! - System messages carry an event code (`agent.join`) in `content`; it is kept verbatim
 //!   in `event`, and `text` is a readable sentence (the code itself when unknown).
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 
 use serde_json::Value;
 
 use super::lenient::{self, Node};
-use super::{Parsed, SourceError};
+use super::{SourceError, agents};
 use crate::model::{
     Conversation, ConversationId, Email, Flags, Message, MessageKind, Page, Rating, Stats, Status,
-    Timestamp, Variable, Visitor,
+    Variable, Visitor,
 };
 
 /// The name of this source in ids, URLs and config.
 pub const SOURCE: &str = "smartsupp";
-
-/// Below this, an instant is taken as seconds rather than milliseconds (10^11 ms is 1973;
-/// 10^11 s is the year 5138).
-const MILLIS_THRESHOLD: i64 = 100_000_000_000;
-
-/// Parses a POST hook body into the conversation and the document as JSON.
-///
-/// # Errors
-/// As [`conversation`].
-pub fn parse(body: &[u8]) -> Result<Parsed, SourceError> {
-    let conversation = conversation(body)?;
-    let raw = serde_json::from_slice(body)?;
-    Ok(Parsed { conversation, raw })
-}
 
 /// Reads the conversation of a POST hook body.
 ///
@@ -93,9 +79,9 @@ fn normalize(root: &Node<'_>) -> Result<Conversation, SourceError> {
     {
         m.author_name.clone_from(&visitor.name);
     }
-    let started_at =
-        instant(root.get("beginAt")).or_else(|| messages.iter().filter_map(|m| m.sent_at).min());
-    let ended_at = instant(root.get("endAt"))
+    let started_at = lenient::instant(root.get("beginAt"))
+        .or_else(|| messages.iter().filter_map(|m| m.sent_at).min());
+    let ended_at = lenient::instant(root.get("endAt"))
         .or_else(|| messages.iter().filter_map(|m| m.sent_at).max())
         .or(started_at);
     let agents = agents(&messages);
@@ -131,20 +117,9 @@ fn normalize(root: &Node<'_>) -> Result<Conversation, SourceError> {
         messages,
         agents,
         subject,
+        tags: Vec::new(),
+        department: None,
     })
-}
-
-fn instant(value: Option<&Node<'_>>) -> Option<Timestamp> {
-    let n = lenient::integer(value)?;
-    if n <= 0 {
-        return None;
-    }
-    let ms = if n < MILLIS_THRESHOLD {
-        n.saturating_mul(1000)
-    } else {
-        n
-    };
-    Timestamp::from_unix_millis(ms)
 }
 
 /// `rating` null means "not rated"; `ratingDesc` is `""` when rated without a comment.
@@ -236,9 +211,10 @@ fn message(m: &Node<'_>) -> Message {
         author_id,
         author_name,
         text,
-        sent_at: instant(m.get("sentAt")),
+        sent_at: lenient::instant(m.get("sentAt")),
         triggered_by: lenient::text(m.get("triggeredBy")),
         event,
+        attachments: Vec::new(),
     }
 }
 
@@ -259,24 +235,6 @@ fn describe_event(code: &str, who: Option<&str>) -> String {
 /// Human agents in order of appearance: authors of agent messages and agents named by
 /// `agent.*` events. Automatic messages (`triggered_by`, empty names) are not people.
 /// Linear in the messages: a payload may name tens of thousands of distinct authors.
-fn agents(messages: &[Message]) -> Vec<String> {
-    let mut names: Vec<String> = Vec::new();
-    let mut seen: HashSet<&str> = HashSet::new();
-    for m in messages {
-        let is_agent = match m.kind {
-            MessageKind::Agent => m.triggered_by.is_none(),
-            MessageKind::System => m.event.as_deref().is_some_and(|e| e.starts_with("agent.")),
-            MessageKind::Visitor => false,
-        };
-        if let (true, Some(name)) = (is_agent, m.author_name.as_deref())
-            && seen.insert(name)
-        {
-            names.push(name.to_owned());
-        }
-    }
-    names
-}
-
 #[cfg(test)]
 mod tests {
     use serde_json::json;

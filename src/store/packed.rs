@@ -122,7 +122,8 @@ mod tests {
     fn a_packed_version_opens_to_the_body_and_normalized_form_it_was_made_of() {
         let raw = crate::samples::DOCUMENTED.body.as_bytes();
         let normalized = serde_json::to_string(
-            &crate::sources::smartsupp::parse(raw)
+            &crate::sources::Source::Smartsupp
+                .parse(raw)
                 .expect("parses")
                 .conversation,
         )

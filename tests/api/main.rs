@@ -36,6 +36,7 @@ mod real_counterparts;
 mod router;
 mod server;
 mod snapshots;
+mod sources;
 mod store;
 mod tenants;
 mod traces;

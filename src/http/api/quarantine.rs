@@ -10,7 +10,6 @@ use crate::http::AppState;
 use crate::http::error::ApiError;
 use crate::maintenance::{self, Silent};
 use crate::model::Timestamp;
-use crate::sources::auth::SourceAuth;
 
 /// A body refused at ingest and kept.
 #[derive(Debug, Serialize, ToSchema)]
@@ -189,10 +188,10 @@ pub async fn reingest_quarantined(
         wake: Some(&state.wake),
     };
     // Tenants as configured now: a reload may have added the one a body was waiting for.
-    let tokens = SourceAuth::from_config(&state.reloader.config());
+    let sources = state.reloader.config().sources.instances();
     Ok(if request.all {
-        maintenance::reingest_all(&intake, &tokens, &mut Silent).await?
+        maintenance::reingest_all(&intake, &sources, &mut Silent).await?
     } else {
-        maintenance::reingest(&intake, &tokens, &request.ids).await?
+        maintenance::reingest(&intake, &sources, &request.ids).await?
     })
 }

@@ -301,7 +301,9 @@ mod tests {
 
     fn version(channel: u64) -> NewVersion {
         let body = format!(r#"{{"accountId": 208, "channel": {{"id": {channel}}}}}"#);
-        let parsed = crate::sources::smartsupp::parse(body.as_bytes()).expect("parses");
+        let parsed = crate::sources::Source::Smartsupp
+            .parse(body.as_bytes())
+            .expect("parses");
         NewVersion::new(
             parsed.conversation,
             body.as_bytes(),
