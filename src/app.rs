@@ -11,6 +11,7 @@ use tokio::net::TcpListener;
 use crate::config::{Config, ConfigError, Problem, StoreLocation};
 use crate::connectors::{LiveRegistry, Registry, Reloader, Shared};
 use crate::delivery::{RetryPolicy, Worker};
+use crate::fetch::{Fetcher, FetcherParts};
 use crate::http::server::ConnectionLimits;
 use crate::http::{self, AppState, SharedState};
 use crate::maintenance::Retention;
@@ -49,6 +50,7 @@ pub struct Application {
     connections: ConnectionLimits,
     state: AppState,
     worker: Arc<Worker>,
+    fetcher: Arc<Fetcher>,
     workers: usize,
     grace: Duration,
     retention: Retention,
@@ -135,6 +137,22 @@ impl Application {
             lease_for,
         ));
         let sources = config.sources.instances();
+        let redactor = Arc::new(Redactor::new(&config.privacy.redact));
+        let fetcher = Arc::new(Fetcher::new(FetcherParts {
+            store: store.clone(),
+            sources: sources.clone(),
+            http: shared.client.clone(),
+            policy: RetryPolicy::from(&config.delivery),
+            metrics: shared.metrics.clone(),
+            registry: registry.clone(),
+            redactor: redactor.clone(),
+            deliveries: worker.waker(),
+            // A fetch is a few calls, each within `request_timeout`.
+            lease_for: config
+                .delivery
+                .lease
+                .max(config.delivery.request_timeout * 4),
+        }));
         let address = config.server.listen.clone();
         let listener = TcpListener::bind(&address)
             .await
@@ -162,11 +180,13 @@ impl Application {
             registry: registry.clone(),
             sources,
             wake: worker.waker(),
+            fetch_wake: fetcher.waker(),
+            fetcher: (workers > 0).then(|| fetcher.clone()),
             worker: (workers > 0).then(|| worker.clone()),
             max_body_bytes: config.server.max_body_bytes,
             body_read_timeout: config.server.body_read_timeout,
             metrics: shared.metrics.clone(),
-            redactor: Arc::new(Redactor::new(&config.privacy.redact)),
+            redactor,
             admin,
             reloader: Reloader::new(shared, registry, config),
         });
@@ -175,6 +195,7 @@ impl Application {
             connections,
             state,
             worker,
+            fetcher,
             workers,
             grace,
             retention,
@@ -250,6 +271,11 @@ impl Application {
         });
         if worker.is_none() {
             tracing::info!("delivery.workers = 0: this process only receives");
+        } else {
+            let mut stopped = stopped.clone();
+            tokio::spawn(self.fetcher.clone().run_until_stopped(async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            }));
         }
         let mut stopped_retention = stopped.clone();
         tokio::spawn(self.retention.clone().run_until(async move {

@@ -13,8 +13,9 @@ use crate::model::{Conversation, Timestamp};
 use crate::privacy::Redactor;
 use crate::sources::instance::Instance;
 use crate::sources::{Event, FetchEvent, SourceError};
-use crate::store::{IngestOutcome, NewVersion, Store, StoreError};
+use crate::store::{Enqueued, IngestOutcome, NewFetch, NewVersion, Store, StoreError};
 use crate::telemetry::Escaped;
+use sha2::{Digest, Sha256};
 
 /// Bodies larger than this are parsed on the blocking pool, so a slow payload cannot hold an
 /// async worker thread that health checks and other posts need. Smaller ones, nearly every
@@ -52,6 +53,13 @@ impl Refusal {
 pub enum Intaken {
     /// A conversation it carried, stored.
     Stored(Admitted),
+    /// An event whose conversation is fetched: its job kept (or already kept).
+    Fetching {
+        /// The conversation it ends.
+        conversation_id: String,
+        /// The job.
+        enqueued: Enqueued,
+    },
     /// An event that ends no conversation (its name): acknowledged, nothing stored.
     Ignored(String),
 }
@@ -78,6 +86,8 @@ pub struct Intake<'a> {
     pub redactor: &'a Redactor,
     /// Told when new deliveries are stored (the worker of this process, if any).
     pub wake: Option<&'a Notify>,
+    /// Told when a new fetch job is kept (the fetcher of this process, if any).
+    pub fetch_wake: Option<&'a Notify>,
 }
 
 impl Intake<'_> {
@@ -96,27 +106,63 @@ impl Intake<'_> {
         received_at: Timestamp,
     ) -> Result<Result<Intaken, Refusal>, StoreError> {
         // The document as JSON only for a redaction rule or a filter that reads `raw`.
-        let needs_raw = !self.redactor.is_empty() || self.registry.filters_read_raw();
-        let read = match read(instance, sent.clone(), needs_raw).await {
+        let read = match read(instance, sent.clone(), self.needs_raw()).await {
             Ok(read) => read,
             Err(reason) => return Ok(Err(Refusal::Unparseable(reason))),
         };
-        let (mut conversation, mut raw, document) = match read {
+        let (conversation, raw, document) = match read {
             Read::Conversation(conversation, raw, document) => (*conversation, raw, document),
-            Read::Fetch(fetch) => {
+            Read::Fetch(fetch, document) => {
                 if let Some(reason) = account_refused(&fetch.account_id) {
                     return Ok(Err(Refusal::OtherAccount(reason)));
                 }
-                return Ok(Err(Refusal::Unparseable(format!(
-                    "{} conversations are fetched from the product's API, which this build does not do yet",
-                    instance.source
-                ))));
+                let conversation_id = fetch.conversation_id.to_string();
+                let enqueued = self
+                    .store
+                    .enqueue_fetch(NewFetch {
+                        source: instance.name.clone(),
+                        conversation_id: conversation_id.clone(),
+                        event: fetch.event,
+                        body: document.to_vec(),
+                        body_sha256: hex::encode(Sha256::digest(&sent)),
+                        received_at,
+                    })
+                    .await?;
+                if let (false, Some(wake)) = (enqueued.duplicate, self.fetch_wake) {
+                    wake.notify_one();
+                }
+                return Ok(Ok(Intaken::Fetching {
+                    conversation_id,
+                    enqueued,
+                }));
             }
             Read::Ignored(event) => return Ok(Ok(Intaken::Ignored(event))),
         };
         if let Some(reason) = account_refused(&conversation.account_id) {
             return Ok(Err(Refusal::OtherAccount(reason)));
         }
+        let admitted = self
+            .keep(conversation, raw, &sent, document.to_vec(), received_at)
+            .await?;
+        Ok(Ok(Intaken::Stored(admitted)))
+    }
+
+    /// Stores `conversation` as a version with one delivery per matching connector, after
+    /// redaction: `sent` is what its digest is taken of (the body as it came, so that a
+    /// resend is a duplicate), `kept` the document stored and offered to templates as `raw`
+    /// (`raw` itself only when a rule or filter reads it). What a post and a fetch both end
+    /// with.
+    ///
+    /// # Errors
+    /// When the store fails; nothing is stored then.
+    pub async fn keep(
+        &self,
+        mut conversation: Conversation,
+        mut raw: Value,
+        sent: &[u8],
+        kept: Vec<u8>,
+        received_at: Timestamp,
+    ) -> Result<Admitted, StoreError> {
         let redacted = self.redactor.conversation(&mut conversation, &mut raw);
         let conversation_id = conversation.id.to_string();
         let status = conversation.status.as_str();
@@ -125,18 +171,22 @@ impl Intake<'_> {
             tracing::error!(conversation_id = %Escaped(&conversation_id), error = %Escaped(&e.to_string()), "a connector filter failed; no deliveries created");
             Vec::new()
         });
-        // The digest stays that of the body as sent, so a resend is still a duplicate.
-        let kept = redacted.unwrap_or_else(|| document.to_vec());
-        let version = NewVersion::new(conversation, &sent, kept, connectors, received_at)?;
+        let kept = redacted.unwrap_or(kept);
+        let version = NewVersion::new(conversation, sent, kept, connectors, received_at)?;
         let outcome = self.store.ingest(version).await?;
         if let (IngestOutcome::Stored { .. }, Some(wake)) = (outcome, self.wake) {
             wake.notify_one();
         }
-        Ok(Ok(Intaken::Stored(Admitted {
+        Ok(Admitted {
             conversation_id,
             status,
             outcome,
-        })))
+        })
+    }
+
+    /// Whether a rule or a filter reads `raw`, so that the document is parsed for them.
+    pub fn needs_raw(&self) -> bool {
+        !self.redactor.is_empty() || self.registry.filters_read_raw()
     }
 }
 
@@ -144,8 +194,8 @@ impl Intake<'_> {
 enum Read {
     /// A conversation, the document as JSON when asked for, and the document to keep.
     Conversation(Box<Conversation>, Value, Bytes),
-    /// An event whose conversation is fetched.
-    Fetch(FetchEvent),
+    /// An event whose conversation is fetched, and the document to keep.
+    Fetch(FetchEvent, Bytes),
     /// An event that ends nothing.
     Ignored(String),
 }
@@ -167,7 +217,7 @@ async fn read(instance: &Instance, sent: Bytes, needs_raw: bool) -> Result<Read,
                 };
                 Read::Conversation(conversation, raw, document)
             }
-            Event::Fetch(fetch) => Read::Fetch(fetch),
+            Event::Fetch(fetch) => Read::Fetch(fetch, document),
             Event::Ignored(event) => Read::Ignored(event),
         })
     };

@@ -51,6 +51,7 @@ pub mod cli;
 pub mod config;
 pub mod connectors;
 pub mod delivery;
+pub mod fetch;
 pub mod http;
 pub mod intake;
 pub mod maintenance;

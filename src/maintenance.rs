@@ -431,6 +431,24 @@ async fn reingest_one(
         .admit(instance, body, account_refused, kept.item.received_at)
         .await?
     {
+        Ok(Intaken::Fetching {
+            conversation_id,
+            enqueued,
+        }) => {
+            intake.store.drop_quarantined(&[id]).await?;
+            Ok(Reingested {
+                id,
+                outcome: if enqueued.duplicate {
+                    ReingestOutcome::Duplicate
+                } else {
+                    ReingestOutcome::Stored
+                },
+                conversation: Some(conversation_id),
+                version: None,
+                deliveries: None,
+                reason: Some(format!("its conversation is fetched (job {})", enqueued.id)),
+            })
+        }
         Ok(Intaken::Ignored(event)) => {
             // Read today, the body is an event that ends nothing: nothing to keep.
             intake.store.drop_quarantined(&[id]).await?;

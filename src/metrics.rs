@@ -41,6 +41,12 @@ struct Refused {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SourceOutcome {
+    source: String,
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ConnectorLabel {
     connector: String,
 }
@@ -71,6 +77,7 @@ pub struct Metrics {
     received: Family<Received, Counter>,
     quarantined: Family<Refused, Counter>,
     ignored: Family<SourceLabel, Counter>,
+    fetches: Family<SourceOutcome, Counter>,
     deliveries: Family<Outcome, Counter>,
     retries: Family<ConnectorLabel, Counter>,
     queue_depth: Family<ConnectorLabel, Gauge>,
@@ -109,6 +116,12 @@ impl Metrics {
             "events_ignored",
             "Webhook events acknowledged without storing anything (they end no conversation), by source",
             ignored.clone(),
+        );
+        let fetches = Family::default();
+        registry.register(
+            "fetches",
+            "Fetch attempts, by source and outcome (fetched, retried, waiting, dead)",
+            fetches.clone(),
         );
         let deliveries = Family::default();
         registry.register(
@@ -165,6 +178,7 @@ impl Metrics {
             received,
             quarantined,
             ignored,
+            fetches,
             deliveries,
             retries,
             queue_depth,
@@ -192,6 +206,16 @@ impl Metrics {
         self.ignored
             .get_or_create(&SourceLabel {
                 source: source.to_owned(),
+            })
+            .inc();
+    }
+
+    /// A fetch attempt ended with `outcome`.
+    pub fn fetch(&self, source: &str, outcome: &str) {
+        self.fetches
+            .get_or_create(&SourceOutcome {
+                source: source.to_owned(),
+                outcome: outcome.to_owned(),
             })
             .inc();
     }

@@ -188,6 +188,7 @@ pub(super) async fn quarantine(
                 registry: &registry,
                 redactor: &redactor,
                 wake: None,
+                fetch_wake: None,
             };
             let sources = config.sources.instances();
             let report = if all {

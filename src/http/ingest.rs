@@ -115,6 +115,7 @@ async fn receive(
         registry: &registry,
         redactor: &state.redactor,
         wake: Some(&state.wake),
+        fetch_wake: Some(&state.fetch_wake),
     };
     let refused_account = |account: &str| match scope {
         Some(scope @ TokenScope::Tenant { name, .. }) if !scope.admits(account) => Some(format!(
@@ -127,6 +128,27 @@ async fn receive(
         .await?;
     let answered = match admitted {
         Ok(Intaken::Stored(admitted)) => Ok(answer(state, instance, admitted)),
+        Ok(Intaken::Fetching {
+            conversation_id,
+            enqueued,
+        }) => {
+            tracing::debug!(source = name, conversation_id = %Escaped(&conversation_id), fetch = enqueued.id, duplicate = enqueued.duplicate, "event kept; its conversation is fetched");
+            Ok(if enqueued.duplicate {
+                (
+                    StatusCode::OK,
+                    Json(
+                        json!({ "conversation": conversation_id, "fetch": enqueued.id, "deliveries": 0, "duplicate": true }),
+                    ),
+                )
+            } else {
+                (
+                    StatusCode::ACCEPTED,
+                    Json(
+                        json!({ "conversation": conversation_id, "fetch": enqueued.id, "deliveries": 0 }),
+                    ),
+                )
+            })
+        }
         Ok(Intaken::Ignored(event)) => {
             tracing::debug!(source = name, event = %Escaped(&event), "event acknowledged and ignored");
             state.metrics.ignored(name);

@@ -79,8 +79,12 @@ pub struct SharedState {
     pub sources: Instances,
     /// Wakes the delivery worker after a commit.
     pub wake: Arc<Notify>,
+    /// Wakes the fetcher after a fetch job is kept.
+    pub fetch_wake: Arc<Notify>,
     /// The worker, when this process runs one (for readiness detail).
     pub worker: Option<Arc<Worker>>,
+    /// The fetch stage's worker, when this process runs one (for paused sources).
+    pub fetcher: Option<Arc<crate::fetch::Fetcher>>,
     /// `server.max_body_bytes`, for the 413 message.
     pub max_body_bytes: usize,
     /// `server.body_read_timeout`: the most a request's whole body may take to arrive.

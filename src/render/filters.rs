@@ -25,11 +25,12 @@ pub(super) const URL_VALUE: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'~');
 
 pub(super) fn escape_url(input: &str, out: &mut dyn Write) -> std::io::Result<()> {
-    write!(
-        out,
-        "{}",
-        percent_encoding::utf8_percent_encode(input, URL_VALUE)
-    )
+    let segment = url_segment(input).ok_or_else(|| {
+        std::io::Error::other(format!(
+            "a value of `{input}` cannot be put in a URL: it would move along the path"
+        ))
+    })?;
+    out.write_all(segment.as_bytes())
 }
 
 /// `{{ value | json }}`: the value as a JSON document (strings quoted), not escaped again.
@@ -92,6 +93,15 @@ pub fn one_line(text: &str) -> String {
 /// Percent-encodes everything but RFC 3986 unreserved characters.
 pub fn url_encode(value: &str) -> String {
     percent_encoding::utf8_percent_encode(value, URL_VALUE).to_string()
+}
+
+/// `value` as one path segment, percent-encoded; `None` for `.` and `..`, which URL parsers
+/// take as "here" and "up" however they are encoded (WHATWG counts `%2e%2e` as `..`), so
+/// that `/tickets/{{ id }}` with an id of `..` would call `/`.
+pub fn url_segment(value: &str) -> Option<String> {
+    let encoded = url_encode(value);
+    let dots = encoded.replace("%2E", ".").replace("%2e", ".");
+    (dots != "." && dots != "..").then_some(encoded)
 }
 
 /// `{{ delivery.key | marker }}`: a short word derived from a key (`cb` and 16 hex digits),

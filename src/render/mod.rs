@@ -22,7 +22,7 @@
 
 mod filters;
 
-pub use filters::{display_name, html_lines, marker, one_line, quoted, url_encode};
+pub use filters::{display_name, html_lines, marker, one_line, quoted, url_encode, url_segment};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;

@@ -19,6 +19,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use super::api::{ApiClient, Auth, FetchError, Fetched};
 use super::lenient::{self, Node};
 use super::signature::{Refused, Secrets};
 use super::{
@@ -283,4 +284,38 @@ fn message(
         }),
         _ => None,
     }
+}
+
+/// Reads a deactivated thread with the Agent Chat API's `get_chat` (v3.5), authenticated
+/// with the account id and a personal access token (`Basic`), and makes it the
+/// conversation as `incoming_chat` would.
+///
+/// # Errors
+/// A classified [`FetchError`]: the API's failures as the fetch stage treats them, or an
+/// answer that is not a chat with that thread.
+pub async fn fetch(client: ApiClient<'_>, event: &[u8]) -> Result<Fetched, FetchError> {
+    let root = Node::parse(event).map_err(|_| FetchError::unreadable("the kept event"))?;
+    let id = |key: &str| {
+        lenient::text(root.at(&["payload", key])).ok_or_else(|| FetchError::unreadable(key))
+    };
+    let account_id = account(&root).map_err(|e| FetchError::unreadable(&e.to_string()))?;
+    let request = serde_json::json!({ "chat_id": id("chat_id")?, "thread_id": id("thread_id")? });
+    let auth = Auth::Basic(client.identifier()?, client.token()?);
+    let chat = client
+        .call(
+            reqwest::Method::POST,
+            "/v3.5/agent/action/get_chat",
+            &auth,
+            &[],
+            Some(&request),
+        )
+        .await?;
+    let text = serde_json::to_vec(&chat).map_err(|_| FetchError::unreadable("get_chat"))?;
+    let node = Node::parse(&text).map_err(|_| FetchError::unreadable("get_chat"))?;
+    let conversation = chat_conversation(&account_id, &node)
+        .map_err(|e| FetchError::unreadable(&format!("get_chat: {e}")))?;
+    Ok(Fetched {
+        conversation,
+        documents: serde_json::json!({ "event": root.to_value(), "chat": chat }),
+    })
 }

@@ -14,6 +14,7 @@
 //! its webhook lacks the transcript, a fetcher), a variant in [`Source`], fixtures under
 //! `tests/fixtures/<product>/` with a test each; `docs/sources.md` walks through it.
 
+pub mod api;
 pub mod auth;
 pub mod crisp;
 pub mod instance;
@@ -232,6 +233,26 @@ impl Source {
             Self::LiveChat => livechat::read(document),
             Self::Tidio => tidio::read(document),
             Self::Olark => olark::conversation(document, instance).map(whole),
+        }
+    }
+
+    /// Reads the conversation a kept `event` of this product ends from the product's API.
+    ///
+    /// # Errors
+    /// A classified [`api::FetchError`]; for a product that fetches nothing, a permanent one.
+    pub async fn fetch(
+        self,
+        client: api::ApiClient<'_>,
+        event: &[u8],
+    ) -> Result<api::Fetched, api::FetchError> {
+        match self {
+            Self::SmartsuppV2 => smartsupp_v2::fetch(client, event).await,
+            Self::Crisp => crisp::fetch(client, event).await,
+            Self::LiveChat => livechat::fetch(client, event).await,
+            Self::Tidio => tidio::fetch(client, event).await,
+            Self::Smartsupp | Self::Tawk | Self::Olark => Err(api::FetchError::unreadable(
+                "this product's webhooks carry their conversations; nothing is fetched",
+            )),
         }
     }
 

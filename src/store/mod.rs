@@ -14,12 +14,14 @@
 //!
 //! The store is one object with several roles, each a trait of its own so that a caller names
 //! the part it uses: [`Inbox`] (ingest and quarantine), [`Queue`] (the workers' leases and
-//! attempts), [`Deliveries`] (deliveries as operators see them), [`Archive`] (stored
+//! attempts), [`Deliveries`] (deliveries as operators see them), [`Fetches`] (events whose
+//! conversation is read from the product's API), [`Archive`] (stored
 //! conversations), [`Maintenance`] (retention, erasure, health) and [`Sessions`] (the
 //! dashboard's). [`Store`] is all of them, what the application opens and hands out.
 
 mod archive;
 mod deliveries;
+mod fetches;
 mod inbox;
 mod maintenance;
 mod packed;
@@ -32,6 +34,7 @@ use std::fmt;
 
 pub use archive::*;
 pub use deliveries::*;
+pub use fetches::*;
 pub use inbox::*;
 pub use maintenance::*;
 pub use packed::*;
@@ -42,12 +45,12 @@ use crate::model::Timestamp;
 
 /// Durable storage for conversations, deliveries and their attempts: every role at once.
 pub trait Store:
-    Inbox + Queue + Deliveries + Archive + Maintenance + Sessions + fmt::Debug
+    Inbox + Queue + Deliveries + Fetches + Archive + Maintenance + Sessions + fmt::Debug
 {
 }
 
 impl<T> Store for T where
-    T: Inbox + Queue + Deliveries + Archive + Maintenance + Sessions + fmt::Debug
+    T: Inbox + Queue + Deliveries + Fetches + Archive + Maintenance + Sessions + fmt::Debug
 {
 }
 

@@ -61,6 +61,8 @@ struct Shared<V> {
     script: VecDeque<(Option<String>, Scripted)>,
     requests: Vec<(Instant, Request)>,
     delay: Duration,
+    /// Whether scripted answers apply to reads too (an API that is only read).
+    script_reads: bool,
 }
 
 /// A running stand-in; `uri()` is the connector's `base_url`.
@@ -77,6 +79,7 @@ impl<V: Vendor> FakeVendor<V> {
             script: VecDeque::new(),
             requests: Vec::new(),
             delay: Duration::ZERO,
+            script_reads: false,
         }));
         Mock::given(wiremock::matchers::any())
             .respond_with(Responder {
@@ -104,6 +107,12 @@ impl<V: Vendor> FakeVendor<V> {
         shared
             .script
             .extend(steps.into_iter().map(|s| (Some(path.clone()), s)));
+    }
+
+    /// Makes scripted answers apply to every request, reads included: a stand-in for an
+    /// API that is only read.
+    pub fn script_reads(&self) {
+        self.shared.lock().unwrap().script_reads = true;
     }
 
     /// Delays every answer from now on (writes happen before the delay).
@@ -147,7 +156,7 @@ impl<V: Vendor> Respond for Responder<V> {
             return shared.vendor.unauthorized();
         }
         let path = request.url.path();
-        let scripted = if request.method.as_str() == "GET" {
+        let scripted = if request.method.as_str() == "GET" && !shared.script_reads {
             None
         } else {
             shared

@@ -65,13 +65,21 @@ pub fn classify(
     if step.is_success(status) {
         return Verdict::Success;
     }
+    failure(failure_of(status))
+}
+
+/// What a failure status means when nothing more specific says: 408, 425, 429 and 5xx (but
+/// 501 and 505, which will not change) are worth another try; 401 and 403 are the
+/// credentials' fault; other statuses are the request's. Connectors and the fetch stage
+/// (`sources::api`) judge every answer by this.
+pub fn failure_of(status: u16) -> Failure {
     match status {
-        429 => failure(Failure::RateLimited),
-        408 | 425 => failure(Failure::Transient),
-        501 | 505 => failure(Failure::Invalid),
-        500..=599 => failure(Failure::Transient),
-        401 | 403 => failure(Failure::Unhealthy),
-        _ => failure(Failure::Invalid),
+        429 => Failure::RateLimited,
+        408 | 425 => Failure::Transient,
+        501 | 505 => Failure::Invalid,
+        500..=599 => Failure::Transient,
+        401 | 403 => Failure::Unhealthy,
+        _ => Failure::Invalid,
     }
 }
 

@@ -11,6 +11,7 @@
 //! "no ticket yet" must be asked again after an attempt whose create lost its answer.
 
 mod classify;
+pub use classify::{failure_of, retry_after};
 mod oauth;
 mod outputs;
 mod request;

@@ -22,6 +22,7 @@ use crate::model::Timestamp;
 mod connectors;
 mod conversations;
 mod deliveries;
+mod fetches;
 mod operations;
 mod preview;
 mod quarantine;
@@ -29,6 +30,7 @@ mod quarantine;
 pub use connectors::*;
 pub use conversations::*;
 pub use deliveries::*;
+pub use fetches::*;
 pub use operations::*;
 pub use preview::*;
 pub use quarantine::*;
@@ -42,7 +44,7 @@ const DEFAULT_LIMIT: usize = 50;
 #[openapi(
     info(
         title = "chatbridge admin API",
-        description = "Conversations, deliveries and their attempts; retry, replay, preview and erasure."
+        description = "Conversations, deliveries and their attempts, fetch jobs; retry, replay, preview and erasure."
     ),
     paths(
         list_conversations,
@@ -50,6 +52,8 @@ const DEFAULT_LIMIT: usize = 50;
         list_deliveries,
         retry_delivery,
         retry_dead,
+        list_fetches,
+        retry_fetches,
         replay,
         preview,
         forget,
@@ -93,6 +97,8 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/deliveries", get(list_deliveries))
         .route("/deliveries/retry-dead", post(retry_dead))
         .route("/deliveries/{id}/retry", post(retry_delivery))
+        .route("/fetches", get(list_fetches))
+        .route("/fetches/retry", post(retry_fetches))
         .route("/replay", post(replay))
         .route("/preview", post(preview))
         .route("/forget", post(forget))

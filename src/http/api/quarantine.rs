@@ -186,6 +186,7 @@ pub async fn reingest_quarantined(
         registry: &registry,
         redactor: &state.redactor,
         wake: Some(&state.wake),
+        fetch_wake: Some(&state.fetch_wake),
     };
     // Tenants as configured now: a reload may have added the one a body was waiting for.
     let sources = state.reloader.config().sources.instances();

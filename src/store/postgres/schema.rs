@@ -16,6 +16,7 @@ pub(super) const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0005_mentions_and_counts.sql"),
     include_str!("migrations/0006_packed_versions.sql"),
     include_str!("migrations/0007_fewer_queue_indexes.sql"),
+    include_str!("migrations/0008_fetches.sql"),
 ];
 
 /// The migration that creates `mentions`: in its transaction, what was stored before is

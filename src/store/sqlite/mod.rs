@@ -36,6 +36,7 @@
 
 mod archive;
 mod deliveries;
+mod fetches;
 mod inbox;
 mod maintenance;
 mod queue;

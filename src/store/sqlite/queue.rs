@@ -307,6 +307,9 @@ impl Queue for SqliteStore {
             let n = conn
                 .execute("UPDATE deliveries SET lease_until = NULL WHERE lease_until IS NOT NULL AND state = 'pending'", [])
                 .map_err(db)?;
+            // Fetch jobs' leases too: a lease of a process that died.
+            conn.execute("UPDATE fetches SET lease_until = NULL WHERE lease_until IS NOT NULL", [])
+                .map_err(db)?;
             Ok(n as u64)
         })
         .await

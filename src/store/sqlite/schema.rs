@@ -17,6 +17,7 @@ pub(super) const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0008_mentions_and_counts.sql"),
     include_str!("migrations/0009_packed_versions.sql"),
     include_str!("migrations/0010_fewer_queue_indexes.sql"),
+    include_str!("migrations/0011_fetches.sql"),
 ];
 
 /// The migration that creates `mentions`: in its transaction, what was stored before is
