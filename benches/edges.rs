@@ -144,7 +144,7 @@ async fn authors() {
         let url = server.hook_url();
         async move {
             let started = Instant::now();
-            let ok = common::post_json(&client, &url, body).await;
+            let ok = common::post_payload(&client, &url, body.into()).await;
             (ok, started.elapsed())
         }
     };
@@ -206,7 +206,7 @@ async fn scene(name: &str, hold: Duration, hostile: impl FnOnce(String, Arc<Atom
     while Instant::now() < until {
         let started = Instant::now();
         let body = seed.body(ids.fetch_add(1, Ordering::Relaxed));
-        if common::post_json(&client, &server.hook_url(), body).await {
+        if common::post_payload(&client, &server.hook_url(), body.into()).await {
             latencies.push(started.elapsed());
         } else {
             failed += 1;

@@ -295,7 +295,7 @@ async fn run(store: &str, settings: &Settings) {
                 settings.senders,
                 Until::posted(count),
                 &next_id,
-                Arc::new(move |id| body(&seed, id, filled)),
+                Arc::new(move |id| body(&seed, id, filled).into()),
             )
             .await
         }
@@ -554,7 +554,7 @@ async fn ingest_during<T>(
         settings.senders,
         Until::Told(stop.clone()),
         next_id,
-        Arc::new(move |id| body(&seed, id, 0)),
+        Arc::new(move |id| body(&seed, id, 0).into()),
     );
     let work = async {
         let started = Instant::now();

@@ -3,13 +3,15 @@
 //!
 //! Starts the release `chatbridge` binary on a fresh SQLite store (`synchronous = full`, one
 //! connector, so every ack also commits a delivery row; no workers, so only ingest is
-//! measured), and, in a second process, a minimal axum server that only parses the JSON body
-//! (the ceiling any JSON webhook receiver on this machine can reach). Both get the same load:
-//! `--senders` concurrent keep-alive connections posting the seed payload, each request a new
-//! conversation. The targets are loaded in alternating rounds (`--rounds`, splitting
-//! `--seconds` per target), so a slow spell of the machine hits both alike. Prints acks/s,
-//! p50/p99 ack latency and the server's peak RSS for each, and the ratio, which is what stays
-//! comparable on a noisy machine. `BENCH_THREADS=1` also prints each server thread's CPU time.
+//! measured) twice: once taking Smartsupp's POST hook (a token in the URL), once taking
+//! tawk.to's signed transcripts (an HMAC over every body, checked before it is read); and, in
+//! another process, a minimal axum server that only parses the JSON body (the ceiling any
+//! JSON webhook receiver on this machine can reach). All get the same load: `--senders`
+//! concurrent keep-alive connections, each request a new conversation. The targets are
+//! loaded in alternating rounds (`--rounds`, splitting `--seconds` per target), so a slow
+//! spell of the machine hits them alike. Prints acks/s, p50/p99 ack latency and the server's
+//! peak RSS for each, and the ratios, which are what stay comparable on a noisy machine.
+//! `BENCH_THREADS=1` also prints each server thread's CPU time.
 
 use std::process::{Child, Command};
 use std::sync::Arc;
@@ -52,18 +54,24 @@ fn main() {
         .build()
         .expect("runtime");
     let dir = tempfile::tempdir().expect("temp dir");
-    let config = dir.path().join("config.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[server]\nlisten = \"127.0.0.1:0\"\n[store]\nurl = \"sqlite://{}\"\nsynchronous = \"full\"\n\
-             [sources.smartsupp]\ntoken = \"bench-token\"\n[delivery]\nworkers = 0\n\
-             [connectors.outbox]\ntype = \"file\"\nsettings = {{ dir = \"{}\" }}\n",
-            dir.path().join("bench.db").display(),
-            dir.path().join("outbox").display()
-        ),
-    )
-    .expect("config written");
+    // One store per chatbridge target: each has the machine's disk to itself in its rounds.
+    let config = |name: &str| {
+        let config = dir.path().join(format!("{name}.toml"));
+        std::fs::write(
+            &config,
+            format!(
+                "[server]\nlisten = \"127.0.0.1:0\"\n[store]\nurl = \"sqlite://{}\"\nsynchronous = \"full\"\n\
+                 [sources.smartsupp]\ntoken = \"bench-token\"\n[sources.tawk]\nsecret = \"{TAWK_SECRET}\"\n\
+                 [delivery]\nworkers = 0\n\
+                 [connectors.outbox]\ntype = \"file\"\nsettings = {{ dir = \"{}\" }}\n",
+                dir.path().join(format!("{name}.db")).display(),
+                dir.path().join(format!("{name}-outbox")).display()
+            ),
+        )
+        .expect("config written");
+        config
+    };
+    let (hook_config, signed_config) = (config("hook"), config("signed"));
 
     println!(
         "durable ingest benchmark: {} senders, {} s per target in {} alternating rounds, after {} s warm-up each",
@@ -71,16 +79,34 @@ fn main() {
     );
     let mut targets = [
         Target::start(
-            "chatbridge (SQLite, synchronous=FULL)",
+            "chatbridge, Smartsupp POST hook",
             Command::new(common::server_binary())
-                .args(["--config", config.to_str().expect("utf-8 path"), "serve"])
+                .args([
+                    "--config",
+                    hook_config.to_str().expect("utf-8 path"),
+                    "serve",
+                ])
                 .env_remove("RUST_LOG"),
             "/hooks/smartsupp/bench-token",
+            Body::Smartsupp,
+        ),
+        Target::start(
+            "chatbridge, tawk.to signed (HMAC)",
+            Command::new(common::server_binary())
+                .args([
+                    "--config",
+                    signed_config.to_str().expect("utf-8 path"),
+                    "serve",
+                ])
+                .env_remove("RUST_LOG"),
+            "/hooks/tawk",
+            Body::TawkSigned,
         ),
         Target::start(
             "parse-only axum (ceiling)",
             Command::new(std::env::current_exe().expect("own path")).arg(CEILING_FLAG),
             "/",
+            Body::Smartsupp,
         ),
     ];
     let round = Duration::from_secs(settings.seconds) / settings.rounds as u32;
@@ -90,7 +116,7 @@ fn main() {
     runtime.block_on(async {
         for target in &mut targets {
             load(
-                &target.url,
+                target,
                 Duration::from_secs(settings.warmup),
                 settings.senders,
                 &next_id,
@@ -99,7 +125,7 @@ fn main() {
         }
         for _ in 0..settings.rounds {
             for target in &mut targets {
-                let sample = load(&target.url, round, settings.senders, &next_id).await;
+                let sample = load(target, round, settings.senders, &next_id).await;
                 target.samples.push(sample);
             }
         }
@@ -124,7 +150,20 @@ fn main() {
         );
         rates.push(report.rate);
     }
-    println!("ratio durable / ceiling: {:.2}", rates[0] / rates[1]);
+    println!("ratio durable / ceiling: {:.2}", rates[0] / rates[2]);
+    println!("ratio signed / POST hook: {:.2}", rates[1] / rates[0]);
+}
+
+/// The webhook secret of the signed target.
+const TAWK_SECRET: &str = "bench-tawk-secret";
+
+/// What a target is sent.
+#[derive(Debug, Clone, Copy)]
+enum Body {
+    /// The seed chat as Smartsupp's POST hook sends it.
+    Smartsupp,
+    /// A tawk.to transcript, signed as tawk.to signs it.
+    TawkSigned,
 }
 
 /// A server under test and what its rounds measured.
@@ -132,6 +171,7 @@ struct Target {
     name: &'static str,
     server: Child,
     url: String,
+    body: Body,
     samples: Vec<Posted>,
 }
 
@@ -146,12 +186,13 @@ struct Report {
 
 impl Target {
     /// Starts the server and reads its address from what it prints.
-    fn start(name: &'static str, command: &mut Command, path: &str) -> Self {
+    fn start(name: &'static str, command: &mut Command, path: &str, body: Body) -> Self {
         let (server, address) = common::start_server(command);
         Self {
             name,
             server,
             url: format!("http://{address}{path}"),
+            body,
             samples: Vec::new(),
         }
     }
@@ -183,9 +224,13 @@ impl Target {
     }
 }
 
-/// `senders` keep-alive connections posting new conversations to `url` for `duration`.
-async fn load(url: &str, duration: Duration, senders: usize, next_id: &Arc<AtomicU64>) -> Posted {
-    let seed = common::SeedTemplate::new();
+/// `senders` keep-alive connections posting new conversations to `target` for `duration`.
+async fn load(
+    target: &Target,
+    duration: Duration,
+    senders: usize,
+    next_id: &Arc<AtomicU64>,
+) -> Posted {
     let stop = Arc::new(AtomicBool::new(false));
     let timer = {
         let stop = stop.clone();
@@ -194,18 +239,35 @@ async fn load(url: &str, duration: Duration, senders: usize, next_id: &Arc<Atomi
             stop.store(true, Ordering::Relaxed);
         }
     };
-    let urls = [url.to_owned()];
+    let urls = [target.url.clone()];
+    let body: Arc<dyn Fn(u64) -> common::Payload + Send + Sync> = match target.body {
+        Body::Smartsupp => {
+            let seed = common::SeedTemplate::new();
+            Arc::new(move |id| seed.body(id).into())
+        }
+        Body::TawkSigned => Arc::new(tawk_signed),
+    };
     let (posted, ()) = tokio::join!(
-        load::post(
-            &urls,
-            senders,
-            Until::Told(stop),
-            next_id,
-            Arc::new(move |id| seed.body(id)),
-        ),
+        load::post(&urls, senders, Until::Told(stop), next_id, body),
         timer
     );
     posted
+}
+
+/// The tawk.to transcript fixture as chat `id`, with its `X-Tawk-Signature`.
+fn tawk_signed(id: u64) -> common::Payload {
+    use hmac::{Hmac, Mac};
+    const TRANSCRIPT: &str = include_str!("../tests/fixtures/tawk/chat-transcript-created.json");
+    let body = TRANSCRIPT.replace(
+        "b2f7c3e0-2967-11ef-9c4d-2f1e8a6b7c01",
+        &format!("bench-chat-{id}"),
+    );
+    let mut mac = Hmac::<sha1::Sha1>::new_from_slice(TAWK_SECRET.as_bytes()).expect("any key");
+    mac.update(body.as_bytes());
+    common::Payload {
+        headers: vec![("x-tawk-signature", hex::encode(mac.finalize().into_bytes()))],
+        body,
+    }
 }
 
 /// Each thread's CPU time (user + system), from /proc.

@@ -300,7 +300,7 @@ async fn chats(urls: &[String], settings: &Settings, next_id: &Arc<AtomicU64>) -
         settings.senders,
         Until::posted(settings.chats),
         next_id,
-        Arc::new(move |id| seed.body(id)),
+        Arc::new(move |id| seed.body(id).into()),
     )
     .await
 }

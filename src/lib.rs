@@ -3,10 +3,15 @@
 //!
 //! How a conversation flows through the modules:
 //!
-//! 1. [`http::ingest`] authenticates the chat product's POST (a token in the URL, compared in
-//!    constant time) before reading its body; [`intake`] parses the body with [`sources`]
-//!    into a [`model::Conversation`]. Bodies that do not parse are quarantined and answered
-//!    400; [`maintenance::reingest`] brings them back through the same intake.
+//! 1. [`http::ingest`] takes a chat product's webhook at its source instance's route and has
+//!    it prove itself before anything of it is read as a chat (a URL token, compared in
+//!    constant time; an HMAC over the raw bytes, [`sources::signature`]; LiveChat's body
+//!    secret); [`intake`] reads the body with [`sources`] into a [`model::Conversation`], an
+//!    event to fetch, or an event that ends nothing. Bodies that do not parse are quarantined
+//!    and answered 400; [`maintenance::reingest`] brings them back through the same intake.
+//!    Events whose transcript is at the product are kept as fetch jobs, answered, and read
+//!    from the product's API by [`fetch::Fetcher`], which stores what it read through the
+//!    same intake.
 //! 2. [`connectors::Registry::matching`] picks the connector instances whose `when` filter
 //!    holds; [`store::Inbox::ingest`] commits the raw body, the conversation and one
 //!    delivery per instance in one transaction (group-committed with concurrent requests),
@@ -23,7 +28,8 @@
 //! ([`store::sqlite`], [`store::postgres`], folders split by concern: the writer's threads,
 //! the schema, a file per role): [`store::Inbox`], [`store::Queue`], [`store::Deliveries`]
 //! (deliveries as operators see them), [`store::Archive`] (stored conversations),
-//! [`store::Maintenance`] (retention, erasure, health) and [`store::Sessions`]. A caller
+//! [`store::Fetches`] (the fetch stage's jobs), [`store::Maintenance`] (retention, erasure,
+//! health) and [`store::Sessions`]. A caller
 //! takes the role it uses; [`store::Store`] is all of them.
 //!
 //! Supporting modules: [`config`] (figment layers; values and validation apart), [`app`]

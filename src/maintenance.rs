@@ -198,6 +198,22 @@ pub async fn forget(
             report.quarantined += store.drop_quarantined(&matching).await?;
         }
     }
+    // An event kept for fetching can name the visitor too (Smartsupp v2 sends the
+    // contact's e-mail with some conversations): its job goes, and nothing is fetched.
+    let mut after = 0;
+    loop {
+        let page = store.fetch_bodies_after(after, BODY_PAGE).await?;
+        let Some((last, _)) = page.last() else { break };
+        after = *last;
+        let matching: Vec<i64> = page
+            .iter()
+            .filter(|(_, body)| privacy::mentions(body, &needle))
+            .map(|(id, _)| *id)
+            .collect();
+        if !matching.is_empty() {
+            report.fetches += store.drop_fetches(&matching).await?;
+        }
+    }
     for dir in outboxes {
         report.files += remove_files(dir, Doomed::Mentioning(&needle)).await?;
     }
@@ -208,6 +224,7 @@ pub async fn forget(
         versions = report.versions,
         attempts = report.attempts,
         quarantined = report.quarantined,
+        fetches = report.fetches,
         files = report.files,
         "erased a visitor's conversations"
     );
@@ -561,6 +578,7 @@ impl Retention {
                 None => break,
             }
         }
+        total.fetches = self.store.purge_dead_fetches(cutoffs.dead_before).await?;
         Ok(total)
     }
 

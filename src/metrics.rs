@@ -18,7 +18,7 @@ use prometheus_client::registry::Registry;
 use std::sync::atomic::AtomicU64;
 
 use crate::model::Timestamp;
-use crate::store::ConnectorStats;
+use crate::store::{ConnectorStats, FetchCount};
 
 /// The `Content-Type` of [`Metrics::render`]'s output.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -44,6 +44,12 @@ struct Refused {
 struct SourceOutcome {
     source: String,
     outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FetchLabel {
+    source: String,
+    state: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -78,6 +84,7 @@ pub struct Metrics {
     quarantined: Family<Refused, Counter>,
     ignored: Family<SourceLabel, Counter>,
     fetches: Family<SourceOutcome, Counter>,
+    fetch_jobs: Family<FetchLabel, Gauge>,
     deliveries: Family<Outcome, Counter>,
     retries: Family<ConnectorLabel, Counter>,
     queue_depth: Family<ConnectorLabel, Gauge>,
@@ -122,6 +129,12 @@ impl Metrics {
             "fetches",
             "Fetch attempts, by source and outcome (fetched, retried, waiting, dead)",
             fetches.clone(),
+        );
+        let fetch_jobs = Family::default();
+        registry.register(
+            "fetch_jobs",
+            "Fetch jobs kept, by source and state (pending, dead)",
+            fetch_jobs.clone(),
         );
         let deliveries = Family::default();
         registry.register(
@@ -179,6 +192,7 @@ impl Metrics {
             quarantined,
             ignored,
             fetches,
+            fetch_jobs,
             deliveries,
             retries,
             queue_depth,
@@ -282,10 +296,26 @@ impl Metrics {
             .observe(took.as_secs_f64());
     }
 
-    /// The exposition, with queue gauges set from `stats` and circuit gauges from
-    /// `circuits`: each connector, and whether its circuit is open.
-    pub fn render(&self, stats: &[ConnectorStats], circuits: &[(String, bool)]) -> String {
+    /// The exposition, with queue gauges set from `stats`, circuit gauges from `circuits`
+    /// (each connector, and whether its circuit is open) and fetch gauges from `fetches`.
+    pub fn render(
+        &self,
+        stats: &[ConnectorStats],
+        circuits: &[(String, bool)],
+        fetches: &[FetchCount],
+    ) -> String {
         let now = Timestamp::now();
+        // A source whose jobs are all gone has no row: its gauges go, rather than stay at
+        // their last value.
+        self.fetch_jobs.clear();
+        for f in fetches {
+            self.fetch_jobs
+                .get_or_create(&FetchLabel {
+                    source: f.source.clone(),
+                    state: f.state.as_str().to_owned(),
+                })
+                .set(i64::try_from(f.count).unwrap_or(i64::MAX));
+        }
         for s in stats {
             let label = ConnectorLabel {
                 connector: s.connector.clone(),

@@ -109,7 +109,7 @@ pub async fn post(
     senders: usize,
     until: Until,
     next_id: &Arc<AtomicU64>,
-    body: Arc<dyn Fn(u64) -> String + Send + Sync>,
+    body: Arc<dyn Fn(u64) -> common::Payload + Send + Sync>,
 ) -> Posted {
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(senders)
@@ -127,7 +127,7 @@ pub async fn post(
             while until.one_more() {
                 let id = next_id.fetch_add(1, Ordering::Relaxed);
                 let sent = Instant::now();
-                if common::post_json(&client, &url, body(id)).await {
+                if common::post_payload(&client, &url, body(id)).await {
                     latencies.push(sent.elapsed());
                 } else {
                     errors += 1;

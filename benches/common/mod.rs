@@ -40,12 +40,30 @@ impl SeedTemplate {
     }
 }
 
-/// Posts one JSON body; whether it was acknowledged (2xx, answer read).
-pub async fn post_json(client: &reqwest::Client, url: &str, body: String) -> bool {
-    match client
-        .post(url)
+/// A request a load sender posts: a JSON body, and the headers that prove it (a signature).
+pub struct Payload {
+    pub body: String,
+    pub headers: Vec<(&'static str, String)>,
+}
+
+impl From<String> for Payload {
+    fn from(body: String) -> Self {
+        Self {
+            body,
+            headers: Vec::new(),
+        }
+    }
+}
+
+/// Posts one payload with its headers; whether it was acknowledged (2xx, answer read).
+pub async fn post_payload(client: &reqwest::Client, url: &str, payload: Payload) -> bool {
+    let request = payload
+        .headers
+        .into_iter()
+        .fold(client.post(url), |r, (name, value)| r.header(name, value));
+    match request
         .header("content-type", "application/json")
-        .body(body)
+        .body(payload.body)
         .send()
         .await
     {

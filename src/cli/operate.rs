@@ -128,13 +128,14 @@ pub(super) async fn forget(config: &Config, email: &str) -> anyhow::Result<ExitC
     let outboxes = app::registry(config)?.outboxes();
     let report = maintenance::forget(store.as_ref(), email, &outboxes).await?;
     println!(
-        "erased {} conversations ({} versions, {} deliveries, {} attempts, {} remembered remote ids), {} quarantined bodies, {} outbox files; blanked {} answer excerpts of other conversations",
+        "erased {} conversations ({} versions, {} deliveries, {} attempts, {} remembered remote ids), {} quarantined bodies, {} fetch jobs, {} outbox files; blanked {} answer excerpts of other conversations",
         report.conversations,
         report.versions,
         report.deliveries,
         report.attempts,
         report.ledger_entries,
         report.quarantined,
+        report.fetches,
         report.files,
         report.excerpts_blanked
     );

@@ -39,10 +39,19 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) 
             })
         })
         .collect();
+    // Sources whose product refused the API credentials: names and times only, as above.
+    let paused: Vec<Value> = state
+        .fetcher
+        .as_ref()
+        .map(|f| f.paused())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(source, pause)| json!({ "source": source, "until": pause.until }))
+        .collect();
     match state.store.ping().await {
         Ok(()) => (
             StatusCode::OK,
-            Json(json!({ "status": "ready", "connectors": gates })),
+            Json(json!({ "status": "ready", "connectors": gates, "paused_sources": paused })),
         ),
         Err(e) => {
             tracing::error!(error = %e, "readiness check: store unavailable");
@@ -68,8 +77,9 @@ pub async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse,
         .into_iter()
         .map(|g| (g.connector, g.circuit == CircuitState::Open))
         .collect();
+    let fetches = state.store.fetch_counts().await?;
     Ok((
         [(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)],
-        state.metrics.render(&stats, &circuits),
+        state.metrics.render(&stats, &circuits, &fetches),
     ))
 }

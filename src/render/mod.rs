@@ -693,6 +693,30 @@ mod tests {
     }
 
     #[test]
+    fn a_value_of_dots_cannot_move_a_url_along_its_path() {
+        let r = Renderer::build(
+            None,
+            &[("u.url".into(), "/api/tickets/{{ v }}".into())],
+            &TranscriptConfig::default(),
+        )
+        .unwrap();
+        for dots in [".", "..", "%2e%2E"] {
+            let mut cx = Context::new();
+            cx.insert("v", dots);
+            let rendered = r.snippet("u.url", &cx);
+            if dots.starts_with('%') {
+                // Encoded again (`%252e`), it is a name, not `..`.
+                assert_eq!(rendered.unwrap(), "/api/tickets/%252e%252E");
+            } else {
+                assert!(rendered.is_err(), "{dots}: {rendered:?}");
+            }
+        }
+        let mut cx = Context::new();
+        cx.insert("v", "...");
+        assert_eq!(r.snippet("u.url", &cx).unwrap(), "/api/tickets/...");
+    }
+
+    #[test]
     fn names_split_into_first_word_and_the_rest() {
         let r = Renderer::build(
             None,

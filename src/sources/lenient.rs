@@ -233,9 +233,8 @@ pub fn object<'v, 'a>(value: Option<&'v Node<'a>>) -> Option<&'v Node<'a>> {
 const MILLIS_THRESHOLD: f64 = 1e11;
 
 /// A field as an instant: RFC 3339 text (any fraction of a second), or an epoch number or
-/// numeric string, in seconds (with or without a fraction) or milliseconds by
-/// [`MILLIS_THRESHOLD`]. Zero and negative epochs read as absent: products send `0` for
-/// "not yet".
+/// numeric string, in seconds (with or without a fraction) below 10^11, milliseconds from
+/// there on. Zero and negative epochs read as absent: products send `0` for "not yet".
 pub fn instant(value: Option<&Node<'_>>) -> Option<Timestamp> {
     let epoch = match value? {
         Node::Number(n) => n.as_f64()?,

@@ -71,6 +71,29 @@ pub trait Fetches: Send + Sync {
     /// When the database fails.
     async fn retry_fetches(&self, ids: &[i64], now: Timestamp) -> Result<u64, StoreError>;
 
+    /// Up to `limit` jobs with ids above `after`, oldest first, with their events: a page of
+    /// erasure's walk.
+    ///
+    /// # Errors
+    /// When the database fails.
+    async fn fetch_bodies_after(
+        &self,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<(i64, Vec<u8>)>, StoreError>;
+
+    /// Removes these jobs, whatever their state; returns how many.
+    ///
+    /// # Errors
+    /// When the database fails.
+    async fn drop_fetches(&self, ids: &[i64]) -> Result<u64, StoreError>;
+
+    /// Removes jobs given up that arrived before `before` (retention); returns how many.
+    ///
+    /// # Errors
+    /// When the database fails.
+    async fn purge_dead_fetches(&self, before: Timestamp) -> Result<u64, StoreError>;
+
     /// Pending and dead jobs per source, for the metrics.
     ///
     /// # Errors

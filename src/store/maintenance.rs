@@ -57,6 +57,8 @@ pub struct PurgeReport {
     pub conversations: u64,
     /// Quarantined bodies.
     pub quarantined: u64,
+    /// Fetch jobs given up (kept dead) as long as a dead delivery would be.
+    pub fetches: u64,
 }
 
 impl std::ops::AddAssign for ForgetReport {
@@ -67,6 +69,7 @@ impl std::ops::AddAssign for ForgetReport {
         self.attempts += more.attempts;
         self.ledger_entries += more.ledger_entries;
         self.quarantined += more.quarantined;
+        self.fetches += more.fetches;
         self.excerpts_blanked += more.excerpts_blanked;
         self.files += more.files;
     }
@@ -191,6 +194,8 @@ pub struct ForgetReport {
     pub ledger_entries: u64,
     /// Quarantined bodies that mention the address.
     pub quarantined: u64,
+    /// Fetch jobs whose event mentions the address (their conversation is not fetched).
+    pub fetches: u64,
     /// Answer excerpts and errors of other conversations that mentioned the address, blanked.
     pub excerpts_blanked: u64,
     /// Files in connectors' outbox folders that mentioned the address, removed.

@@ -58,6 +58,22 @@ fn check_names_an_unknown_connector_type_and_every_other_problem() {
 }
 
 #[test]
+fn check_names_each_source_problem_with_its_fix() {
+    let (_dir, config) = write_config(
+        "[sources.tawk]\n[sources.shop-crisp]\ntype = \"crisp\"\nsecret = \"s\"\n[sources.support]\nsecret = \"s\"\n",
+    );
+    let (code, _, err) = run_cli(&["--config", &config, "check"]);
+    assert_eq!(code, 1, "{err}");
+    for expected in [
+        "sources.tawk.secret: is missing; tawk requests are refused until it is set",
+        "sources.shop-crisp.api: is missing; crisp webhooks do not carry the transcript",
+        "sources.support.type: is missing, and `support` is not a product's name",
+    ] {
+        assert!(err.contains(expected), "{expected}\n{err}");
+    }
+}
+
+#[test]
 fn check_names_missing_and_unknown_settings() {
     let (_dir, config) = write_config(
         "[connectors.helpdesk]\ntype = \"zendesk\"\nsettings = { subdomain = \"a\", emial = \"x\" }\n",

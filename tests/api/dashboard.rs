@@ -488,6 +488,39 @@ async fn retry_all_puts_every_dead_delivery_of_a_connector_back() {
 }
 
 #[tokio::test]
+async fn a_fetch_given_up_is_shown_with_its_reason_and_retried_from_the_dead_letters_page() {
+    use crate::fake_chat_apis::{self, Product};
+    use crate::fetching::{event_file, post_event, source};
+    let api = fake_chat_apis::start(Product::SmartsuppV2).await;
+    let app = crate::helpers::spawn_app_with(crate::helpers::Options {
+        extra: source(Product::SmartsuppV2, &api),
+        ..crate::helpers::Options::default()
+    })
+    .await;
+    let gone = String::from_utf8(crate::helpers::fixture(event_file(Product::SmartsuppV2)))
+        .unwrap()
+        .replace("cv8Zp3LkQ1", "cvGone0000");
+    post_event(&app.address, Product::SmartsuppV2, gone.into_bytes()).await;
+    let id = crate::helpers::wait_until(|| async {
+        let listed = app.api_get("/api/fetches?state=dead").await;
+        listed["items"][0]["id"].as_i64()
+    })
+    .await;
+    let mut browser = Browser::new(&app);
+    browser.log_in(ADMIN_TOKEN).await;
+    let letters = browser.page("/dead").await;
+    assert!(
+        letters.contains(&format!("id=\"fetch-{id}\"")) && letters.contains("HTTP 404"),
+        "{letters}"
+    );
+    assert!(letters.contains("Retry every dead fetch"), "{letters}");
+    let retried = browser
+        .post_form("/fetches/retry", &[("id", &id.to_string())])
+        .await;
+    assert_eq!(location(&retried), "/dead?retried_fetches=1");
+}
+
+#[tokio::test]
 async fn hostile_chat_text_is_shown_as_text() {
     let app = spawn_app().await;
     app.post_smartsupp(fixture("smartsupp/injection-attempts.json"))

@@ -26,7 +26,7 @@ const LIVECHAT_SECRET: &str = "livechat-test-secret";
 const TIDIO_SECRET: &str = "tidio-test-secret";
 
 /// The source instance of `product`, fetching from `api`.
-fn source(product: Product, api: &FakeVendor<ChatApi>) -> String {
+pub fn source(product: Product, api: &FakeVendor<ChatApi>) -> String {
     let (name, secret) = match product {
         Product::SmartsuppV2 => ("smartsupp-v2", SMARTSUPP_SECRET),
         Product::Crisp => ("crisp", CRISP_SECRET),
@@ -40,7 +40,7 @@ fn source(product: Product, api: &FakeVendor<ChatApi>) -> String {
 }
 
 /// The webhook fixture of `product` whose conversation is fetched.
-fn event_file(product: Product) -> &'static str {
+pub fn event_file(product: Product) -> &'static str {
     match product {
         Product::SmartsuppV2 => "smartsupp-v2/conversation-closed.json",
         Product::Crisp => "crisp/session-set-state-resolved.json",
@@ -58,7 +58,7 @@ fn hmac_sha256_hex(secret: &str, parts: &[&[u8]]) -> String {
 }
 
 /// Posts `body` as `product` does, signed now.
-async fn post_event(app_address: &str, product: Product, body: Vec<u8>) -> reqwest::Response {
+pub async fn post_event(app_address: &str, product: Product, body: Vec<u8>) -> reqwest::Response {
     let client = reqwest::Client::new();
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -357,6 +357,11 @@ async fn refused_api_credentials_pause_the_sources_fetches_and_keep_them() {
         "{kept}"
     );
     assert_eq!(kept["attempts"], 0, "a pause uses up no attempt");
+    let metrics = app.get_text("/metrics").await;
+    assert!(
+        metrics.contains("chatbridge_fetch_jobs{source=\"crisp\",state=\"pending\"} 1"),
+        "{metrics}"
+    );
     assert!(app.zendesk.tickets().is_empty());
     let dead = app.api_get("/api/fetches?state=dead").await;
     assert!(dead["items"].as_array().unwrap().is_empty());
@@ -521,4 +526,173 @@ async fn kill_9_between_the_answer_and_the_fetch_loses_nothing() {
         tickets[0]["external_id"],
         "cb:helpdesk:livechat:b1f2c3d4-0a1b-4c2d-8e3f-123456789abc:SF4KQ1L2ZC:SF4KQ1L2ZD"
     );
+}
+
+#[tokio::test]
+async fn signed_timestamps_are_judged_by_the_window_and_tidio_takes_any_active_secret() {
+    let crisp = fake_chat_apis::start(Product::Crisp).await;
+    let tidio = fake_chat_apis::start(Product::Tidio).await;
+    let app = spawn_app_with(Options {
+        extra: source(Product::Crisp, &crisp) + &source(Product::Tidio, &tidio),
+        ..Options::default()
+    })
+    .await;
+    let client = reqwest::Client::new();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+
+    // Crisp, signed right but ten minutes ago: a replay, refused.
+    let body = fixture(event_file(Product::Crisp));
+    let stale = (now.as_millis() - 600_000).to_string();
+    let refused = client
+        .post(format!("{}/hooks/crisp", app.address))
+        .header("x-crisp-request-timestamp", &stale)
+        .header(
+            "x-crisp-signature",
+            hmac_sha256_hex(CRISP_SECRET, &[b"[", stale.as_bytes(), b";", &body, b"]"]),
+        )
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 401);
+    let reason: Value = refused.json().await.unwrap();
+    assert!(
+        reason["error"]
+            .as_str()
+            .unwrap()
+            .contains("away from this machine's clock"),
+        "{reason}"
+    );
+    let kept = app.api_get("/api/fetches").await;
+    assert!(kept["items"].as_array().unwrap().is_empty(), "{kept}");
+
+    // Tidio during a rotation: the old secret's `s=` first, the current one's second.
+    let body = fixture(event_file(Product::Tidio));
+    let stamp = now.as_secs().to_string();
+    let old = hmac_sha256_hex("tidio-old-secret", &[&body, b"_", stamp.as_bytes()]);
+    let current = hmac_sha256_hex(TIDIO_SECRET, &[&body, b"_", stamp.as_bytes()]);
+    let accepted = client
+        .post(format!("{}/hooks/tidio", app.address))
+        .header(
+            "x-tidio-signature",
+            format!("t={stamp},s={old},s={current}"),
+        )
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(accepted.status(), 202);
+    app.wait_for_deliveries(DeliveryState::Delivered, 1).await;
+
+    // Events that end nothing, signed as the products sign them: 200, nothing kept.
+    let message = post_event(
+        &app.address,
+        Product::Crisp,
+        fixture("crisp/message-send.json"),
+    )
+    .await;
+    assert_eq!(message.status(), 200);
+    let answer: Value = message.json().await.unwrap();
+    assert_eq!(answer["ignored"], "message:send");
+    let kept = app.api_get("/api/fetches").await;
+    assert!(kept["items"].as_array().unwrap().is_empty(), "{kept}");
+}
+
+#[tokio::test]
+async fn smartsupp_v2_events_that_end_nothing_are_answered_200_not_refused() {
+    let api = fake_chat_apis::start(Product::SmartsuppV2).await;
+    let app = app_for(Product::SmartsuppV2, &api).await;
+    for event in [
+        "conversation.agent_replied",
+        "visitor.connected",
+        "contact.updated",
+    ] {
+        let body = json!({
+            "type": "event_callback",
+            "event": event,
+            "timestamp": "2024-06-13T09:31:10.500Z",
+            "account_id": "184203",
+            "app_id": "ap9XkQ2mL",
+            "data": {"conversation": {"id": "cv8Zp3LkQ1"}}
+        });
+        let response = post_event(
+            &app.address,
+            Product::SmartsuppV2,
+            serde_json::to_vec(&body).unwrap(),
+        )
+        .await;
+        assert_eq!(response.status(), 200, "{event}");
+        let answer: Value = response.json().await.unwrap();
+        assert_eq!(answer["ignored"], event);
+    }
+    assert!(api.requests().is_empty(), "nothing was fetched");
+    assert!(app.store.quarantined(10).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn erasing_a_visitor_removes_the_fetch_jobs_that_name_them() {
+    let api = fake_chat_apis::start(Product::SmartsuppV2).await;
+    let app = app_for(Product::SmartsuppV2, &api).await;
+    // A conversation the product no longer has, whose event names the contact's e-mail.
+    let event = String::from_utf8(fixture(event_file(Product::SmartsuppV2)))
+        .unwrap()
+        .replace("cv8Zp3LkQ1", "cvGone0001")
+        .replace(
+            "\"contact_id\": \"ct4Rm9Qx2\",",
+            "\"contact_id\": \"ct4Rm9Qx2\", \"contact_email\": \"Zoe.Forgetme@example.com\",",
+        );
+    post_event(&app.address, Product::SmartsuppV2, event.into_bytes()).await;
+    wait_until(|| async {
+        let listed = app.api_get("/api/fetches?state=dead").await;
+        listed["items"][0].is_object().then_some(())
+    })
+    .await;
+    let (status, report) = app
+        .api_post("/api/forget", json!({"email": "zoe.forgetme@example.com"}))
+        .await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(report["fetches"], 1, "{report}");
+    let listed = app.api_get("/api/fetches").await;
+    assert!(listed["items"].as_array().unwrap().is_empty(), "{listed}");
+}
+
+#[tokio::test]
+async fn a_fetch_given_up_is_purged_when_a_dead_delivery_would_be() {
+    use chatbridge::config::RetentionConfig;
+    use chatbridge::maintenance::Retention;
+    use chatbridge::model::Timestamp;
+    let api = fake_chat_apis::start(Product::SmartsuppV2).await;
+    let app = app_for(Product::SmartsuppV2, &api).await;
+    let event = String::from_utf8(fixture(event_file(Product::SmartsuppV2)))
+        .unwrap()
+        .replace("cv8Zp3LkQ1", "cvGone0002");
+    post_event(&app.address, Product::SmartsuppV2, event.into_bytes()).await;
+    wait_until(|| async {
+        let listed = app.api_get("/api/fetches?state=dead").await;
+        listed["items"][0].is_object().then_some(())
+    })
+    .await;
+    let retention = Retention::new(
+        app.store.clone(),
+        app.registry.clone(),
+        &RetentionConfig {
+            delivered_days: 30,
+            dead_days: 90,
+        },
+    );
+    let day = Duration::from_secs(86_400);
+    let kept = retention
+        .purge(Timestamp::now().plus(day * 89))
+        .await
+        .unwrap();
+    assert_eq!(kept.fetches, 0, "kept for 90 days");
+    let purged = retention
+        .purge(Timestamp::now().plus(day * 91))
+        .await
+        .unwrap();
+    assert_eq!(purged.fetches, 1);
+    let listed = app.api_get("/api/fetches").await;
+    assert!(listed["items"].as_array().unwrap().is_empty(), "{listed}");
 }

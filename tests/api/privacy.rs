@@ -123,7 +123,7 @@ async fn forget_erases_conversations_excerpts_and_quarantined_bodies_and_reports
     assert_eq!(
         report,
         json!({ "conversations": 1, "versions": 1, "deliveries": 1, "attempts": 1,
-                "ledger_entries": 0, "quarantined": 1, "excerpts_blanked": 0, "files": 0 })
+                "ledger_entries": 0, "quarantined": 1, "fetches": 0, "excerpts_blanked": 0, "files": 0 })
     );
     assert_eq!(traces_in_store(&app, email).await, Vec::<String>::new());
     assert!(

@@ -33,7 +33,7 @@ use self::login::{LoginThrottle, login, login_form, logout};
 use self::playground::{playground, render_playground};
 use self::views::{
     conversation, conversations, dead, drop_quarantined, overview, quarantine, quarantined,
-    reingest, retry_all_dead, retry_delivery,
+    reingest, retry_all_dead, retry_delivery, retry_fetches,
 };
 use crate::http::AppState;
 use crate::http::auth::Admitted;
@@ -68,6 +68,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/conversations/{id}", get(conversation))
         .route("/dead", get(dead))
         .route("/dead/retry", post(retry_all_dead))
+        .route("/fetches/retry", post(retry_fetches))
         .route("/deliveries/{id}/retry", post(retry_delivery))
         .route("/quarantine", get(quarantine))
         .route("/quarantine/reingest", post(reingest))

@@ -60,11 +60,14 @@ pub(super) struct Notice {
     retried: Option<String>,
     /// The one delivery a retry button queued.
     retried_delivery: Option<String>,
+    /// How many fetch jobs a retry queued.
+    retried_fetches: Option<String>,
 }
 
 impl Notice {
     fn shown(&self) -> serde_json::Value {
-        json!({ "retried": number(&self.retried), "delivery": number(&self.retried_delivery) })
+        json!({ "retried": number(&self.retried), "delivery": number(&self.retried_delivery),
+                "fetches": number(&self.retried_fetches) })
     }
 }
 
@@ -116,11 +119,30 @@ pub(super) async fn dead(
     .await
     .map_err(|e| dashboard.fail(e))?;
     let connectors = dashboard.app.registry.current().names();
+    // Fetch jobs waiting or given up: a conversation the product has not handed over yet.
+    let fetches = dashboard
+        .app
+        .store
+        .fetches(None, None, FETCHES_SHOWN)
+        .await
+        .map_err(|e| dashboard.fail(e.into()))?;
+    let paused: Vec<serde_json::Value> = dashboard
+        .app
+        .fetcher
+        .as_ref()
+        .map(|f| f.paused())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(source, p)| json!({ "source": source, "until": p.until, "reason": p.reason }))
+        .collect();
     Ok(dashboard.show(
         "dead.html",
         &json!({
             "section": "dead",
             "page": page,
+            "fetches_dead": fetches.iter().any(|f| f.state == crate::store::FetchState::Dead),
+            "fetches": fetches,
+            "paused": paused,
             "connector": query.connector.unwrap_or_default(),
             "connectors": connectors,
             "notice": query.notice.shown(),
@@ -145,6 +167,30 @@ pub(super) async fn retry_delivery(
     let back = local_path(form.next.as_deref(), "/dead");
     let id = u64::try_from(id).unwrap_or_default();
     Ok(Redirect::to(&with_notice(&back, "retried_delivery", id)).into_response())
+}
+
+/// Fetch jobs shown on the dead-letters page, newest first.
+const FETCHES_SHOWN: usize = 100;
+
+#[derive(Debug, Default, Deserialize)]
+pub(super) struct RetryFetchForm {
+    /// One job; every dead one when absent.
+    id: Option<i64>,
+}
+
+pub(super) async fn retry_fetches(
+    State(dashboard): State<Dashboard>,
+    Form(form): Form<RetryFetchForm>,
+) -> Result<Response, PageError> {
+    let ids: Vec<i64> = form.id.into_iter().collect();
+    let retried = dashboard
+        .app
+        .store
+        .retry_fetches(&ids, crate::model::Timestamp::now())
+        .await
+        .map_err(|e| dashboard.fail(e.into()))?;
+    dashboard.app.fetch_wake.notify_one();
+    Ok(Redirect::to(&with_notice("/dead", "retried_fetches", retried)).into_response())
 }
 
 pub(super) async fn retry_all_dead(

@@ -169,6 +169,35 @@ impl Fetches for PostgresStore {
         .await
     }
 
+    async fn fetch_bodies_after(
+        &self,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<(i64, Vec<u8>)>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.query(
+            "SELECT id, body FROM fetches WHERE id > $1 ORDER BY id LIMIT $2",
+            &[&after, &limit],
+        )
+        .await?
+        .iter()
+        .map(|r| Ok((column(r, 0)?, column(r, 1)?)))
+        .collect()
+    }
+
+    async fn drop_fetches(&self, ids: &[i64]) -> Result<u64, StoreError> {
+        self.execute("DELETE FROM fetches WHERE id = ANY($1)", &[&ids])
+            .await
+    }
+
+    async fn purge_dead_fetches(&self, before: Timestamp) -> Result<u64, StoreError> {
+        self.execute(
+            "DELETE FROM fetches WHERE state = 'dead' AND received_at < $1",
+            &[&ms(before)],
+        )
+        .await
+    }
+
     async fn fetch_counts(&self) -> Result<Vec<FetchCount>, StoreError> {
         self.query(
             "SELECT source, state, count(*) FROM fetches GROUP BY source, state",

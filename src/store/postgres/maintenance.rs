@@ -50,6 +50,7 @@ impl Maintenance for PostgresStore {
                 .await
                 .map_err(pg)?,
             quarantined: 0,
+            fetches: 0,
         };
         if after.is_none() {
             report.quarantined = tx

@@ -193,6 +193,45 @@ impl Fetches for SqliteStore {
         .await
     }
 
+    async fn fetch_bodies_after(
+        &self,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<(i64, Vec<u8>)>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.read(move |conn| {
+            let mut page = conn
+                .prepare_cached("SELECT id, body FROM fetches WHERE id > ?1 ORDER BY id LIMIT ?2")
+                .map_err(db)?;
+            let rows = page
+                .query_map(params![after, limit], |r| Ok((r.get(0)?, r.get(1)?)))
+                .map_err(db)?;
+            rows.map(|r| r.map_err(db)).collect()
+        })
+        .await
+    }
+
+    async fn drop_fetches(&self, ids: &[i64]) -> Result<u64, StoreError> {
+        let ids = serde_json::to_string(ids).map_err(corrupt)?;
+        self.call(move |conn| {
+            conn.prepare_cached("DELETE FROM fetches WHERE id IN (SELECT value FROM json_each(?1))")
+                .and_then(|mut s| s.execute([&ids]))
+                .map(|n| n as u64)
+                .map_err(db)
+        })
+        .await
+    }
+
+    async fn purge_dead_fetches(&self, before: Timestamp) -> Result<u64, StoreError> {
+        self.call(move |conn| {
+            conn.prepare_cached("DELETE FROM fetches WHERE state = 'dead' AND received_at < ?1")
+                .and_then(|mut s| s.execute([ms(before)]))
+                .map(|n| n as u64)
+                .map_err(db)
+        })
+        .await
+    }
+
     async fn fetch_counts(&self) -> Result<Vec<FetchCount>, StoreError> {
         self.read(|conn| {
             let mut counts = conn
