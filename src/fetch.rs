@@ -13,7 +13,8 @@
 //!
 //! A job leaves the queue once its version is committed. If the process dies in between,
 //! the job runs again and the identical fetch is a duplicate; a conversation that changed
-//! meanwhile is a later version, as it should be.
+//! meanwhile is a later version, as it should be. The same holds when an attempt outlasts
+//! its lease (a product answering very slowly) and another replica takes the job over.
 
 use std::collections::HashMap;
 use std::sync::Arc;

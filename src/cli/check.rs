@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use super::quiet_logs;
 use crate::config::Config;
 use crate::connectors::DeliveryJob;
-use crate::sources::Source;
+use crate::sources::{Proof, Source};
 use crate::{app, samples};
 
 /// `check`: loads everything and renders every connector against a sample payload, listing
@@ -29,6 +29,23 @@ pub(super) fn check(path: &Path) -> ExitCode {
         }
     };
     println!("config {}: ok", path.display());
+    println!("sources:");
+    for instance in config.sources.instances().iter() {
+        let route = match instance.source.proof() {
+            Proof::UrlToken => format!("/hooks/{}/{{token}}", instance.name),
+            Proof::Signature(_) => format!("/hooks/{} (signed)", instance.name),
+            Proof::BodySecret => format!("/hooks/{} (secret in the body)", instance.name),
+        };
+        let fetch = instance
+            .api
+            .as_ref()
+            .map(|api| format!(", fetching from {}", api.base_url))
+            .unwrap_or_default();
+        println!(
+            "  {:<12} type {:<12} {route}{fetch}",
+            instance.name, instance.source
+        );
+    }
     println!("connector types:");
     for (kind, definition) in registry.definitions().iter() {
         println!("  {kind:<12} {}", definition.description);

@@ -104,9 +104,7 @@ pub async fn fetch(client: ApiClient<'_>, event: &[u8]) -> Result<Fetched, Fetch
         "conversation": conversation,
         "messages": messages,
     });
-    let text = serde_json::to_vec(&documents).map_err(|_| FetchError::unreadable("messages"))?;
-    let read = Node::parse(&text).map_err(|_| FetchError::unreadable("messages"))?;
-    let conversation = fetched(&read, website, session);
+    let conversation = fetched(&Node::from_value(&documents), website, session);
     Ok(Fetched {
         conversation,
         documents,

@@ -260,6 +260,24 @@ pub fn instant(value: Option<&Node<'_>>) -> Option<Timestamp> {
 }
 
 impl<'a> Node<'a> {
+    /// The same document as a `serde_json::Value` holds it, its strings borrowed: how a
+    /// fetcher reads the answers of a product's API.
+    pub fn from_value(value: &'a Value) -> Self {
+        match value {
+            Value::Null => Self::Null,
+            Value::Bool(b) => Self::Bool(*b),
+            Value::Number(n) => Self::Number(n.clone()),
+            Value::String(s) => Self::Text(Cow::Borrowed(s)),
+            Value::Array(items) => Self::Array(items.iter().map(Self::from_value).collect()),
+            Value::Object(entries) => Self::Object(
+                entries
+                    .iter()
+                    .map(|(k, v)| (Cow::Borrowed(k.as_str()), Self::from_value(v)))
+                    .collect(),
+            ),
+        }
+    }
+
     /// The value at `path` of nested objects (`["chat", "visitor", "email"]`).
     pub fn at(&self, path: &[&str]) -> Option<&Self> {
         path.iter().try_fold(self, |node, key| node.get(key))

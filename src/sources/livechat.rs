@@ -310,9 +310,7 @@ pub async fn fetch(client: ApiClient<'_>, event: &[u8]) -> Result<Fetched, Fetch
             Some(&request),
         )
         .await?;
-    let text = serde_json::to_vec(&chat).map_err(|_| FetchError::unreadable("get_chat"))?;
-    let node = Node::parse(&text).map_err(|_| FetchError::unreadable("get_chat"))?;
-    let conversation = chat_conversation(&account_id, &node)
+    let conversation = chat_conversation(&account_id, &Node::from_value(&chat))
         .map_err(|e| FetchError::unreadable(&format!("get_chat: {e}")))?;
     Ok(Fetched {
         conversation,

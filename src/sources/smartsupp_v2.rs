@@ -97,10 +97,8 @@ pub async fn fetch(client: ApiClient<'_>, event: &[u8]) -> Result<Fetched, Fetch
         "messages": list(messages),
         "contact": contact,
     });
-    let text = serde_json::to_vec(&documents).map_err(|_| FetchError::unreadable("messages"))?;
-    let read = Node::parse(&text).map_err(|_| FetchError::unreadable("messages"))?;
     Ok(Fetched {
-        conversation: fetched(&read, account_id, id),
+        conversation: fetched(&Node::from_value(&documents), account_id, id),
         documents,
     })
 }

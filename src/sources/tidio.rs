@@ -88,8 +88,7 @@ pub async fn fetch(client: ApiClient<'_>, event: &[u8]) -> Result<Fetched, Fetch
         "contact": pick(contact, &["contact", "data"]),
         "messages": pick(messages, &["messages", "data"]),
     });
-    let text = serde_json::to_vec(&documents).map_err(|_| FetchError::unreadable("messages"))?;
-    let read = Node::parse(&text).map_err(|_| FetchError::unreadable("messages"))?;
+    let read = Node::from_value(&documents);
     let contact = read.get("contact");
     let field = |key: &str| lenient::text(contact.and_then(|c| c.get(key)));
     let name = match (field("first_name"), field("last_name")) {

@@ -29,6 +29,10 @@ fn check_passes_the_shipped_config() {
         assert!(out.contains(kind), "{out}");
     }
     assert!(out.contains("outbox") && out.contains("ok"), "{out}");
+    assert!(
+        out.contains("smartsupp    type smartsupp    /hooks/smartsupp/{token}"),
+        "{out}"
+    );
 }
 
 #[test]

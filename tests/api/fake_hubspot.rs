@@ -26,6 +26,23 @@ pub struct HubSpot {
     next_id: u64,
 }
 
+impl HubSpot {
+    /// Asserts that some note's body holds each of `lines`.
+    pub fn assert_notes_hold(&self, lines: &[&str]) {
+        let bodies: Vec<&str> = self
+            .notes
+            .iter()
+            .map(|n| n.properties["hs_note_body"].as_str().unwrap_or_default())
+            .collect();
+        for line in lines {
+            assert!(
+                bodies.iter().any(|b| b.contains(line)),
+                "no note holds {line:?}: {bodies:#?}"
+            );
+        }
+    }
+}
+
 pub async fn start(token: &str) -> FakeVendor<HubSpot> {
     FakeVendor::start(HubSpot {
         token: token.to_owned(),

@@ -462,29 +462,37 @@ async fn a_redelivered_event_fetches_once_and_a_rating_after_closing_updates_the
 }
 
 #[tokio::test]
-async fn a_fetched_conversation_becomes_a_hubspot_contact_with_its_transcript() {
+async fn every_fetched_fixture_becomes_a_hubspot_note_on_the_one_contact() {
     const TOKEN: &str = "pat-na1-hubspot-fetch-token";
     let hubspot = fake_hubspot::start(TOKEN).await;
-    let api = fake_chat_apis::start(Product::Crisp).await;
     let settings = format!(
         "access_token = \"{TOKEN}\"\nbase_url = \"{}\"",
         hubspot.uri()
     );
     let mut options = Options::only("crm", "hubspot", &settings);
-    options.extra.push_str(&source(Product::Crisp, &api));
+    let mut apis = Vec::new();
+    for &(product, ..) in EXPECTED {
+        let api = fake_chat_apis::start(product).await;
+        options.extra.push_str(&source(product, &api));
+        apis.push(api);
+    }
     let app = spawn_app_with(options).await;
-    post_event(
-        &app.address,
-        Product::Crisp,
-        fixture(event_file(Product::Crisp)),
-    )
-    .await;
-    app.wait_for_deliveries(DeliveryState::Delivered, 1).await;
+    for &(product, ..) in EXPECTED {
+        let response = post_event(&app.address, product, fixture(event_file(product))).await;
+        assert_eq!(response.status(), 202, "{product:?}");
+    }
+    app.wait_for_deliveries(DeliveryState::Delivered, EXPECTED.len())
+        .await;
     hubspot.with(|h| {
-        assert_eq!(h.contacts.len(), 1);
+        assert_eq!(h.contacts.len(), 1, "Jana wrote through every product");
         assert_eq!(h.contacts[0].properties["email"], "jana.mala@example.com");
-        let note = h.notes[0].properties["hs_note_body"].as_str().unwrap();
-        assert!(note.contains("Thursday morning, please."), "{note}");
+        assert_eq!(h.notes.len(), EXPECTED.len());
+        h.assert_notes_hold(&[
+            "It is at the depot and goes out today.",
+            "Thursday morning, please.",
+            "yes, we have 12 pieces in black",
+            "the second charge is refunded now",
+        ]);
     });
 }
 

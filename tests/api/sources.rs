@@ -345,37 +345,80 @@ async fn every_carried_fixture_becomes_a_hubspot_contact_with_its_transcript() {
     let mut options = Options::only("crm", "hubspot", &settings);
     options.extra.push_str(&sources());
     let app = spawn_app_with(options).await;
-    let files = [
-        (Source::Tawk, "tawk/chat-transcript-created.json"),
-        (Source::Olark, "olark/conversation.form-urlencoded.txt"),
-        (Source::LiveChat, "livechat/incoming-chat.json"),
-    ];
-    for (source, file) in files {
-        let response = post_as_the_product(&app, source, file).await;
-        assert_eq!(response.status(), 202, "{file}");
+    let posted: Vec<Expected> = expected()
+        .into_iter()
+        .filter(|e| e.file != "olark/conversation.json")
+        .collect();
+    for e in &posted {
+        let response = post_as_the_product(&app, e.source, e.file).await;
+        assert_eq!(response.status(), 202, "{}", e.file);
     }
-    app.wait_for_deliveries(DeliveryState::Delivered, files.len())
+    app.wait_for_deliveries(DeliveryState::Delivered, posted.len())
         .await;
     hubspot.with(|h| {
-        let emails: Vec<&Value> = h.contacts.iter().map(|c| &c.properties["email"]).collect();
+        let mut emails: Vec<&str> = h
+            .contacts
+            .iter()
+            .map(|c| c.properties["email"].as_str().unwrap())
+            .collect();
+        emails.sort_unstable();
         assert_eq!(
             emails,
-            ["jana.mala@example.com", "pavel.marek@corp.example"],
-            "the LiveChat visitor is Jana again: one contact"
+            [
+                "jana.mala@example.com",
+                "pavel.marek@corp.example",
+                "tomas.kral@example.net"
+            ],
+            "one contact per visitor, whichever product they wrote through"
         );
-        assert_eq!(h.notes.len(), files.len());
-        let bodies: Vec<&str> = h
-            .notes
-            .iter()
-            .map(|n| n.properties["hs_note_body"].as_str().unwrap())
-            .collect();
-        assert!(
-            bodies[0].contains("yes, we have 12 pieces in black"),
-            "{}",
-            bodies[0]
-        );
-        assert!(bodies[1].contains("from 50 seats on"), "{}", bodies[1]);
+        assert_eq!(h.notes.len(), posted.len(), "a note per conversation");
+        h.assert_notes_hold(&[
+            "yes, we have 12 pieces in black",
+            "I returned the order a week ago",
+            "from 50 seats on",
+            "Please call me back tomorrow",
+        ]);
     });
+}
+
+#[tokio::test]
+async fn when_filters_and_templates_read_the_product_as_conversation_source() {
+    let mut options = Options {
+        helpdesk: false,
+        extra: sources(),
+        ..Options::default()
+    };
+    options.extra.push_str(&format!(
+        "[connectors.olark_desk]\ntype = \"zendesk\"\nwhen = \"conversation.source == 'olark'\"\n\
+         [connectors.olark_desk.settings]\nsubdomain = \"acme\"\nemail = \"{}\"\napi_token = \"{}\"\n\
+         base_url = \"{{zendesk}}\"\n",
+        crate::helpers::ZENDESK_EMAIL,
+        crate::helpers::ZENDESK_TOKEN
+    ));
+    let app = spawn_app_with(options).await;
+    let tawk: Value = post_as_the_product(&app, Source::Tawk, "tawk/chat-transcript-created.json")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(tawk["deliveries"], 0, "not an Olark chat: {tawk}");
+    let olark: Value = post_as_the_product(
+        &app,
+        Source::Olark,
+        "olark/conversation.form-urlencoded.txt",
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(olark["deliveries"], 1, "{olark}");
+    app.wait_for_deliveries(DeliveryState::Delivered, 1).await;
+    let tickets = app.zendesk.tickets();
+    assert_eq!(tickets.len(), 1);
+    assert_eq!(
+        tickets[0]["external_id"],
+        "cb:olark_desk:olark:olark:Q7mX2cV9bN4kL1pZ8sD3fG6hJ0aE5rT"
+    );
 }
 
 #[tokio::test]
