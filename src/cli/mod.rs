@@ -58,6 +58,10 @@ enum Command {
         /// Connector instance name from the config.
         #[arg(long)]
         connector: String,
+        /// The source the payload comes from: a `[sources.NAME]` of the config, or a product
+        /// (`tawk`, `olark`, `livechat`, ...).
+        #[arg(long, default_value = "smartsupp")]
+        source: String,
         /// A payload as the chat product posts it.
         file: PathBuf,
     },
@@ -68,6 +72,9 @@ enum Command {
         /// Connector instance name from the config.
         #[arg(long)]
         connector: String,
+        /// The source the payload comes from, as for `render`.
+        #[arg(long, default_value = "smartsupp")]
+        source: String,
         /// A payload as the chat product posts it.
         file: PathBuf,
     },
@@ -198,8 +205,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve => serve(config).await,
         Command::Check => unreachable!("handled above"),
-        Command::Render { connector, file } => render(&config, &connector, &file),
-        Command::Send { connector, file } => send(&config, &connector, &file).await,
+        Command::Render {
+            connector,
+            source,
+            file,
+        } => render(&config, &connector, &source, &file),
+        Command::Send {
+            connector,
+            source,
+            file,
+        } => send(&config, &connector, &source, &file).await,
         Command::Deliveries { action } => deliveries(&config, action).await,
         Command::Replay {
             since,

@@ -11,13 +11,19 @@ use crate::config::Config;
 use crate::connectors::{Checkpoint, DeliveryError, NoCheckpoint, PlannedRequest, Registry};
 use crate::model::StepOutputs;
 use crate::preview::Prepared;
+use crate::sources::Source;
 use crate::telemetry::Escaped;
 
 /// `render`: the requests a connector would send for the chat in `file`.
-pub(super) fn render(config: &Config, connector: &str, file: &Path) -> anyhow::Result<ExitCode> {
+pub(super) fn render(
+    config: &Config,
+    connector: &str,
+    source: &str,
+    file: &Path,
+) -> anyhow::Result<ExitCode> {
     let registry = app::registry(config)?;
     let connector = find(&registry, connector)?;
-    if let Some(chat) = prepare(config, &registry, connector.name(), file)? {
+    if let Some(chat) = prepare(config, &registry, connector.name(), source, file)? {
         print_plan(&connector.dry_run(&chat.job())?);
     }
     Ok(ExitCode::SUCCESS)
@@ -27,11 +33,12 @@ pub(super) fn render(config: &Config, connector: &str, file: &Path) -> anyhow::R
 pub(super) async fn send(
     config: &Config,
     connector: &str,
+    source: &str,
     file: &Path,
 ) -> anyhow::Result<ExitCode> {
     let registry = app::registry(config)?;
     let connector = find(&registry, connector)?;
-    let Some(chat) = prepare(config, &registry, connector.name(), file)? else {
+    let Some(chat) = prepare(config, &registry, connector.name(), source, file)? else {
         return Ok(ExitCode::SUCCESS);
     };
     match connector.attempt(&chat.job(), &PrintCheckpoint).await {
@@ -54,12 +61,30 @@ pub(super) fn prepare(
     config: &Config,
     registry: &Registry,
     connector: &str,
+    source: &str,
     file: &Path,
 ) -> anyhow::Result<Option<Prepared>> {
     let body = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
     let redactor = crate::privacy::Redactor::new(&config.privacy.redact);
-    let chat = Prepared::new(&redactor, connector, &body)
-        .with_context(|| format!("{} is not a payload chatbridge understands", file.display()))?;
+    // A configured instance (its product and name), or a product by name.
+    let product = config
+        .sources
+        .get(source)
+        .and_then(|s| s.source(source))
+        .or_else(|| Source::from_name(source))
+        .with_context(|| {
+            format!(
+                "no source `{source}`: name a [sources.NAME] of the config or a product ({})",
+                Source::ALL.map(Source::name).join(", ")
+            )
+        })?;
+    let chat =
+        Prepared::new(&redactor, connector, (product, source), &body).with_context(|| {
+            format!(
+                "{} is not a {product} payload chatbridge can render",
+                file.display()
+            )
+        })?;
     if let Some(why) = chat.excluded(registry)? {
         println!("filtered out by {why}: `{connector}` does not receive this chat; nothing sent");
         return Ok(None);

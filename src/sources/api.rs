@@ -22,6 +22,10 @@ use crate::model::Conversation;
 /// Longest part of an error answer kept with the failure.
 const EXCERPT: usize = 300;
 
+/// The largest answer read: a conversation's messages are a few hundred kilobytes at most,
+/// and an endless answer must not take the process's memory.
+const LARGEST_ANSWER: usize = 16 << 20;
+
 /// A failed call to a product's API.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{message}")]
@@ -163,7 +167,7 @@ impl ApiClient<'_> {
                 .header(reqwest::header::CONTENT_TYPE, "application/json")
                 .body(serde_json::to_vec(body).unwrap_or_default());
         }
-        let answer = request.send().await.map_err(|e| FetchError {
+        let mut answer = request.send().await.map_err(|e| FetchError {
             class: Failure::Transient,
             status: None,
             retry_after: None,
@@ -174,12 +178,26 @@ impl ApiClient<'_> {
         })?;
         let status = answer.status().as_u16();
         let wait = retry_after(answer.headers(), &[], SystemTime::now());
-        let text = answer.bytes().await.map_err(|e| FetchError {
-            class: Failure::Transient,
-            status: Some(status),
-            retry_after: None,
-            message: format!("{method} {shown}: the answer broke off ({e})"),
-        })?;
+        let mut text = Vec::new();
+        loop {
+            let chunk = answer.chunk().await.map_err(|e| FetchError {
+                class: Failure::Transient,
+                status: Some(status),
+                retry_after: None,
+                message: format!(
+                    "{method} {shown}: the answer broke off ({})",
+                    e.without_url()
+                ),
+            })?;
+            let Some(chunk) = chunk else { break };
+            if text.len() + chunk.len() > LARGEST_ANSWER {
+                return Err(FetchError::unreadable(&format!(
+                    "{method} {shown}: an answer larger than {} MiB",
+                    LARGEST_ANSWER >> 20
+                )));
+            }
+            text.extend_from_slice(&chunk);
+        }
         if (200..300).contains(&status) {
             return serde_json::from_slice(&text)
                 .map_err(|_| FetchError::unreadable(&format!("{method} {shown}: not JSON")));

@@ -120,6 +120,53 @@ fn render_shows_method_url_and_body_and_never_the_secret() {
     assert!(!out.contains("render-secret-4d5e6f") && !err.contains("render-secret-4d5e6f"));
 }
 
+#[test]
+fn render_takes_any_products_payload_by_its_source() {
+    let (_dir, config) = write_config(&format!(
+        "{ZENDESK_INSTANCE}\n[sources.olark]\ntoken = \"olark-token-0123\"\n"
+    ));
+    let render = |source: &str, file: &str| {
+        run_cli(&[
+            "--config",
+            &config,
+            "render",
+            "--connector",
+            "helpdesk",
+            "--source",
+            source,
+            file,
+        ])
+    };
+    let (code, out, err) = render("tawk", "tests/fixtures/tawk/chat-transcript-created.json");
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains(r#""subject": "Hi, is the Aurora X2 in stock in black?""#),
+        "{out}"
+    );
+    // A configured instance: its name is the account of Olark's conversations.
+    let (code, out, err) = render(
+        "olark",
+        "tests/fixtures/olark/conversation.form-urlencoded.txt",
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("cb%3Ahelpdesk%3Aolark%3Aolark%3AQ7mX2cV9bN4kL1pZ8sD3fG6hJ0aE5rT"),
+        "{out}"
+    );
+    let (code, _, err) = render(
+        "crisp",
+        "tests/fixtures/crisp/session-set-state-resolved.json",
+    );
+    assert_eq!(code, 1);
+    assert!(err.contains("does not carry its conversation"), "{err}");
+    let (code, _, err) = render("zopim", "tests/fixtures/tawk/chat-end.json");
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("no source `zopim`") && err.contains("tawk"),
+        "{err}"
+    );
+}
+
 /// URLs that are credentials, in the forms they take once a request is built from them: a
 /// Slack webhook written with a trailing `/`, a webhook with a token in its path and query, a
 /// password in a help desk's address.

@@ -623,3 +623,130 @@ async fn olark_takes_its_token_in_the_url_and_refuses_a_wrong_one_unread() {
         .unwrap();
     assert_eq!(unknown.status(), 404, "crisp is not configured here");
 }
+
+/// Every product's conversations, read from the fixtures (fetched ones from the stand-ins of
+/// their APIs), with the documents templates read as `raw`.
+async fn every_products_conversation() -> Vec<(String, chatbridge::sources::Parsed)> {
+    use crate::fake_chat_apis::{self, Product};
+    use chatbridge::sources::api::ApiClient;
+    use chatbridge::sources::instance::Api;
+    let mut all = Vec::new();
+    for e in expected() {
+        let Event::Conversation(conversation) = read(e.source, e.file) else {
+            panic!("{}", e.file)
+        };
+        let document = e.source.document(fixture(e.file).into()).unwrap();
+        let raw = serde_json::from_slice(&document).unwrap_or_default();
+        all.push((
+            e.file.to_owned(),
+            chatbridge::sources::Parsed {
+                conversation: *conversation,
+                raw,
+            },
+        ));
+    }
+    let http = reqwest::Client::new();
+    for (product, source, file, api) in [
+        (
+            Product::SmartsuppV2,
+            Source::SmartsuppV2,
+            "smartsupp-v2/conversation-closed.json",
+            Api {
+                base_url: String::new(),
+                token: Some(fake_chat_apis::SMARTSUPP_TOKEN.into()),
+                identifier: None,
+                key: None,
+            },
+        ),
+        (
+            Product::Crisp,
+            Source::Crisp,
+            "crisp/session-set-state-resolved.json",
+            Api {
+                base_url: String::new(),
+                token: None,
+                identifier: Some(fake_chat_apis::CRISP_IDENTIFIER.into()),
+                key: Some(fake_chat_apis::CRISP_KEY.into()),
+            },
+        ),
+        (
+            Product::LiveChat,
+            Source::LiveChat,
+            "livechat/chat-deactivated.json",
+            Api {
+                base_url: String::new(),
+                token: Some(fake_chat_apis::LIVECHAT_PAT.into()),
+                identifier: Some(fake_chat_apis::LIVECHAT_ACCOUNT.into()),
+                key: None,
+            },
+        ),
+        (
+            Product::Tidio,
+            Source::Tidio,
+            "tidio/conversation-solved-by-operator.json",
+            Api {
+                base_url: String::new(),
+                token: None,
+                identifier: Some(fake_chat_apis::TIDIO_CLIENT_ID.into()),
+                key: Some(fake_chat_apis::TIDIO_CLIENT_SECRET.into()),
+            },
+        ),
+    ] {
+        let stand_in = fake_chat_apis::start(product).await;
+        let api = Api {
+            base_url: stand_in.uri(),
+            ..api
+        };
+        let fetched = source
+            .fetch(
+                ApiClient {
+                    http: &http,
+                    api: &api,
+                },
+                &fixture(file),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{file}: {e}"));
+        all.push((
+            file.to_owned(),
+            chatbridge::sources::Parsed {
+                conversation: fetched.conversation,
+                raw: fetched.documents,
+            },
+        ));
+    }
+    all
+}
+
+#[tokio::test]
+async fn every_connector_type_renders_every_products_conversation() {
+    let config = chatbridge::config::Config::load(&crate::helpers::fixture_path("catalog.toml"))
+        .expect("catalog config loads");
+    let registry = chatbridge::app::registry(&config).expect("catalog registry builds");
+    let conversations = every_products_conversation().await;
+    assert_eq!(conversations.len(), 10, "six carried, four fetched");
+    for connector in registry.connectors() {
+        for (file, parsed) in &conversations {
+            for (version, plan) in
+                crate::helpers::every_version(&registry, connector.as_ref(), parsed)
+            {
+                assert!(!plan.is_empty(), "{} {file} v{version}", connector.kind());
+                for request in &plan {
+                    let json = request
+                        .headers
+                        .iter()
+                        .any(|(n, v)| n == "content-type" && v == "application/json");
+                    if let (true, Some(body)) = (json, &request.body) {
+                        serde_json::from_str::<Value>(body).unwrap_or_else(|e| {
+                            panic!(
+                                "{} {file} {}: not JSON ({e}):\n{body}",
+                                connector.kind(),
+                                request.step
+                            )
+                        });
+                    }
+                }
+            }
+        }
+    }
+}

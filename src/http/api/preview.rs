@@ -13,6 +13,7 @@ use crate::connectors::PlannedRequest;
 use crate::http::AppState;
 use crate::http::error::ApiError;
 use crate::preview::Prepared;
+use crate::sources::Source;
 
 /// A payload to render through a connector.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -99,7 +100,8 @@ pub async fn render_preview(
         .ok_or_else(|| ApiError::Invalid(format!("no connector instance `{}`", names[0])))?;
     // Rendered whether or not the instance's filters let this chat through: a template is
     // tried on whatever chat is at hand.
-    let chat = Prepared::new(&state.redactor, connector.name(), &body).map_err(|e| {
+    let smartsupp = (Source::Smartsupp, Source::Smartsupp.name());
+    let chat = Prepared::new(&state.redactor, connector.name(), smartsupp, &body).map_err(|e| {
         ApiError::Invalid(format!("the payload is not a Smartsupp hook payload: {e}"))
     })?;
     let plan = connector
