@@ -231,22 +231,20 @@ impl Config {
                 let instead = format!(
                     "{product} signs nothing, so its secret is the token in the URL: set token"
                 );
-                unused(problems, ".secret", config.secret.is_some(), &instead);
-                unused(
-                    problems,
-                    ".previous_secret",
-                    config.previous_secret.is_some(),
-                    &instead,
-                );
+                for (key, present) in [
+                    (".secret", config.secret.is_some()),
+                    (".previous_secret", config.previous_secret.is_some()),
+                ] {
+                    unused(problems, key, present, &instead);
+                }
             } else {
                 let instead = format!("{product} proves its requests with secret, not a URL token");
-                unused(problems, ".token", config.token.is_some(), &instead);
-                unused(
-                    problems,
-                    ".previous_token",
-                    config.previous_token.is_some(),
-                    &instead,
-                );
+                for (key, present) in [
+                    (".token", config.token.is_some()),
+                    (".previous_token", config.previous_token.is_some()),
+                ] {
+                    unused(problems, key, present, &instead);
+                }
                 unused(
                     problems,
                     ".tenants",

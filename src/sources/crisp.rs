@@ -16,12 +16,8 @@ use serde_json::Value;
 
 use super::api::{ApiClient, Auth, FetchError, Fetched, segment};
 use super::lenient::{self, Node};
-use super::{
-    Draft, Event, FetchEvent, Source, SourceError, country_code, envelope, keyed_variables,
-};
-use crate::model::{
-    Attachment, Conversation, ConversationId, Email, Message, MessageKind, Visitor,
-};
+use super::{Draft, Event, Source, SourceError, country_code, envelope, keyed_variables};
+use crate::model::{Attachment, Conversation, Email, Message, MessageKind, Visitor};
 
 /// Reads a Crisp web hook.
 ///
@@ -42,11 +38,7 @@ pub fn read(body: &[u8]) -> Result<Event, SourceError> {
         .ok_or(SourceError::MissingField("website_id"))?;
     let session_id = lenient::text(root.at(&["data", "session_id"]))
         .ok_or(SourceError::MissingField("data.session_id"))?;
-    Ok(Event::Fetch(FetchEvent {
-        conversation_id: ConversationId::new(Source::Crisp.name(), &website_id, &session_id),
-        account_id: website_id,
-        event,
-    }))
+    Ok(Event::fetch(Source::Crisp, website_id, &session_id, event))
 }
 
 /// The most pages of messages read for one conversation (each is Crisp's batch, oldest

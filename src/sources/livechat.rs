@@ -22,12 +22,9 @@ use subtle::ConstantTimeEq;
 use super::api::{ApiClient, Auth, FetchError, Fetched};
 use super::lenient::{self, Node};
 use super::signature::{Refused, Secrets};
-use super::{
-    Draft, Event, FetchEvent, Source, SourceError, country_code, envelope, keyed_variables,
-};
+use super::{Draft, Event, Source, SourceError, country_code, envelope, keyed_variables};
 use crate::model::{
-    Attachment, Conversation, ConversationId, Email, Message, MessageKind, Page, Rating, Variable,
-    Visitor,
+    Attachment, Conversation, Email, Message, MessageKind, Page, Rating, Variable, Visitor,
 };
 
 /// The body field holding the webhook's secret.
@@ -78,15 +75,8 @@ pub fn read(body: &[u8]) -> Result<Event, SourceError> {
                 lenient::text(root.at(&["payload", key])).ok_or(SourceError::MissingField(key))
             };
             let account_id = account(&root)?;
-            Ok(Event::Fetch(FetchEvent {
-                conversation_id: ConversationId::new(
-                    Source::LiveChat.name(),
-                    &account_id,
-                    &channel(&id("chat_id")?, &id("thread_id")?),
-                ),
-                account_id,
-                event: action,
-            }))
+            let thread = channel(&id("chat_id")?, &id("thread_id")?);
+            Ok(Event::fetch(Source::LiveChat, account_id, &thread, action))
         }
         _ => Ok(Event::Ignored(action)),
     }

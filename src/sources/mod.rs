@@ -76,6 +76,18 @@ pub enum Event {
     Ignored(String),
 }
 
+impl Event {
+    /// Event `event` of `source`, ending conversation `conversation` of `account_id`, whose
+    /// transcript is fetched.
+    pub fn fetch(source: Source, account_id: String, conversation: &str, event: String) -> Self {
+        Self::Fetch(FetchEvent {
+            conversation_id: ConversationId::new(source.name(), &account_id, conversation),
+            account_id,
+            event,
+        })
+    }
+}
+
 /// An event whose conversation must be fetched: who it belongs to and what to ask for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FetchEvent {
@@ -296,6 +308,11 @@ pub struct Draft {
     pub event_at: Option<Timestamp>,
     /// `Some(Offline)` for an offline message; otherwise derived.
     pub status: Option<Status>,
+    /// The product's own flags, when it sends them (Smartsupp's POST hook); otherwise
+    /// derived from the status and the transcript.
+    pub flags: Option<Flags>,
+    /// The product's own statistics, when it sends them.
+    pub stats: Stats,
     /// The visitor.
     pub visitor: Visitor,
     /// The transcript, in any order.
@@ -343,14 +360,14 @@ impl Draft {
             .or_else(|| messages.iter().filter_map(|m| m.sent_at).max())
             .or(self.event_at)
             .or(started_at);
-        let flags = Flags {
+        let flags = self.flags.unwrap_or_else(|| Flags {
             chat: visitor_wrote && agent_wrote,
             missed: status == Status::Missed,
             triggered: messages.iter().any(|m| m.triggered_by.is_some()),
             offline: status == Status::Offline,
             completed: status == Status::Completed,
             dropped: status == Status::Dropped,
-        };
+        });
         let subject = self
             .subject
             .filter(|s| !s.trim().is_empty())
@@ -364,7 +381,7 @@ impl Draft {
             ended_at,
             status,
             flags,
-            stats: Stats::default(),
+            stats: self.stats,
             rating: self.rating,
             visitor: self.visitor,
             pages: self.pages,

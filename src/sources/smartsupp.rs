@@ -10,7 +10,7 @@
 //! - Instants are epoch milliseconds, durations whole seconds. A value below 10^11 in an
 //!   instant field is taken as seconds (other products send seconds; no Smartsupp evidence).
 //! - The transcript is sorted by `sentAt`, array order breaking ties; missing `beginAt` /
-//!   `endAt` are derived from the messages.
+//!   `endAt` are derived from the messages ([`Draft::finish`], as for every product).
 //! - The author kind comes from `type`; `from` (`visitor:…`, `agent:3`, `system`) decides
 //!   only when `type` is unknown. The pre-2018 shape (`groupKey`, integer or `null` `from`,
 //!   `email` on each message) is accepted as well.
@@ -22,14 +22,11 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 
 use super::lenient::{self, Node};
-use super::{SourceError, agents};
+use super::{Draft, Source, SourceError};
 use crate::model::{
-    Conversation, ConversationId, Email, Flags, Message, MessageKind, Page, Rating, Stats, Status,
-    Variable, Visitor,
+    Conversation, Email, Flags, Message, MessageKind, Page, Rating, Stats, Status, Variable,
+    Visitor,
 };
-
-/// The name of this source in ids, URLs and config.
-pub const SOURCE: &str = "smartsupp";
 
 /// Reads the conversation of a POST hook body.
 ///
@@ -70,32 +67,13 @@ fn normalize(root: &Node<'_>) -> Result<Conversation, SourceError> {
         Status::Completed
     };
 
-    let visitor = visitor(visitor_obj);
-    let mut messages = messages(root.get("messages"));
-    // Smartsupp leaves `name` out of some visitor messages; they are still the visitor's.
-    for m in messages
-        .iter_mut()
-        .filter(|m| m.kind == MessageKind::Visitor && m.author_name.is_none())
-    {
-        m.author_name.clone_from(&visitor.name);
-    }
-    let started_at = lenient::instant(root.get("beginAt"))
-        .or_else(|| messages.iter().filter_map(|m| m.sent_at).min());
-    let ended_at = lenient::instant(root.get("endAt"))
-        .or_else(|| messages.iter().filter_map(|m| m.sent_at).max())
-        .or(started_at);
-    let agents = agents(&messages);
-    let subject = Conversation::default_subject(status, &visitor, &messages);
-
-    Ok(Conversation {
-        id: ConversationId::new(SOURCE, &account_id, &channel_id),
-        source: SOURCE.to_owned(),
+    Ok(Draft {
         account_id,
         channel_id,
-        started_at,
-        ended_at,
-        status,
-        flags,
+        started_at: lenient::instant(root.get("beginAt")),
+        ended_at: lenient::instant(root.get("endAt")),
+        status: Some(status),
+        flags: Some(flags),
         stats: Stats {
             duration_s: lenient::unsigned(channel.get("duration")),
             avg_response_s: lenient::unsigned(channel.get("avgResponse")),
@@ -104,7 +82,9 @@ fn normalize(root: &Node<'_>) -> Result<Conversation, SourceError> {
             words_count: lenient::unsigned(channel.get("wordsCount")),
         },
         rating: rating(channel),
-        visitor,
+        // Smartsupp leaves `name` out of some visitor messages; `finish` gives them the
+        // visitor's.
+        visitor: visitor(visitor_obj),
         pages: lenient::array(root.get("paths"))
             .iter()
             .filter(|p| p.entries().is_some())
@@ -114,12 +94,14 @@ fn normalize(root: &Node<'_>) -> Result<Conversation, SourceError> {
             })
             .filter(|p| p.url.is_some() || p.title.is_some())
             .collect(),
-        messages,
-        agents,
-        subject,
-        tags: Vec::new(),
-        department: None,
-    })
+        messages: lenient::array(root.get("messages"))
+            .iter()
+            .filter(|m| m.entries().is_some())
+            .map(message)
+            .collect(),
+        ..Draft::default()
+    }
+    .finish(Source::Smartsupp))
 }
 
 /// `rating` null means "not rated"; `ratingDesc` is `""` when rated without a comment.
@@ -165,17 +147,6 @@ fn visitor(v: &Node<'_>) -> Visitor {
         referer: lenient::text(v.get("referer")),
         variables,
     }
-}
-
-fn messages(value: Option<&Node<'_>>) -> Vec<Message> {
-    let mut messages: Vec<Message> = lenient::array(value)
-        .iter()
-        .filter(|m| m.entries().is_some())
-        .map(message)
-        .collect();
-    // Stable sort: equal instants keep the array's order.
-    messages.sort_by_key(|m| m.sent_at);
-    messages
 }
 
 fn message(m: &Node<'_>) -> Message {

@@ -17,10 +17,9 @@ use serde_json::{Value, json};
 
 use super::api::{ApiClient, Auth, FetchError, Fetched, segment};
 use super::lenient::{self, Node};
-use super::{Draft, Event, FetchEvent, Source, SourceError, country_code, envelope};
+use super::{Draft, Event, Source, SourceError, country_code, envelope};
 use crate::model::{
-    Attachment, Conversation, ConversationId, Email, Message, MessageKind, Rating, Status,
-    Variable, Visitor,
+    Attachment, Conversation, Email, Message, MessageKind, Rating, Status, Variable, Visitor,
 };
 
 /// The events that end or change a conversation: each fetches it.
@@ -45,15 +44,12 @@ pub fn read(body: &[u8]) -> Result<Event, SourceError> {
     let conversation = lenient::text(root.at(&["data", "conversation", "id"]))
         .or_else(|| lenient::text(root.at(&["data", "conversation_id"])))
         .ok_or(SourceError::MissingField("data.conversation.id"))?;
-    Ok(Event::Fetch(FetchEvent {
-        conversation_id: ConversationId::new(
-            Source::SmartsuppV2.name(),
-            &account_id,
-            &conversation,
-        ),
+    Ok(Event::fetch(
+        Source::SmartsuppV2,
         account_id,
+        &conversation,
         event,
-    }))
+    ))
 }
 
 /// Reads a closed or rated conversation with the REST API v2 (`Authorization: Bearer`):

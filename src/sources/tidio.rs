@@ -15,8 +15,8 @@ use serde_json::{Value, json};
 
 use super::api::{ApiClient, Auth, FetchError, Fetched, segment};
 use super::lenient::{self, Node};
-use super::{Draft, Event, FetchEvent, Source, SourceError, envelope};
-use crate::model::{ConversationId, Email, Message, MessageKind, Variable, Visitor};
+use super::{Draft, Event, Source, SourceError, envelope};
+use crate::model::{Email, Message, MessageKind, Variable, Visitor};
 
 /// The topics that end a conversation.
 const SOLVED: [&str; 2] = [
@@ -39,11 +39,7 @@ pub fn read(body: &[u8]) -> Result<Event, SourceError> {
     let conversation = lenient::text(root.at(&["content", "conversation_id"]))
         .or_else(|| lenient::text(root.at(&["content", "contact_id"])))
         .ok_or(SourceError::MissingField("content.contact_id"))?;
-    Ok(Event::Fetch(FetchEvent {
-        conversation_id: ConversationId::new(Source::Tidio.name(), &project, &conversation),
-        account_id: project,
-        event: topic,
-    }))
+    Ok(Event::fetch(Source::Tidio, project, &conversation, topic))
 }
 
 /// Reads a solved conversation from the Tidio OpenAPI (`X-Tidio-Openapi-Client-Id` and
